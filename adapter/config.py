@@ -1,0 +1,76 @@
+"""All settings in one place, read from `LIAISON_*` environment variables (pydantic-settings).
+
+Every command and test can point liaison at its own data by setting `LIAISON_DATA_DIR`
+(and, when needed, `LIAISON_DATABASE_URL` / `LIAISON_TARGET_URL`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGED_DATA = Path(__file__).resolve().parent / "_data"
+
+
+def _data_folder(name: str) -> Path:
+    """`mappings/` and `conformance/`: repo root in a checkout, inside the wheel otherwise."""
+    in_checkout = _REPO_ROOT / name
+    return in_checkout if in_checkout.is_dir() else _PACKAGED_DATA / name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIAISON_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".liaison"), description="where liaison keeps its state")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite file in the data dir"
+    )
+    target_url: str | None = Field(
+        default=None,
+        description="FHIR base URL of the shared record to push to; default the embedded /fhir",
+    )
+    mappings_dir: Path = Field(default_factory=lambda: _data_folder("mappings"))
+    conformance_dir: Path = Field(default_factory=lambda: _data_folder("conformance"))
+    max_letter_bytes: int = Field(default=20 * 1024 * 1024, description="largest CDA accepted")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8080", description="how this server is reached (Location, links)"
+    )
+
+    # push target authentication (OAuth2 client credentials / SMART backend services)
+    target_token_url: str | None = None
+    target_client_id: str | None = None
+    target_client_secret: str | None = None
+    target_private_key: Path | None = Field(
+        default=None, description="PEM key for a private_key_jwt client assertion"
+    )
+    target_scope: str = "system/*.rs system/*.cud"
+    push_timeout_seconds: float = 30.0
+    push_max_attempts: int = 8
+
+    # access control of our own API
+    auth_required: bool = True
+    token_issuer: str = "liaison-local"
+    jwks_url: str | None = Field(
+        default=None, description="trust an external issuer (e.g. Pro Santé Connect) by its JWKS"
+    )
+    validation_mode: str = Field(
+        default="report", description="incoming CDA schematron validation: off | report | strict"
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'liaison.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing env."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings

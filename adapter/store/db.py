@@ -1,0 +1,81 @@
+"""Engine creation and schema set-up shared by every part of liaison.
+
+Each part defines its own tables in its own module; `init_db` imports the modules named in
+`MODEL_MODULES` so one `create_all` builds the whole schema, whatever part is started first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine
+
+from adapter.config import get_settings
+
+# Modules that declare SQLModel tables; a missing one is skipped so parts can land independently.
+MODEL_MODULES = (
+    "adapter.store.letters",
+    "adapter.store.outbox",
+    "adapter.directory.models",
+    "adapter.record.models",
+    "adapter.coordination.models",
+)
+
+
+def _import_models() -> None:
+    for name in MODEL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as missing:
+            if missing.name != name:
+                raise
+
+
+def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets the API read while the pusher writes; busy_timeout waits instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def engine_for(url: str) -> Engine:
+    """A new engine for `url`, with SQLite tuned for concurrent readers and one writer."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _tune_sqlite)
+    else:
+        engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return engine
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for `url` (default: the configured database), schema created."""
+    engine = engine_for(url or get_settings().resolved_database_url)
+    init_db(engine)
+    return engine
+
+
+def init_db(engine: Engine) -> None:
+    _import_models()
+    SQLModel.metadata.create_all(engine)
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """One unit of work: commits on success, rolls back on any error."""
+    with Session(engine or get_engine(), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
