@@ -1,0 +1,458 @@
+"""Structured body sections → resources, per the section model of `mappings/<model>.yaml`.
+
+Each handler is named by the `becomes:` of a section; entries a handler does not map are
+reported with their XPath, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lxml import etree
+
+from adapter.cda import datatypes as cda
+from adapter.cda.datatypes import XSI_TYPE, child, children
+from adapter.mapping.bundle import PER_VERSION
+from adapter.mapping.context import Context
+
+Handler = Callable[[Context, etree._Element, dict[str, Any]], None]
+
+
+def narrative_index(root: etree._Element) -> dict[str, str]:
+    """Texts of every narrative element carrying an ID (targets of <reference value="#ID"/>)."""
+    index: dict[str, str] = {}
+    for element in root.iterfind(".//*[@ID]"):
+        text = cda.text_of(element)
+        if text:
+            index[element.get("ID")] = text
+    return index
+
+
+def _entry_identifier(ctx: Context, kind: str) -> dict[str, str]:
+    return {"system": ctx.knowledge.liaison_system("entry"), "value": ctx.next_entry_key(kind)}
+
+
+def _identifiers(ctx: Context, element: etree._Element, kind: str) -> tuple[dict, list[dict]]:
+    key = _entry_identifier(ctx, kind)
+    identifiers = [key]
+    for id_element in children(element, "id"):
+        identifier = cda.ii_identifier(id_element)
+        if identifier and identifier.get("system") and identifier not in identifiers:
+            identifiers.append(identifier)
+    return key, identifiers
+
+
+def _report_children(ctx: Context, element: etree._Element, used: set[str], what: str) -> None:
+    for part in element:
+        if isinstance(part.tag, str) and etree.QName(part).localname not in used:
+            ctx.report.unmapped(part, f"{what}: element {etree.QName(part).localname} "
+                                      "is not mapped.")
+
+
+def _text(ctx: Context, element: etree._Element) -> str | None:
+    return cda.original_text(element, ctx.narrative)
+
+
+def _number(raw: str | None) -> int | float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else value
+
+
+def _quantity(element: etree._Element | None) -> dict[str, Any] | None:
+    if element is None or element.get("nullFlavor") or element.get("value") is None:
+        return None
+    value = _number(element.get("value"))
+    if value is None:
+        return None
+    quantity: dict[str, Any] = {"value": value}
+    unit = element.get("unit")
+    if unit and unit != "1":
+        quantity.update({"unit": unit, "system": "http://unitsofmeasure.org", "code": unit})
+    return quantity
+
+
+def _range_or_quantity(element: etree._Element | None) -> tuple[str, dict] | None:
+    if element is None:
+        return None
+    if element.get("value") is not None:
+        quantity = _quantity(element)
+        return ("Quantity", quantity) if quantity else None
+    low, high = _quantity(child(element, "low")), _quantity(child(element, "high"))
+    if low and high and low == high:
+        return "Quantity", low
+    if low or high:
+        return "Range", {k: v for k, v in (("low", low), ("high", high)) if v}
+    return None
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+def careplan_description(ctx: Context, section: etree._Element, model: dict) -> None:
+    text = cda.text_of(child(section, "text"))
+    if text:
+        ctx.description = f"{ctx.description} {text}" if ctx.description else text
+    _report_entries(ctx, section, "Entry of the reason section is carried by its narrative only.")
+
+
+def careplan_note(ctx: Context, section: etree._Element, model: dict) -> None:
+    text = cda.text_of(child(section, "text"))
+    title = cda.text_of(child(section, "title")) or model["name"]
+    if text:
+        ctx.notes.append(f"{title} : {text}")
+    _report_entries(ctx, section, f"Entry carried as a CarePlan note ({model['name']}), "
+                                  "not mapped as a resource.")
+
+
+def _report_entries(ctx: Context, section: etree._Element, message: str) -> None:
+    for entry in children(section, "entry"):
+        ctx.report.unmapped(entry, message)
+
+
+def document_status(ctx: Context, section: etree._Element, model: dict) -> None:
+    statuses = ctx.knowledge.valuesets["document_status"]
+    for entry in children(section, "entry"):
+        value = child(child(entry, "observation"), "value")
+        code = value.get("code") if value is not None else None
+        ctx.doc_status = statuses.get(code or "", statuses["default"])
+
+
+def _observation_value(ctx: Context, value: etree._Element | None) -> str | None:
+    if value is None:
+        return None
+    kind = (value.get(XSI_TYPE) or "").split(":")[-1]
+    if kind == "BL":
+        return {"true": "Oui", "false": "Non"}.get(value.get("value") or "")
+    if kind in ("CD", "CE", "CV", "CO"):
+        concept = cda.codeable(value, ctx.uris, ctx.narrative)
+        return concept.get("text") if concept else None
+    if kind in ("PQ", "INT", "REAL"):
+        return " ".join(filter(None, [value.get("value"), value.get("unit")]))
+    return cda.text_of(value)
+
+
+def stay_summary(ctx: Context, section: etree._Element, model: dict) -> None:
+    rules = ctx.knowledge.section_models[ctx.recognition.sections]["stay_summary"]
+    for entry in children(section, "entry"):
+        observation = child(entry, "observation")
+        if observation is None:
+            ctx.report.unmapped(entry, "Stay-summary entry that is not an observation.")
+            continue
+        code = child(observation, "code")
+        code_value = code.get("code") if code is not None else None
+        value = child(observation, "value")
+        if code_value == rules["admission_mode"]:
+            ctx.admit_source = cda.codeable(value, ctx.uris, ctx.narrative)
+        elif code_value == rules["discharge_mode"]:
+            ctx.discharge_disposition = cda.codeable(value, ctx.uris, ctx.narrative)
+        else:
+            label = code.get("displayName") if code is not None else None
+            text = _observation_value(ctx, value)
+            if label and text:
+                ctx.notes.append(f"{' '.join(label.split())} : {text}")
+            else:
+                ctx.report.unmapped(observation, "Stay-summary observation without a value.")
+        _report_children(ctx, observation, {"templateId", "id", "code", "text", "statusCode",
+                                            "effectiveTime", "value", "author"},
+                         "Stay-summary observation")
+
+
+_PERIOD_UNITS_DEFAULT = "d"
+
+
+def _dosage(ctx: Context, administration: etree._Element) -> dict[str, Any]:
+    dosage: dict[str, Any] = {}
+    text = _text(ctx, administration)
+    if text:
+        dosage["text"] = text
+    repeat: dict[str, Any] = {}
+    for effective in children(administration, "effectiveTime"):
+        kind = (effective.get(XSI_TYPE) or "IVL_TS").split(":")[-1]
+        if kind == "IVL_TS":
+            bounds = cda.ivl_ts(effective)
+            if bounds:
+                repeat["boundsPeriod"] = bounds
+        elif kind == "PIVL_TS":
+            period = child(effective, "period")
+            value = _number(period.get("value")) if period is not None else None
+            if value is not None:
+                units = ctx.knowledge.valuesets["period_units"]
+                repeat.update({"frequency": 1, "period": value,
+                               "periodUnit": units.get(period.get("unit") or "",
+                                                       _PERIOD_UNITS_DEFAULT)})
+        else:
+            ctx.report.unmapped(effective, f"Medication timing {kind} is not mapped.")
+    if repeat:
+        dosage["timing"] = {"repeat": repeat}
+    route = cda.codeable(child(administration, "routeCode"), ctx.uris)
+    if route:
+        dosage["route"] = route
+    dose_and_rate: dict[str, Any] = {}
+    dose = _range_or_quantity(child(administration, "doseQuantity"))
+    if dose:
+        dose_and_rate[f"dose{dose[0]}"] = dose[1]
+    rate = _range_or_quantity(child(administration, "rateQuantity"))
+    if rate:
+        dose_and_rate[f"rate{rate[0]}"] = rate[1]
+    if dose_and_rate:
+        dosage["doseAndRate"] = [dose_and_rate]
+    max_dose = child(administration, "maxDoseQuantity")
+    numerator = _quantity(child(max_dose, "numerator"))
+    denominator = _quantity(child(max_dose, "denominator"))
+    if numerator and denominator:
+        dosage["maxDosePerPeriod"] = {"numerator": numerator, "denominator": denominator}
+    return dosage
+
+
+def medication_request(ctx: Context, administration: etree._Element) -> str | None:
+    material = cda.path(administration, "consumable", "manufacturedProduct",
+                        "manufacturedMaterial")
+    medication = cda.codeable(child(material, "code"), ctx.uris, ctx.narrative)
+    name = cda.text_of(child(material, "name"))
+    if medication is None and name is None:
+        ctx.report.unmapped(administration, "Treatment without a medication code or name.")
+        return None
+    medication = medication or {}
+    if name:
+        medication["text"] = name
+    key, identifiers = _identifiers(ctx, administration, "medication")
+    request: dict[str, Any] = {
+        "resourceType": "MedicationRequest", "identifier": identifiers, "status": "active",
+        "intent": "order",
+        "category": [{"coding": [ctx.knowledge.valuesets["medication_request_category"]]}],
+        "medicationCodeableConcept": medication, "subject": {"reference": ctx.patient_url},
+    }
+    if ctx.encounter_url:
+        request["encounter"] = {"reference": ctx.encounter_url}
+    if ctx.effective:
+        request["authoredOn"] = ctx.effective
+    if ctx.author:
+        request["requester"] = {"reference": ctx.author.member_url}
+    dosage = _dosage(ctx, administration)
+    if dosage:
+        request["dosageInstruction"] = [dosage]
+    _report_children(ctx, administration, {
+        "templateId", "id", "code", "text", "statusCode", "effectiveTime", "routeCode",
+        "doseQuantity", "rateQuantity", "maxDoseQuantity", "consumable", "author"},
+        "Treatment")
+    return ctx.builder.add(request, key, PER_VERSION)
+
+
+def medication_requests(ctx: Context, section: etree._Element, model: dict) -> None:
+    for entry in children(section, "entry"):
+        administration = child(entry, "substanceAdministration")
+        if administration is None:
+            ctx.report.unmapped(entry, "Treatment entry that is not a substanceAdministration.")
+            continue
+        url = medication_request(ctx, administration)
+        if url:
+            ctx.activities.append(url)
+
+
+def _service_request(ctx: Context, act: etree._Element, kind: str) -> str | None:
+    code = cda.codeable(child(act, "code"), ctx.uris, ctx.narrative)
+    value = child(act, "value")
+    detail = _observation_value(ctx, value) if value is not None else None
+    text = _text(ctx, act) or detail
+    if code is None and text is None:
+        ctx.report.unmapped(act, "Planned act without a code or a text.")
+        return None
+    concept = code or {}
+    if text:
+        concept["text"] = text
+    key, identifiers = _identifiers(ctx, act, kind)
+    statuses = ctx.knowledge.valuesets["request_status"]
+    status_code = child(act, "statusCode")
+    request: dict[str, Any] = {
+        "resourceType": "ServiceRequest", "identifier": identifiers,
+        "status": statuses.get(status_code.get("code") if status_code is not None else "",
+                               statuses["default"]),
+        "intent": "plan", "code": concept, "subject": {"reference": ctx.patient_url},
+    }
+    priority = child(act, "priorityCode")
+    if priority is not None and priority.get("code"):
+        priorities = ctx.knowledge.valuesets["priority"]
+        request["priority"] = priorities.get(priority.get("code"), priorities["default"])
+    if ctx.encounter_url:
+        request["encounter"] = {"reference": ctx.encounter_url}
+    when = cda.ivl_ts(child(act, "effectiveTime"))
+    if when and set(when) == {"start"}:
+        request["occurrenceDateTime"] = when["start"]
+    elif when:
+        request["occurrencePeriod"] = when
+    if ctx.effective:
+        request["authoredOn"] = ctx.effective
+    if ctx.author:
+        request["requester"] = {"reference": ctx.author.member_url}
+    if detail and detail != text:
+        request["note"] = [{"text": detail}]
+    _report_children(ctx, act, {"templateId", "id", "code", "text", "statusCode",
+                                "effectiveTime", "priorityCode", "value", "author"},
+                     "Planned act")
+    return ctx.builder.add(request, key, PER_VERSION)
+
+
+def _appointment(ctx: Context, encounter: etree._Element) -> str:
+    key, identifiers = _identifiers(ctx, encounter, "appointment")
+    appointment: dict[str, Any] = {
+        "resourceType": "Appointment", "identifier": identifiers, "status": "proposed",
+        "participant": [{"actor": {"reference": ctx.patient_url}, "status": "needs-action"}],
+    }
+    kind = cda.codeable(child(encounter, "code"), ctx.uris)
+    if kind:
+        appointment["serviceType"] = [kind]
+    text = _text(ctx, encounter)
+    if text:
+        appointment["description"] = text
+    priority = child(encounter, "priorityCode")
+    if priority is not None and priority.get("displayName"):
+        appointment["comment"] = priority.get("displayName")
+    when = cda.ivl_ts(child(encounter, "effectiveTime"))
+    if when:
+        appointment["requestedPeriod"] = [when]
+    if ctx.effective:
+        appointment["created"] = ctx.effective[:10]
+    _report_children(ctx, encounter, {"templateId", "id", "code", "text", "effectiveTime",
+                                      "priorityCode"}, "Meeting to organise")
+    return ctx.builder.add(appointment, key, PER_VERSION)
+
+
+def _device_request(ctx: Context, supply: etree._Element) -> str | None:
+    device = cda.path(supply, "participant", "participantRole", "playingDevice", "code")
+    code = cda.codeable(device, ctx.uris, ctx.narrative) or (
+        {"text": _text(ctx, supply)} if _text(ctx, supply) else None)
+    if code is None:
+        ctx.report.unmapped(supply, "Device request without a device code.")
+        return None
+    key, identifiers = _identifiers(ctx, supply, "device-request")
+    request = {"resourceType": "DeviceRequest", "identifier": identifiers, "status": "active",
+               "intent": "plan", "codeCodeableConcept": code,
+               "subject": {"reference": ctx.patient_url}}
+    return ctx.builder.add(request, key, PER_VERSION)
+
+
+def plan_activities(ctx: Context, section: etree._Element, model: dict) -> None:
+    kinds = ctx.knowledge.section_models[ctx.recognition.sections]["plan_entries"]
+    for entry in children(section, "entry"):
+        act = next((e for e in entry if isinstance(e.tag, str)), None)
+        name = etree.QName(act).localname if act is not None else None
+        target = kinds.get(name or "")
+        url: str | None = None
+        if target == "ServiceRequest":
+            url = _service_request(ctx, act, name)
+        elif target == "Appointment":
+            url = _appointment(ctx, act)
+        elif target == "MedicationRequest":
+            url = medication_request(ctx, act)
+        elif target == "DeviceRequest":
+            url = _device_request(ctx, act)
+        else:
+            ctx.report.unmapped(entry, f"Plan-of-care entry {name} is not mapped.")
+        if url:
+            ctx.activities.append(url)
+
+
+def devices(ctx: Context, section: etree._Element, model: dict) -> None:
+    for entry in children(section, "entry"):
+        supply = child(entry, "supply")
+        role = cda.path(supply, "participant", "participantRole")
+        code = cda.codeable(cda.path(role, "playingDevice", "code"), ctx.uris, ctx.narrative)
+        if supply is None or code is None:
+            ctx.report.unmapped(entry, "Device entry without a device code.")
+            continue
+        key, identifiers = _identifiers(ctx, supply, "device")
+        device: dict[str, Any] = {"resourceType": "Device", "identifier": identifiers,
+                                  "type": code, "patient": {"reference": ctx.patient_url}}
+        udi = cda.ii(child(role, "id"))
+        if udi and udi[1]:
+            device["udiCarrier"] = [{"carrierHRF": udi[1]}]
+        device_url = ctx.builder.add(device, key, PER_VERSION)
+        use_key = {"system": key["system"], "value": f"{key['value']}/use"}
+        statement: dict[str, Any] = {
+            "resourceType": "DeviceUseStatement", "identifier": [use_key], "status": "active",
+            "subject": {"reference": ctx.patient_url}, "device": {"reference": device_url},
+        }
+        period = cda.ivl_ts(child(supply, "effectiveTime"))
+        if period:
+            statement["timingPeriod"] = period
+        if ctx.effective:
+            statement["recordedOn"] = ctx.effective
+        ctx.supporting.append(ctx.builder.add(statement, use_key, PER_VERSION))
+        _report_children(ctx, supply, {"templateId", "id", "effectiveTime", "participant"},
+                         "Device")
+
+
+def allergies(ctx: Context, section: etree._Element, model: dict) -> None:
+    sets = ctx.knowledge.valuesets
+    for observation in section.iterfind("./{*}entry/{*}act/{*}entryRelationship/{*}observation"):
+        kind = child(observation, "code")
+        kind_code = kind.get("code") if kind is not None else None
+        allergen = cda.codeable(child(observation, "value"), ctx.uris, ctx.narrative)
+        if allergen is None or (not allergen.get("coding") and not allergen.get("text")):
+            ctx.report.unmapped(observation, "Allergy entry without an allergen (no code and no "
+                                             "text) is not mapped.")
+            continue
+        key, identifiers = _identifiers(ctx, observation, "allergy")
+        allergy: dict[str, Any] = {
+            "resourceType": "AllergyIntolerance", "identifier": identifiers,
+            "clinicalStatus": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                "code": "active"}]},
+            "verificationStatus": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                "code": "confirmed"}]},
+            "code": allergen, "patient": {"reference": ctx.patient_url},
+        }
+        if kind_code in sets["allergy_type"]:
+            allergy["type"] = sets["allergy_type"][kind_code]
+        if kind_code in sets["allergy_category"]:
+            allergy["category"] = [sets["allergy_category"][kind_code]]
+        if ctx.effective:
+            allergy["recordedDate"] = ctx.effective
+        ctx.supporting.append(ctx.builder.add(allergy, key, PER_VERSION))
+
+
+HANDLERS: dict[str, Handler] = {
+    "careplan-description": careplan_description,
+    "careplan-note": careplan_note,
+    "document-status": document_status,
+    "stay-summary": stay_summary,
+    "medication-requests": medication_requests,
+    "plan-activities": plan_activities,
+    "devices": devices,
+    "allergies": allergies,
+}
+
+
+def _match(section: etree._Element, models: list[dict]) -> dict | None:
+    templates = {t.get("root") for t in children(section, "templateId")}
+    code = child(section, "code")
+    loinc = code.get("code") if code is not None else None
+    for model in models:
+        if templates.intersection(model["templateIds"]):
+            return model
+    for model in models:
+        if loinc and loinc == model.get("loinc"):
+            return model
+    return None
+
+
+def map_sections(ctx: Context) -> None:
+    models = ctx.knowledge.section_models[ctx.recognition.sections]["sections"]
+    body = cda.path(ctx.root, "component", "structuredBody")
+    for section in body.iterfind("./{*}component/{*}section"):
+        model = _match(section, models)
+        if model is None:
+            title = cda.text_of(child(section, "title")) or "untitled"
+            ctx.report.unmapped(section, f"Section {title!r} is not part of the mapping.")
+            continue
+        handler = HANDLERS.get(model["becomes"])
+        if handler is None:
+            ctx.report.unmapped(section, f"Section {model['name']!r} is reported only.")
+            continue
+        handler(ctx, section, model)
