@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     validation_mode: str = Field(
         default="report", description="incoming CDA schematron validation: off | report | strict"
     )
+    cisis_dir: Path = Field(
+        default_factory=lambda: _REPO_ROOT.parent / "shared" / "cda-examples",
+        description="CI-SIS artefacts (schematrons/, jeuxDeValeurs/, infrastructure/cda/)",
+    )
+
+    # pusher tuning (issue 5): lease so a crashed worker's entries are taken over, backoff bounds
+    push_lease_seconds: float = 60.0
+    push_backoff_base_seconds: float = 1.0
+    push_backoff_max_seconds: float = 300.0
+    push_workers: int = 2
+    push_in_server: bool = Field(default=True, description="run the pusher inside `liaison serve`")
+    target_max_entries: int | None = Field(
+        default=None, description="split bigger transactions for targets that cap them (Medplum: 8)"
+    )
 
     @property
     def resolved_database_url(self) -> str:

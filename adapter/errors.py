@@ -106,6 +106,13 @@ class TargetRejected(TargetError):
     """A 4xx the target will answer again: retrying is pointless, the entry is parked as failed."""
 
 
+class ValidatorUnavailable(LiaisonError):
+    """The CI-SIS validation artefacts (schema, schematrons) cannot be found or compiled."""
+
+    http_status = 503
+    issue_code = "exception"
+
+
 class DirectoryLineRejected(LiaisonError):
     """One line of a directory extract that cannot be imported (the rest of the file goes on)."""
 
@@ -119,3 +126,17 @@ def operation_outcome(
     if expression:
         issue["expression"] = [expression]
     return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+class Gone(LiaisonError):
+    """A resource that existed and was deleted (FHIR read of a deleted resource)."""
+
+    http_status = 410
+    issue_code = "deleted"
+
+
+class NotAcceptable(LiaisonError):
+    """The client asked for a representation liaison does not produce (e.g. FHIR XML)."""
+
+    http_status = 406
+    issue_code = "not-supported"

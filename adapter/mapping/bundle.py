@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.mapping.identity import full_url, identifier_query
+from adapter.mapping.identity import create_if_absent, full_url, identifier_query, token_query
 
 SHARED = "shared"
 PER_LETTER = "per-letter"
@@ -33,11 +33,10 @@ class BundleBuilder:
         if profile and "meta" not in resource:
             resource = {"resourceType": resource_type, "meta": {"profile": [profile]},
                         **{k: v for k, v in resource.items() if k != "resourceType"}}
-        query = identifier_query(identifier)
         if kind == PER_LETTER:
-            request = {"method": "PUT", "url": f"{resource_type}?{query}"}
+            request = {"method": "PUT", "url": f"{resource_type}?{identifier_query(identifier)}"}
         else:
-            request = {"method": "POST", "url": resource_type, "ifNoneExist": query}
+            request = create_if_absent(resource_type, identifier)
         self._entries[url] = {"fullUrl": url, "resource": resource, "request": request}
         return url
 
@@ -50,7 +49,7 @@ class BundleBuilder:
             "fullUrl": url,
             "resource": provenance,
             "request": {"method": "POST", "url": "Provenance",
-                        "ifNoneExist": f"_tag={tag_system}|{tag_code}"},
+                        "ifNoneExist": token_query("_tag", tag_system, tag_code)},
         }
         return url
 

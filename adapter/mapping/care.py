@@ -30,7 +30,7 @@ def map_document_reference(ctx: Context, xml: bytes) -> str:
         "resourceType": "DocumentReference",
         "identifier": [ids["document"], ids["set"],
                        {"system": ctx.knowledge.liaison_system("document_version"),
-                        "value": f"{ctx.set_key}|v{ctx.version}"}],
+                        "value": f"{ctx.set_key}/v{ctx.version}"}],
         "status": "current",
         "docStatus": ctx.doc_status or "final",
         "type": code or {"coding": [sets["document_type"]]},
@@ -71,7 +71,7 @@ def map_document_reference(ctx: Context, xml: bytes) -> str:
         "contentType": "text/xml",
         "data": base64.b64encode(xml).decode("ascii"),
         "size": len(xml),
-        "hash": base64.b64encode(hashlib.sha1(xml).digest()).decode("ascii"),
+        "hash": base64.b64encode(ctx.letter_sha1 or hashlib.sha1(xml).digest()).decode("ascii"),
     }
     if language is not None and language.get("code"):
         attachment["language"] = language.get("code")
@@ -196,7 +196,7 @@ def map_communications(ctx: Context, document_url: str, care_plan_url: str) -> l
     urls = []
     for actor in addressees:
         identifier = {"system": ctx.knowledge.liaison_system("communication"),
-                      "value": f"{ctx.doc_key}|{actor.key}"}
+                      "value": f"{ctx.doc_key}/{actor.key}"}
         communication: dict[str, Any] = {
             "resourceType": "Communication", "identifier": [identifier], "status": "completed",
             "category": [{"coding": [ctx.knowledge.valuesets["communication_category"]]}],

@@ -57,6 +57,7 @@ class Context:
     discharge_disposition: dict[str, Any] | None = None
     doc_status: str | None = None
     entry_count: int = 0
+    letter_sha1: bytes = b""  # SHA-1 of the raw CDA bytes (attachment hash and summary)
 
     def uris(self, oid: str) -> str:
         return self.knowledge.system_uri(oid)

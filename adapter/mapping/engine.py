@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from lxml import etree
+
 from adapter.cda import datatypes as cda
 from adapter.cda.datatypes import child
 from adapter.cda.reader import parse_letter
@@ -62,6 +64,7 @@ def convert_letter(xml: bytes, *, directory: DirectoryLookup | None = None,
         directory=directory, doc_key=_key(document_id), set_key=_key(set_id),
         version=_version(root), effective=cda.ts_of(child(root, "effectiveTime")),
         narrative=sections.narrative_index(root) if recognition.kind == "structured" else {},
+        letter_sha1=hashlib.sha1(xml).digest(),
     )
     patient = header.map_patient(ctx)
     header.map_header_people(ctx)
@@ -95,14 +98,18 @@ def convert_letter(xml: bytes, *, directory: DirectoryLookup | None = None,
     return Conversion(bundle=bundle, report=ctx.report.outcome(), letter=summary)
 
 
+# compiled once, evaluated by libxml2 (iterfind re-reads its path and filters in Python);
+# each value is a "smart string" that knows its element
+_CODE_SYSTEMS = etree.XPath("descendant::*/@codeSystem")
+
+
 def _note_unknown_systems(ctx: Context) -> None:
     seen: set[str] = set()
-    for element in ctx.root.iterfind(".//*[@codeSystem]"):
-        oid = element.get("codeSystem")
+    for oid in _CODE_SYSTEMS(ctx.root):
         if oid not in seen and not ctx.knowledge.known_system(oid):
             seen.add(oid)
             ctx.report.note(f"Code system {oid} has no URI in mappings/terminology.yaml: "
-                            f"written as urn:oid:{oid}.", element)
+                            f"written as urn:oid:{oid}.", oid.getparent())
 
 
 def _summary(ctx: Context, document_id: tuple[str, str], set_id: tuple[str, str],
@@ -128,7 +135,7 @@ def _summary(ctx: Context, document_id: tuple[str, str], set_id: tuple[str, str]
         custodian=custodian,
         recipient_idnats=[a.idnat for a in ctx.recipients if a.idnat],
         pcp_idnat=ctx.pcp.idnat if ctx.pcp else None,
-        sha1=hashlib.sha1(xml).hexdigest(),
+        sha1=ctx.letter_sha1.hex(),
         document_key=ctx.doc_key,
         set_key=ctx.set_key,
     )

@@ -8,7 +8,7 @@ from typing import Any
 from lxml import etree
 
 from adapter.cda import datatypes as cda
-from adapter.cda.datatypes import child, children, ii, path
+from adapter.cda.datatypes import child, children, ii, local_name, path
 from adapter.errors import RefusedLetter
 from adapter.mapping.bundle import PER_LETTER, SHARED
 from adapter.mapping.context import Actor, Context
@@ -118,7 +118,7 @@ def map_patient(ctx: Context) -> dict[str, Any]:
     for guardian in children(patient_element, "guardian"):
         map_related_person(ctx, guardian, "guardianPerson", "GUARD")
     for element in patient_element if patient_element is not None else []:
-        if isinstance(element.tag, str) and etree.QName(element).localname not in (
+        if isinstance(element.tag, str) and local_name(element) not in (
                 "name", "administrativeGenderCode", "birthTime", "guardian", "birthplace"):
             ctx.report.unmapped(element, "Patient element not mapped.")
     postal = next((a.get("postalCode") for a in addresses if a.get("postalCode")), None)
@@ -484,8 +484,8 @@ def map_encounter(ctx: Context) -> None:
     for parent, used in ((encounter_element, {"id", "code", "effectiveTime", "location"}),
                          (service_event, {"code", "effectiveTime", "performer"})):
         for element in parent if parent is not None else []:
-            if isinstance(element.tag, str) and etree.QName(element).localname not in used:
-                ctx.report.unmapped(element, f"Stay element {etree.QName(element).localname} "
+            if isinstance(element.tag, str) and local_name(element) not in used:
+                ctx.report.unmapped(element, f"Stay element {local_name(element)} "
                                              "is not mapped.")
 
 
@@ -512,6 +512,6 @@ _HANDLED_HEADER = {
 
 def report_unmapped_header(ctx: Context) -> None:
     for element in ctx.root:
-        if isinstance(element.tag, str) and etree.QName(element).localname not in _HANDLED_HEADER:
-            ctx.report.unmapped(element, f"Header element {etree.QName(element).localname} "
+        if isinstance(element.tag, str) and local_name(element) not in _HANDLED_HEADER:
+            ctx.report.unmapped(element, f"Header element {local_name(element)} "
                                          "is not mapped.")

@@ -8,21 +8,39 @@ from lxml import etree
 
 from adapter.cda.reader import HL7_NS
 
+_HL7 = f"{{{HL7_NS}}}"
+
+
+def _name(tag: str) -> str:
+    namespace, _, local = tag[1:].rpartition("}") if tag[:1] == "{" else ("", "", tag)
+    return f"hl7:{local}" if namespace == HL7_NS else local
+
 
 def xpath_of(element: etree._Element) -> str:
     """A readable XPath (hl7: prefix, 1-based positions) pointing at `element`."""
+    tree = element.getroottree()
+    root = f"/{_name(tree.getroot().tag)}"
+    if element.getparent() is None:
+        return root
+    # lxml writes the same steps in C ({ns}tag, [n] only among same-name siblings)
+    path = tree.getelementpath(element).replace(_HL7, "hl7:")
+    if "{" not in path:
+        return f"{root}/{path}"
+    return _xpath_step_by_step(element)  # elements of other namespaces: no prefix, local name
+
+
+def _xpath_step_by_step(element: etree._Element) -> str:
     steps: list[str] = []
     node: etree._Element | None = element
     while node is not None:
-        qname = etree.QName(node)
-        prefix = "hl7:" if qname.namespace == HL7_NS else ""
+        tag = node.tag
         parent = node.getparent()
         if parent is None:
-            steps.append(f"{prefix}{qname.localname}")
+            steps.append(_name(tag))
             break
-        same = [sibling for sibling in parent if sibling.tag == node.tag]
-        position = f"[{same.index(node) + 1}]" if len(same) > 1 else ""
-        steps.append(f"{prefix}{qname.localname}{position}")
+        before = sum(1 for _ in node.itersiblings(tag, preceding=True))
+        alone = before == 0 and next(node.itersiblings(tag), None) is None
+        steps.append(_name(tag) if alone else f"{_name(tag)}[{before + 1}]")
         node = parent
     return "/" + "/".join(reversed(steps))
 

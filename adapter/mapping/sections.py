@@ -12,17 +12,20 @@ from typing import Any
 from lxml import etree
 
 from adapter.cda import datatypes as cda
-from adapter.cda.datatypes import XSI_TYPE, child, children
+from adapter.cda.datatypes import XSI_TYPE, child, children, local_name
 from adapter.mapping.bundle import PER_VERSION
 from adapter.mapping.context import Context
 
 Handler = Callable[[Context, etree._Element, dict[str, Any]], None]
 
 
+_WITH_ID = etree.XPath("descendant::*[@ID]")  # compiled once (libxml2, not ElementPath)
+
+
 def narrative_index(root: etree._Element) -> dict[str, str]:
     """Texts of every narrative element carrying an ID (targets of <reference value="#ID"/>)."""
     index: dict[str, str] = {}
-    for element in root.iterfind(".//*[@ID]"):
+    for element in _WITH_ID(root):
         text = cda.text_of(element)
         if text:
             index[element.get("ID")] = text
@@ -45,8 +48,8 @@ def _identifiers(ctx: Context, element: etree._Element, kind: str) -> tuple[dict
 
 def _report_children(ctx: Context, element: etree._Element, used: set[str], what: str) -> None:
     for part in element:
-        if isinstance(part.tag, str) and etree.QName(part).localname not in used:
-            ctx.report.unmapped(part, f"{what}: element {etree.QName(part).localname} "
+        if isinstance(part.tag, str) and local_name(part) not in used:
+            ctx.report.unmapped(part, f"{what}: element {local_name(part)} "
                                       "is not mapped.")
 
 
@@ -340,7 +343,7 @@ def plan_activities(ctx: Context, section: etree._Element, model: dict) -> None:
     kinds = ctx.knowledge.section_models[ctx.recognition.sections]["plan_entries"]
     for entry in children(section, "entry"):
         act = next((e for e in entry if isinstance(e.tag, str)), None)
-        name = etree.QName(act).localname if act is not None else None
+        name = local_name(act) if act is not None else None
         target = kinds.get(name or "")
         url: str | None = None
         if target == "ServiceRequest":

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import parse_qsl
+
 import pytest
 
+from adapter.mapping.identity import token_query
 from adapter.mapping.serialize import bundle_json
 from adapter.mapping.validation import validate_bundle
 from tests.mapping.helpers import LETTERS, convert_file, convert_fixture, entry_of, one, resources
@@ -35,15 +39,31 @@ def test_requests_follow_the_contract() -> None:
             assert request["method"] == "PUT"
             assert request["url"].startswith(f"{resource_type}?identifier=")
         elif resource_type == "Provenance":
-            assert request == {"method": "POST", "url": "Provenance",
-                               "ifNoneExist": "_tag=urn:liaison:provenance|"
-                               + entry["resource"]["meta"]["tag"][0]["code"]}
+            assert request["method"] == "POST" and request["url"] == "Provenance"
+            tag = entry["resource"]["meta"]["tag"][0]
+            assert _token(request["ifNoneExist"], "_tag") == (tag["system"], tag["code"])
         else:
             assert request["method"] == "POST" and request["url"] == resource_type
-            system, value = request["ifNoneExist"].removeprefix("identifier=").split("|", 1)
+            system, value = _token(request["ifNoneExist"], "identifier")
             assert {"system": system, "value": value} in [
                 {"system": i.get("system"), "value": i["value"]}
                 for i in entry["resource"]["identifier"]]
+
+
+def _token(query: str, name: str) -> tuple[str, str]:
+    """Decode `name=system|code` as a FHIR server does: percent-decoding, then search escapes."""
+    [(key, value)] = parse_qsl(query)
+    assert key == name
+    system, code = re.split(r"(?<!\\)\|", value, maxsplit=1)
+    return tuple(re.sub(r"\\([\\|,$])", r"\1", part) for part in (system, code))
+
+
+def test_token_queries_escape_what_would_change_their_meaning() -> None:
+    query = token_query("identifier", "urn:oid:1.2.3", "IPP 12|34&x=1,5$\\")
+    assert "&" not in query and " " not in query
+    assert _token(query, "identifier") == ("urn:oid:1.2.3", "IPP 12|34&x=1,5$\\")
+    assert token_query("identifier", "urn:oid:1.2", "279035121518989") == (
+        "identifier=urn:oid:1.2|279035121518989")
 
 
 def test_all_references_point_inside_the_bundle() -> None:
@@ -127,4 +147,4 @@ def test_the_summary_gives_the_keys_of_identifiers_and_provenance_tag() -> None:
     assert one(conversion.bundle, "Provenance")["meta"]["tag"][0]["code"] == summary.document_key
     assert one(conversion.bundle, "CarePlan")["identifier"][0]["value"] == summary.set_key
     communication = resources(conversion.bundle, "Communication")[0]
-    assert communication["identifier"][0]["value"] == f"{summary.document_key}|810001234567"
+    assert communication["identifier"][0]["value"] == f"{summary.document_key}/810001234567"

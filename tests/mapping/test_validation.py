@@ -7,6 +7,7 @@ import copy
 from adapter.mapping import validation
 from adapter.mapping.validation import validate_bundle, validate_resource
 from tests.mapping.helpers import convert_fixture, one
+from tests.support.paths import LDL_SES_EXAMPLE
 
 
 def test_a_resource_missing_a_required_element_is_reported() -> None:
@@ -34,15 +35,14 @@ def test_an_entry_without_request_is_reported() -> None:
 
 
 def test_identical_resources_are_validated_once() -> None:
-    validation._problems_of.cache_clear()
-    validation._problems_of_exact.cache_clear()
+    validation.clear_caches()
     validate_bundle(convert_fixture("ldl-ses-v1.xml").bundle)
-    shapes = validation._problems_of.cache_info().misses
-    resources = validation._problems_of_exact.cache_info().misses
+    shapes = validation.SHAPES.misses
+    resources = validation.RESOURCES.misses
     validate_bundle(convert_fixture("ldl-ses-v1.xml").bundle)
-    assert validation._problems_of.cache_info().misses == shapes
-    assert validation._problems_of_exact.cache_info().misses == resources
-    assert validation._problems_of_exact.cache_info().hits >= resources
+    assert validation.SHAPES.misses == shapes
+    assert validation.RESOURCES.misses == resources
+    assert validation.RESOURCES.hits >= resources
 
 
 def test_convert_with_validation_puts_problems_in_the_report(monkeypatch) -> None:
@@ -70,11 +70,10 @@ def test_resources_differing_only_in_names_and_identifiers_share_one_model_check
                 "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": ins}],
                 "birthDate": "1954-07-12"}
 
-    validation._problems_of.cache_clear()
-    validation._problems_of_exact.cache_clear()
+    validation.clear_caches()
     assert validate_resource(patient("ROCHE", "254076926612345")) == []
     assert validate_resource(patient("MARTIN", "154076926699999")) == []
-    assert validation._problems_of.cache_info().misses == 1
+    assert validation.SHAPES.misses == 1
 
 
 def test_a_bad_leaf_is_still_caught_when_its_shape_was_seen_valid() -> None:
@@ -104,3 +103,62 @@ def test_attachment_data_that_is_not_base64_is_caught() -> None:
     assert validate_resource(document) == []
     document["content"][0]["attachment"]["data"] = "not base64 at all!"
     assert validate_resource(document)
+
+
+def _distinct_official_letter(number: int) -> bytes:
+    letter = LDL_SES_EXAMPLE.read_bytes()
+    letter = letter.replace(b'root="1.2.250.1.213.1.1.1.29.2022.1',
+                            f'root="1.2.250.1.213.1.1.1.29.2022.1.9{number}'.encode())
+    return letter.replace(b"279035121518989", f"2790351215{number:05d}".encode())
+
+
+def test_a_new_letter_of_a_known_shape_runs_no_model_and_reuses_the_shared_resources() -> None:
+    from adapter.mapping import convert_letter
+
+    validation.clear_caches()
+    first = convert_letter(_distinct_official_letter(1), validate=True)
+    assert not any(i["code"] == "invalid" for i in first.report["issue"])
+    models = validation.SHAPES.misses
+    exact_hits = validation.RESOURCES.hits
+    second = convert_letter(_distinct_official_letter(2), validate=True)
+    assert second.letter.document_key != first.letter.document_key
+    assert second.letter.ins != first.letter.ins
+    assert validation.SHAPES.misses == models  # its Provenance, Patient… share known shapes
+    # the same doctors and hospital, byte for byte: not even walked again
+    assert validation.RESOURCES.hits - exact_hits >= 5
+
+
+def test_the_cache_of_validated_resources_keeps_digests_not_letters() -> None:
+    validation.clear_caches()
+    bundle = convert_fixture("ldl-ses-v1.xml").bundle
+    assert validate_bundle(bundle) == []
+    assert {len(key) for key in validation.RESOURCES._values} == {32}
+
+
+def test_a_large_letter_copy_that_is_broken_base64_is_caught() -> None:
+    import base64
+
+    good = base64.b64encode(b"<ClinicalDocument/>" * 1000).decode("ascii")
+    document = {"resourceType": "DocumentReference", "status": "current",
+                "content": [{"attachment": {"contentType": "text/xml", "data": good}}]}
+    assert validate_resource(document) == []
+    document["content"][0]["attachment"]["data"] = good[:-3]  # truncated: broken padding
+    assert validate_resource(document)
+    assert validate_bundle({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:6f1d7c3e-2b0a-5c4e-9f7d-4c1a2e3b5d60", "resource": document,
+         "request": {"method": "POST", "url": "DocumentReference"}}]})
+
+
+def test_the_urn_uuid_shortcut_only_takes_what_pydantic_accepts() -> None:
+    import uuid
+
+    from fhir_core.types import StringType, UriType
+    from pydantic import TypeAdapter
+
+    string, uri = TypeAdapter(StringType), TypeAdapter(UriType)
+    for value in [f"urn:uuid:{uuid.uuid4()}" for _ in range(200)]:
+        assert validation._OWN_URN_UUID.fullmatch(value)
+        assert string.validate_python(value) == value and uri.validate_python(value) == value
+    for value in ["urn:uuid:", "urn:uuid:ABCDEF00-0000-0000-0000-000000000000",
+                  f"urn:uuid:{uuid.uuid4()} ", f" urn:uuid:{uuid.uuid4()}"]:
+        assert not validation._OWN_URN_UUID.fullmatch(value)

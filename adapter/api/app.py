@@ -1,0 +1,86 @@
+"""The liaison web application: ingestion, the embedded record, the directory, coordination,
+health and metrics in one FastAPI app, with the pusher running in its lifespan."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from adapter import __version__
+from adapter.api import discharge_letters, health, metrics, validation
+from adapter.api.errors import install_error_handlers
+from adapter.api.mhd import provide_document_interceptor
+from adapter.config import Settings, get_settings
+from adapter.push.targets import target_from_settings
+from adapter.push.worker import Pusher
+from adapter.store.db import get_engine
+
+logger = logging.getLogger("liaison.api")
+
+# Routers of the other parts, mounted when the part is installed.
+OPTIONAL_ROUTERS = (
+    "adapter.record.api",  # /fhir
+    "adapter.directory.api",  # /annuaire/fhir
+    "adapter.coordination.api",  # coordination pages and routes
+)
+
+
+def _optional_attribute(module_name: str, name: str) -> Any:
+    """`module.name` of a part that may not be installed (None then)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as missing:
+        if missing.name and module_name.startswith(missing.name):
+            return None
+        raise
+    return getattr(module, name, None)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = get_engine(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.push_in_server:
+            validation.register(engine)
+            app.state.pusher = Pusher(
+                engine, target_from_settings(settings, engine), settings=settings
+            ).start()
+        try:
+            yield
+        finally:
+            pusher: Any = getattr(app.state, "pusher", None)
+            if pusher is not None:
+                pusher.stop()
+
+    app = FastAPI(
+        title="liaison",
+        version=__version__,
+        description=(
+            "Hospital discharge letters (CDA LDL-SES) → FHIR R4 care plans, care teams and "
+            "messages, pushed reliably to a shared patient record."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.pusher = None
+    app.state.bundle_interceptors = [provide_document_interceptor(engine, settings)]
+    repository_class = _optional_attribute("adapter.record.repository", "Repository")
+    if repository_class is not None:  # the record routes and the pusher share one engine
+        app.state.record_repository = repository_class(engine)
+    install_error_handlers(app)
+    app.include_router(discharge_letters.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    for module_name in OPTIONAL_ROUTERS:
+        router: APIRouter | None = _optional_attribute(module_name, "router")
+        if router is not None:
+            app.include_router(router)
+    return app

@@ -1,0 +1,166 @@
+"""`/discharge-letters`: hospitals post CDA discharge letters and follow what became of them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartParser
+
+from adapter.api.ingestion import ingest_letter
+from adapter.auth import Principal, current_principal
+from adapter.errors import (
+    BadRequest,
+    Forbidden,
+    LetterTooLarge,
+    NotFound,
+    UnsupportedMediaType,
+)
+from adapter.store.letters import ReceivedLetter, receipt
+
+router = APIRouter(prefix="/discharge-letters", tags=["discharge letters"])
+
+XML_TYPES = ("application/xml", "text/xml", "application/hl7-cda+xml")
+MULTIPART = "multipart/form-data"
+WRITERS = ("hospital", "system")
+
+RECEIPT_EXAMPLE = {
+    "id": "5f0c1d…",
+    "status": "accepted",
+    "attempts": 0,
+    "resources": [
+        {"resourceType": "CarePlan", "fullUrl": "urn:uuid:…", "condition": "identifier=…"}
+    ],
+    "unmapped": {"resourceType": "OperationOutcome", "issue": []},
+}
+
+
+def _writer(principal: Principal) -> Principal:
+    if principal.kind not in WRITERS:
+        raise Forbidden(f"a {principal.kind} token cannot submit discharge letters")
+    return principal
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` (before anything is parsed)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise LetterTooLarge(f"the request is {declared} bytes, over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise LetterTooLarge(f"the request is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _letter_from_multipart(request: Request, body: bytes) -> bytes:
+    async def replay() -> AsyncIterator[bytes]:
+        yield body
+
+    form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=10).parse()
+    files = [value for value in form.values() if isinstance(value, UploadFile)]
+    if not files:
+        raise BadRequest("the multipart form holds no file part with the letter")
+    return await files[0].read()
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Submit a CDA discharge letter (LDL-SES)",
+    description=(
+        "Body: the CDA R2 XML (`application/xml`, `application/hl7-cda+xml`) or a "
+        "`multipart/form-data` form with the letter as its file part. The letter is checked "
+        "and mapped synchronously, then stored with its receipt and its outbox entry in one "
+        "transaction and pushed to the shared record in the background. The same letter posted "
+        "again answers 200 with the existing receipt."
+    ),
+    responses={
+        202: {
+            "description": "Accepted: the receipt",
+            "content": {"application/json": {"example": RECEIPT_EXAMPLE}},
+        },
+        200: {"description": "Already received: the existing receipt"},
+        400: {"description": "Not XML (OperationOutcome)"},
+        401: {"description": "Missing or invalid bearer token"},
+        403: {"description": "The token may not submit letters"},
+        413: {"description": "Over the size limit"},
+        415: {"description": "Unsupported media type"},
+        422: {"description": "Not a discharge letter liaison can take (OperationOutcome)"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/hl7-cda+xml": {"schema": {"type": "string"}},
+                "application/xml": {"schema": {"type": "string"}},
+                MULTIPART: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"letter": {"type": "string", "format": "binary"}},
+                    }
+                },
+            },
+        }
+    },
+)
+async def submit_letter(
+    request: Request, principal: Principal = Depends(current_principal)
+) -> JSONResponse:
+    _writer(principal)
+    settings = request.app.state.settings
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in (*XML_TYPES, MULTIPART):
+        raise UnsupportedMediaType(
+            f"media type {media_type or '(none)'!r} is not accepted; send "
+            f"{', '.join(XML_TYPES)} or {MULTIPART}"
+        )
+    # Headroom for the multipart envelope; the letter itself is checked against the limit again.
+    limit = settings.max_letter_bytes + (64 * 1024 if media_type == MULTIPART else 0)
+    body = await _read_capped(request, limit)
+    xml = await _letter_from_multipart(request, body) if media_type == MULTIPART else body
+    accepted = await run_in_threadpool(
+        ingest_letter,
+        xml,
+        content_type=media_type,
+        engine=request.app.state.engine,
+        settings=settings,
+        submitted_by=principal.organization,
+    )
+    letter_id = accepted.receipt["id"]
+    return JSONResponse(
+        accepted.receipt,
+        status_code=202 if accepted.created else 200,
+        headers={"Location": f"/discharge-letters/{letter_id}"},
+    )
+
+
+def _read_receipt(engine: Any, letter_id: str, principal: Principal) -> dict[str, Any]:
+    with Session(engine) as session:
+        letter = session.get(ReceivedLetter, letter_id)
+        if letter is None:
+            raise NotFound(f"no discharge letter {letter_id}")
+        if principal.kind != "system" and not (
+            principal.kind == "hospital" and principal.organization == letter.submitted_by
+        ):
+            raise Forbidden("only the hospital that submitted a letter can read its receipt")
+        return receipt(session, letter)
+
+
+@router.get(
+    "/{letter_id}",
+    summary="The receipt of a letter: accepted → pushed | retrying | failed",
+    responses={404: {"description": "Unknown letter"}, 403: {"description": "Not the sender"}},
+)
+def get_receipt(
+    letter_id: str, request: Request, principal: Principal = Depends(current_principal)
+) -> dict[str, Any]:
+    return _read_receipt(request.app.state.engine, letter_id, principal)

@@ -1,0 +1,37 @@
+"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers and
+the in-process pusher, when configured, is running)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is alive")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Ready to accept letters")
+def readyz(request: Request) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    try:
+        with request.app.state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError as error:
+        checks["database"] = f"unavailable ({type(error).__name__})"
+    pusher = getattr(request.app.state, "pusher", None)
+    if pusher is not None:
+        checks["pusher"] = "ok" if pusher.alive else "stopped"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

@@ -1,0 +1,152 @@
+"""Taking in one discharge letter: check, convert, then store the letter, its receipt and its
+outbox entry in one database transaction — so a letter is either refused with a reason or
+accepted and certain to be pushed, never half-accepted.
+
+Routes (REST, MHD) stay thin and call `ingest_letter`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from adapter.api import metrics
+from adapter.api.directory_cache import CachedDirectory
+from adapter.api.validation import CDA_VALIDATION, check_strictly, validator
+from adapter.config import Settings
+from adapter.errors import LetterTooLarge
+from adapter.push import worker
+from adapter.store import outbox
+from adapter.store.letters import (
+    ReceivedLetter,
+    find_letter,
+    patient_key,
+    produced_resources,
+    receipt,
+)
+
+logger = logging.getLogger("liaison.ingest")
+
+# Conversion is CPU work under the GIL: more concurrent conversions would not go faster, and
+# would hold more database connections (directory look-ups) than the pool keeps open.
+_converting = threading.BoundedSemaphore(4)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    receipt: dict[str, Any]
+    created: bool  # False: this letter had already been received, nothing was created
+
+
+_directories: dict[str, CachedDirectory] = {}
+
+
+def _directory(engine: Engine) -> CachedDirectory | None:
+    """The directory of `engine`'s database (None where the directory part is not installed)."""
+    key = str(engine.url)
+    if key not in _directories:
+        try:
+            module = importlib.import_module("adapter.directory.lookup")
+        except ModuleNotFoundError as missing:
+            if missing.name and "adapter.directory.lookup".startswith(missing.name):
+                return None
+            raise
+        _directories[key] = CachedDirectory(module.SqlDirectory(engine))
+    return _directories[key]
+
+
+def _coordinated(conversion: Any, engine: Engine) -> Any:
+    """The conversion with care coordination applied (issue 8), where that part is installed."""
+    try:
+        from adapter.coordination import coordinate
+    except ModuleNotFoundError as missing:
+        if missing.name and "adapter.coordination".startswith(missing.name):
+            return conversion
+        raise
+    return coordinate(conversion, engine)
+
+
+def existing_receipt(engine: Engine, sha1: str) -> dict[str, Any] | None:
+    with Session(engine) as session:
+        letter = find_letter(session, sha1=sha1)
+        return receipt(session, letter) if letter else None
+
+
+def ingest_letter(
+    xml: bytes,
+    *,
+    content_type: str,
+    engine: Engine,
+    settings: Settings,
+    submitted_by: str | None = None,
+) -> Accepted:
+    """Accept one CDA letter (or refuse it with a `RefusedLetter` saying why)."""
+    if len(xml) > settings.max_letter_bytes:
+        raise LetterTooLarge(
+            f"the letter is {len(xml)} bytes, over the limit of {settings.max_letter_bytes} bytes"
+        )
+    sha1 = hashlib.sha1(xml).hexdigest()
+    known = existing_receipt(engine, sha1)
+    if known is not None:  # the same bytes again: answer before spending time converting
+        metrics.LETTERS_DUPLICATE.inc()
+        return Accepted(known, created=False)
+
+    from adapter.mapping import convert_letter  # the mapping part: imported when first needed
+
+    with _converting:
+        validation = check_strictly(xml) if settings.validation_mode == "strict" else None
+        conversion = _coordinated(convert_letter(xml, directory=_directory(engine)), engine)
+    summary = conversion.letter
+    document_id = "|".join(summary.document_id)
+    try:
+        with outbox.write_scope(engine) as session:
+            already = find_letter(session, sha1=sha1, document_id=document_id)
+            if already is not None:
+                metrics.LETTERS_DUPLICATE.inc()
+                return Accepted(receipt(session, already), created=False)
+            key = patient_key([summary.ins] if summary.ins else summary.patient_identifiers)
+            entry = outbox.enqueue(session, worker.FHIR_TRANSACTION, conversion.bundle, key)
+            letter = ReceivedLetter(
+                sha1=sha1,
+                document_id=document_id,
+                set_id="|".join(summary.set_id),
+                version=summary.version,
+                kind=summary.kind,
+                model=summary.model,
+                patient_key=key,
+                content_type=content_type,
+                content=xml,
+                submitted_by=submitted_by,
+                outbox_id=entry.id,
+                resources=orjson.dumps(produced_resources(conversion.bundle)).decode(),
+                report=orjson.dumps(conversion.report).decode(),
+                validation=orjson.dumps(validation).decode() if validation else None,
+            )
+            session.add(letter)
+            session.flush()
+            if settings.validation_mode == "report" and validator() is not None:
+                outbox.enqueue(
+                    session, CDA_VALIDATION, {"letter": letter.id}, f"validate:{letter.id}"
+                )
+            answer = receipt(session, letter)
+    except IntegrityError:
+        # The same letter was accepted concurrently by another request: answer with its receipt.
+        with Session(engine) as session:
+            already = find_letter(session, sha1=sha1, document_id=document_id)
+            if already is None:
+                raise
+            metrics.LETTERS_DUPLICATE.inc()
+            return Accepted(receipt(session, already), created=False)
+    metrics.LETTERS_ACCEPTED.inc()
+    worker.notify()
+    logger.info("letter %s accepted (outbox entry %s)", answer["id"], entry.id)
+    return Accepted(answer, created=True)

@@ -1,0 +1,73 @@
+"""CI-SIS validation of received letters (`validation_mode`: off | report | strict).
+
+`strict` validates before accepting (a non-conforming letter is refused with 422). `report`
+must not slow down acceptance — a schematron run costs far more than the mapping — so the
+letter is accepted at once and an outbox entry of kind `cda-validation` has a pusher attach the
+report to the receipt shortly after; like everything in the outbox, it survives a restart.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from adapter.errors import RefusedLetter
+from adapter.push import worker
+from adapter.store.db import session_scope
+from adapter.store.letters import ReceivedLetter
+
+CDA_VALIDATION = "cda-validation"
+
+
+def validator() -> Any:
+    """`validate_letter` of the conformance part, or None where it is not installed."""
+    try:
+        module = importlib.import_module("adapter.conformance.cda_validation")
+    except ModuleNotFoundError as missing:
+        if missing.name and "adapter.conformance.cda_validation".startswith(missing.name):
+            return None
+        raise
+    return module.validate_letter
+
+
+def check_strictly(xml: bytes) -> dict[str, Any] | None:
+    """The report of a conforming letter; RefusedLetter (422) listing the problems otherwise."""
+    validate_letter = validator()
+    if validate_letter is None:
+        return None
+    report = validate_letter(xml)
+    outcome = report.operation_outcome()
+    if not report.ok:
+        raise RefusedLetter(
+            f"the letter does not conform to the CI-SIS rules ({len(report.errors)} problem(s))",
+            details={"outcome": outcome},
+        )
+    return outcome
+
+
+def attach_report(engine: Engine, letter_id: str) -> dict[str, Any]:
+    """Validate a stored letter and keep the report on its receipt."""
+    validate_letter = validator()
+    with Session(engine) as session:
+        letter = session.get(ReceivedLetter, letter_id)
+        content = letter.content if letter else None
+    if content is None or validate_letter is None:
+        return {"validated": False}
+    outcome = validate_letter(content).operation_outcome()
+    with session_scope(engine) as session:
+        stored = session.get(ReceivedLetter, letter_id)
+        if stored is not None:
+            stored.validation = orjson.dumps(outcome).decode()
+            session.add(stored)
+    return {"validated": True}
+
+
+def register(engine: Engine) -> None:
+    """Let this process's pushers run the deferred validations of `engine`'s letters."""
+    worker.register_handler(
+        CDA_VALIDATION, lambda payload: attach_report(engine, payload["letter"])
+    )

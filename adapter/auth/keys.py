@@ -1,0 +1,77 @@
+"""Signing keys: liaison's own key (kept in the data directory) and an external issuer's JWKS."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import authlib.deprecate  # noqa: F401 — installs an 'always' filter ours must override
+import httpx
+
+with warnings.catch_warnings():  # authlib.jose is the API the project standardised on
+    warnings.simplefilter("ignore")
+    from authlib.jose import JsonWebKey, KeySet
+
+from adapter.config import get_settings
+from adapter.errors import Unauthorized
+
+ALGORITHM = "ES256"
+_JWKS_TTL_SECONDS = 300.0
+_lock = threading.Lock()
+_jwks_cache: dict[str, tuple[float, KeySet]] = {}
+_local_keys: dict[Path, object] = {}
+
+
+def key_path() -> Path:
+    return get_settings().data_dir / "auth" / "signing-key.pem"
+
+
+def local_private_key():  # type: ignore[no-untyped-def]
+    """liaison's signing key, created on first use (file readable by the owner only)."""
+    path = key_path()
+    with _lock:
+        if path in _local_keys and path.exists():
+            return _local_keys[path]
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = JsonWebKey.generate_key("EC", "P-256", is_private=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as pem:
+                pem.write(key.as_pem(is_private=True))
+        _local_keys[path] = JsonWebKey.import_key(path.read_bytes(), {"kty": "EC"})
+        return _local_keys[path]
+
+
+def local_kid() -> str:
+    return local_private_key().thumbprint()
+
+
+def local_jwks() -> dict:
+    """The public half of the local key, as a JWKS (what a peer would configure to trust us)."""
+    key = local_private_key()
+    public = key.as_dict(is_private=False)
+    public.update({"kid": key.thumbprint(), "alg": ALGORITHM, "use": "sig"})
+    return {"keys": [public]}
+
+
+def external_keys(jwks_url: str) -> KeySet:
+    """The external issuer's keys, fetched from its JWKS URL and cached for a few minutes."""
+    now = time.monotonic()
+    cached = _jwks_cache.get(jwks_url)
+    if cached and now - cached[0] < _JWKS_TTL_SECONDS:
+        return cached[1]
+    try:
+        response = httpx.get(jwks_url, timeout=10.0)
+        response.raise_for_status()
+        keys = JsonWebKey.import_key_set(response.json())
+    except (httpx.HTTPError, ValueError) as error:
+        raise Unauthorized(f"the token issuer's keys cannot be fetched ({error})") from error
+    _jwks_cache[jwks_url] = (now, keys)
+    return keys
+
+
+def forget_external_keys() -> None:
+    _jwks_cache.clear()

@@ -1,0 +1,48 @@
+"""Who is calling: the identity and role carried by a bearer token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KINDS = ("hospital", "professional", "coordinator", "system")
+
+# SMART-style scopes granted to each kind when a token does not say otherwise.
+DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {
+    "hospital": ("system/*.rs", "system/*.cud"),
+    "professional": ("user/*.rs",),
+    "coordinator": ("user/*.rs",),
+    "system": ("system/*.cruds",),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # hospital | professional | coordinator | system
+    subject: str | None = None  # the token's `sub`
+    idnat: str | None = None  # idNat_PS of a professional
+    cpts: str | None = None  # identifier of the coordinator's CPTS
+    organization: str | None = None  # idNat_Struct of a hospital
+    scopes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def actor(self) -> str | None:
+        """The identifier the audit trail records for this caller."""
+        return self.idnat or self.organization or self.cpts or self.subject
+
+    def has_scope(self, action: str) -> bool:
+        """True if a scope grants `action` (one of c r u d s) on every resource type."""
+        for scope in self.scopes:
+            _, _, rest = scope.partition("/")
+            resource, _, permissions = rest.partition(".")
+            if resource != "*":
+                continue
+            if permissions in ("*", "write") and action in "cud":
+                return True
+            if permissions in ("*", "read") and action in "rs":
+                return True
+            if action in permissions:
+                return True
+        return False
+
+
+SYSTEM = Principal(kind="system", subject="local", scopes=DEFAULT_SCOPES["system"])

@@ -1,0 +1,106 @@
+"""Issuing and validating JWT bearer tokens (authlib.jose).
+
+Local tokens are signed with the key in the data directory; when `jwks_url` is configured,
+tokens signed by that issuer's keys (e.g. Pro Santé Connect) are accepted too. Either way the
+`iss` must be the configured `token_issuer` and the token must not be expired.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from typing import Any
+
+import authlib.deprecate  # noqa: F401 — installs an 'always' filter ours must override
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from authlib.jose import JsonWebKey, KeySet, jwt
+    from authlib.jose.errors import JoseError
+
+from adapter.auth.keys import ALGORITHM, external_keys, local_private_key
+from adapter.auth.principal import DEFAULT_SCOPES, KINDS, Principal
+from adapter.config import get_settings
+from adapter.errors import BadRequest, Unauthorized
+
+DEFAULT_LIFETIME_SECONDS = 12 * 3600
+# Claims an external OIDC issuer may use for the professional's idNat_PS (PSC: SubjectNameID).
+_IDNAT_CLAIMS = ("idnat", "SubjectNameID", "preferred_username")
+
+
+def issue_token(kind: str, *, lifetime: int = DEFAULT_LIFETIME_SECONDS, **claims: Any) -> str:
+    """A bearer token for `kind` signed with the local key; claims: idnat, cpts, organization,
+    scope (space separated), sub."""
+    if kind not in KINDS:
+        raise BadRequest(f"unknown token kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if kind == "professional" and not claims.get("idnat"):
+        raise BadRequest("a professional token needs the professional's idNat_PS (--idnat)")
+    if kind == "coordinator" and not claims.get("cpts"):
+        raise BadRequest("a coordinator token needs the CPTS identifier (--cpts)")
+    key = local_private_key()
+    now = int(time.time())
+    payload = {
+        "iss": get_settings().token_issuer,
+        "sub": claims.pop("sub", None) or _default_subject(kind, claims),
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": str(uuid.uuid4()),
+        "kind": kind,
+        "scope": claims.pop("scope", None) or " ".join(DEFAULT_SCOPES[kind]),
+        **{name: value for name, value in claims.items() if value is not None},
+    }
+    header = {"alg": ALGORITHM, "kid": key.thumbprint(), "typ": "JWT"}
+    return jwt.encode(header, payload, key).decode("ascii")
+
+
+def _default_subject(kind: str, claims: dict[str, Any]) -> str:
+    who = claims.get("idnat") or claims.get("cpts") or claims.get("organization") or "local"
+    return f"{kind}:{who}"
+
+
+def _keys_for(token: str) -> KeySet:
+    local = local_private_key()
+    keys = [JsonWebKey.import_key(local.as_dict(is_private=False), {"kid": local.thumbprint()})]
+    jwks_url = get_settings().jwks_url
+    if jwks_url:
+        keys.extend(external_keys(jwks_url).keys)
+    return KeySet(keys)
+
+
+def verify_token(token: str) -> Principal:
+    """The caller a bearer token proves; Unauthorized if it is not valid here and now."""
+    settings = get_settings()
+    try:
+        claims = jwt.decode(
+            token,
+            _keys_for(token),
+            claims_options={
+                "iss": {"essential": True, "value": settings.token_issuer},
+                "exp": {"essential": True},
+            },
+        )
+        claims.validate(leeway=30)
+    except (JoseError, ValueError) as error:
+        raise Unauthorized(f"invalid bearer token ({error.__class__.__name__})") from error
+    return principal_from_claims(dict(claims))
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    idnat = next((str(claims[c]) for c in _IDNAT_CLAIMS if claims.get(c)), None)
+    kind = claims.get("kind") or ("professional" if idnat else None)
+    if kind not in KINDS:
+        raise Unauthorized("the token does not say who is calling (kind / idnat claim)")
+    scope = claims.get("scope")
+    # OIDC issuers (Pro Santé Connect) send scopes like "openid scope_all": without any
+    # SMART-style scope the kind's defaults apply; SMART scopes, when present, are the rule.
+    smart = tuple(s for s in scope.split() if "/" in s) if isinstance(scope, str) else ()
+    scopes = smart or DEFAULT_SCOPES[kind]
+    return Principal(
+        kind=kind,
+        subject=claims.get("sub"),
+        idnat=idnat if kind == "professional" else claims.get("idnat"),
+        cpts=claims.get("cpts"),
+        organization=claims.get("organization"),
+        scopes=scopes,
+    )

@@ -1,0 +1,43 @@
+"""Value sets the profiles bind to, read from mappings/valuesets/*.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    url: str
+    systems: frozenset[str]  # every code of these systems is in the set
+    concepts: frozenset[tuple[str, str]]  # (system, code)
+    codes: frozenset[str]  # bare codes (for `code` elements: FHIR's own status value sets)
+
+    def has_coding(self, system: str | None, code: str | None) -> bool:
+        if not code:
+            return False
+        if system is None:
+            return code in self.codes
+        return system in self.systems or (system, code) in self.concepts
+
+    def has_code(self, code: str) -> bool:
+        return code in self.codes or any(code == c for _, c in self.concepts)
+
+
+@lru_cache(maxsize=4)
+def load_value_sets(mappings_dir: Path) -> dict[str, ValueSet]:
+    value_sets: dict[str, ValueSet] = {}
+    for path in sorted((mappings_dir / "valuesets").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        value_sets[raw["url"]] = ValueSet(
+            url=raw["url"],
+            systems=frozenset(item["system"] for item in raw.get("include") or ()),
+            concepts=frozenset(
+                (item["system"], str(item["code"])) for item in raw.get("concepts") or ()
+            ),
+            codes=frozenset(str(code) for code in raw.get("codes") or ()),
+        )
+    return value_sets

@@ -1,0 +1,288 @@
+"""HTTP routes of the coordination part (mounted by `adapter.api.app` as `router`).
+
+- `POST /coordination/consent` `{ "ins": …, "decision": "oppose" | "withdraw" }`, `GET …?patient=`
+- `/coordination/fhir/Subscription` (R4 rest-hook): POST, GET, GET {id}, DELETE {id}
+- `PUT /coordination/availability`, `POST /coordination/availability/csv`,
+  `GET /coordination/fhir/PractitionerRole?available-within=24h&skill=…&address-postalcode=…`
+- `GET /coordination/audit?letter=…` — why something was or was not shared
+- `GET /coordination/page` — the coordinator's page (HTML)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlmodel import Session, col, select
+
+from adapter.auth import Principal, current_principal
+from adapter.coordination import consent, living_directory, page, subscriptions
+from adapter.coordination.models import SharingAudit, SubscriptionRecord
+from adapter.coordination.rules import load_rules
+from adapter.errors import BadRequest, Forbidden
+from adapter.store.db import get_engine, session_scope
+
+router = APIRouter(prefix="/coordination", tags=["coordination"])
+INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
+FHIR_JSON = "application/fhir+json"
+
+subscriptions.install()
+
+
+def _engine(request: Request) -> Any:
+    return getattr(request.app.state, "engine", None) or get_engine()
+
+
+def _patient(body: dict[str, Any]) -> tuple[str, str]:
+    if isinstance(body.get("patient"), dict):
+        return str(body["patient"].get("system", "")), str(body["patient"].get("value", ""))
+    if body.get("ins"):
+        return str(body.get("system") or INS_SYSTEM), str(body["ins"])
+    raise BadRequest("give the patient as {'ins': …} or {'patient': {'system': …, 'value': …}}")
+
+
+def _parse_token(text: str) -> tuple[str, str]:
+    system, bar, value = text.rpartition("|")
+    return (system if bar else INS_SYSTEM), value
+
+
+def record_consent(
+    engine: Any,
+    patient: tuple[str, str],
+    decision: str,
+    by: str | None,
+    source: str,
+    note: str | None,
+) -> dict[str, Any]:
+    """Register the decision and queue its FHIR Consent for the record, in one transaction."""
+    from adapter.push.worker import FHIR_TRANSACTION, notify
+    from adapter.store import outbox
+    from adapter.store.letters import patient_key
+
+    rules = load_rules()
+    with session_scope(engine) as session:
+        consent.record_decision(
+            session, patient, decision, recorded_by=by, source=source, note=note
+        )
+        bundle = consent.consent_bundle(patient, decision, rules)
+        outbox.enqueue(session, FHIR_TRANSACTION, bundle, patient_key([patient]))
+    notify()
+    return bundle["entry"][1]["resource"]
+
+
+@router.post("/consent", status_code=201, summary="Record or withdraw a patient's opposition")
+async def post_consent(
+    request: Request,
+    body: dict[str, Any] = Body(...),
+    principal: Principal = Depends(current_principal),
+) -> JSONResponse:
+    decision = body.get("decision")
+    if decision not in consent.DECISIONS:
+        raise BadRequest(f"decision must be one of {consent.DECISIONS}")
+    resource = await run_in_threadpool(
+        record_consent,
+        _engine(request),
+        _patient(body),
+        decision,
+        principal.actor,
+        "api",
+        body.get("note"),
+    )
+    return JSONResponse(resource, status_code=201, media_type=FHIR_JSON)
+
+
+@router.get("/consent", summary="The decision in force for a patient")
+def get_consent(
+    request: Request,
+    patient: str = Query(..., description="system|value, or an INS value"),
+    principal: Principal = Depends(current_principal),
+) -> dict[str, Any]:
+    with Session(_engine(request)) as session:
+        decision = consent.current_decision(session, [_parse_token(patient)])
+    if decision is None:
+        return {"decision": None, "opposed": False}
+    return {
+        "decision": decision.decision,
+        "opposed": decision.decision == "oppose",
+        "recorded_at": decision.recorded_at.isoformat(),
+        "source": decision.source,
+    }
+
+
+# -- Subscriptions -------------------------------------------------------------------------
+
+
+@router.post("/fhir/Subscription", status_code=201, summary="Create a rest-hook Subscription")
+def create_subscription(
+    request: Request,
+    body: dict[str, Any] = Body(...),
+    principal: Principal = Depends(current_principal),
+) -> JSONResponse:
+    with session_scope(_engine(request)) as session:
+        record = subscriptions.create(session, body, principal)
+        resource = subscriptions.as_fhir(record)
+    return JSONResponse(
+        resource,
+        status_code=201,
+        media_type=FHIR_JSON,
+        headers={"Location": f"/coordination/fhir/Subscription/{resource['id']}"},
+    )
+
+
+def _owned(record: SubscriptionRecord, principal: Principal) -> None:
+    if principal.kind == "system":
+        return
+    if (record.owner_kind, record.owner_idnat) != (principal.kind, principal.idnat):
+        raise Forbidden("this Subscription belongs to someone else")
+
+
+@router.get("/fhir/Subscription/{subscription_id}")
+def read_subscription(
+    request: Request, subscription_id: str, principal: Principal = Depends(current_principal)
+) -> JSONResponse:
+    with Session(_engine(request)) as session:
+        record = subscriptions.get(session, subscription_id)
+        _owned(record, principal)
+        return JSONResponse(subscriptions.as_fhir(record), media_type=FHIR_JSON)
+
+
+@router.get("/fhir/Subscription")
+def list_subscriptions(
+    request: Request, principal: Principal = Depends(current_principal)
+) -> JSONResponse:
+    with Session(_engine(request)) as session:
+        query = select(SubscriptionRecord)
+        if principal.kind != "system":
+            query = query.where(SubscriptionRecord.owner_kind == principal.kind).where(
+                SubscriptionRecord.owner_idnat == principal.idnat
+            )
+        records = session.exec(query).all()
+        entries = [{"resource": subscriptions.as_fhir(r)} for r in records]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(entries),
+        "entry": entries,
+    }
+    return JSONResponse(bundle, media_type=FHIR_JSON)
+
+
+@router.delete("/fhir/Subscription/{subscription_id}", status_code=204)
+def delete_subscription(
+    request: Request, subscription_id: str, principal: Principal = Depends(current_principal)
+) -> Response:
+    with session_scope(_engine(request)) as session:
+        _owned(subscriptions.get(session, subscription_id), principal)
+        subscriptions.deactivate(session, subscription_id)
+    return Response(status_code=204)
+
+
+# -- Living directory ----------------------------------------------------------------------
+
+
+def _may_edit(principal: Principal, idnat: str) -> None:
+    if principal.kind in ("system", "coordinator"):
+        return
+    if principal.kind == "professional" and principal.idnat == idnat:
+        return
+    raise Forbidden("only the professional themselves or a coordinator may change availability")
+
+
+@router.put("/availability", summary="Set a professional's availability and skills")
+def put_availability(
+    request: Request,
+    body: dict[str, Any] = Body(...),
+    principal: Principal = Depends(current_principal),
+) -> JSONResponse:
+    update = living_directory.AvailabilityUpdate.from_json(body)
+    _may_edit(principal, update.identifier[1])
+    with session_scope(_engine(request)) as session:
+        row = living_directory.save(session, update, principal.actor)
+        resource = living_directory.practitioner_role(row, {}, load_rules())
+    return JSONResponse(resource, media_type=FHIR_JSON)
+
+
+@router.post("/availability/csv", summary="Import availabilities from a CSV (coordinators)")
+async def post_availability_csv(
+    request: Request, principal: Principal = Depends(current_principal)
+) -> dict[str, Any]:
+    if principal.kind not in ("system", "coordinator"):
+        raise Forbidden("only a coordinator may import availabilities")
+    text = (await request.body()).decode("utf-8-sig", errors="replace")
+
+    def run() -> tuple[int, list[str]]:
+        with session_scope(_engine(request)) as session:
+            return living_directory.import_csv(session, text, principal.actor)
+
+    saved, problems = await run_in_threadpool(run)
+    return {"saved": saved, "rejected": problems}
+
+
+@router.get("/fhir/PractitionerRole", summary="Who can take the patient (living directory)")
+def search_available(
+    request: Request,
+    available_within: str | None = Query(None, alias="available-within"),
+    skill: list[str] = Query(default_factory=list),
+    postcode: str | None = Query(None, alias="address-postalcode"),
+    principal: Principal = Depends(current_principal),
+) -> JSONResponse:
+    roles = living_directory.search(
+        _engine(request),
+        available_within_hours=living_directory.parse_delay(available_within),
+        skills=tuple(skill),
+        postcode=postcode,
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(roles),
+        "entry": [{"resource": r, "search": {"mode": "match"}} for r in roles],
+    }
+    return JSONResponse(bundle, media_type=FHIR_JSON)
+
+
+# -- Audit and the coordinator's page --------------------------------------------------------
+
+
+@router.get("/audit", summary="Sharing decisions and their reasons")
+def get_audit(
+    request: Request,
+    letter: str | None = None,
+    limit: int = Query(200, le=1000),
+    principal: Principal = Depends(current_principal),
+) -> list[dict[str, Any]]:
+    if principal.kind not in ("system", "hospital", "coordinator"):
+        raise Forbidden("the sharing audit is for hospitals, coordinators and administrators")
+    with Session(_engine(request)) as session:
+        query = select(SharingAudit).order_by(col(SharingAudit.id).desc()).limit(limit)
+        if letter:
+            query = query.where(SharingAudit.letter_id == letter)
+        rows = session.exec(query).all()
+    return [
+        {
+            "at": row.at.isoformat(),
+            "letter": row.letter_id,
+            "action": row.action,
+            "target": row.target,
+            "outcome": row.outcome,
+            "reason": row.reason,
+        }
+        for row in rows
+    ]
+
+
+@router.get("/page", response_class=HTMLResponse, summary="The coordinator's page")
+def coordinator_page(
+    request: Request, principal: Principal = Depends(current_principal)
+) -> HTMLResponse:
+    if principal.kind not in ("coordinator", "system"):
+        raise Forbidden("the coordinator's page needs a coordinator token")
+    try:
+        from adapter.record.repository import Repository
+    except ModuleNotFoundError as missing:
+        raise Forbidden("the embedded record is not installed") from missing
+    repository = Repository(_engine(request))
+    found = page.discharges(repository, principal)
+    return HTMLResponse(page.render(found, principal))

@@ -1,0 +1,100 @@
+"""Reading and extending the mapping's transaction Bundle (plain FHIR JSON dicts).
+
+The bundle follows the contract of `adapter.mapping`: `urn:uuid` fullUrls derived from business
+identifiers, shared reference data as conditional creates, per-letter resources as conditional
+creates/updates. Entries added here follow the same rules so the record treats them alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
+# Any fixed namespace works as long as it never changes: ids must be stable across runs.
+_NAMESPACE = uuid.UUID("8f3a3a4e-2b1e-5c7e-9a62-6c1d0c0e8a11")
+
+
+def stable_full_url(*parts: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, '|'.join(parts))}"
+
+
+class BundleView:
+    """Index over a transaction bundle's entries, with the few operations enrichment needs."""
+
+    def __init__(self, bundle: dict[str, Any]) -> None:
+        self.bundle = bundle
+        bundle.setdefault("entry", [])
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        return self.bundle["entry"]
+
+    def resources(self, resource_type: str | None = None) -> Iterator[dict[str, Any]]:
+        for entry in self.entries:
+            resource = entry.get("resource") or {}
+            if resource_type is None or resource.get("resourceType") == resource_type:
+                yield resource
+
+    def first(self, resource_type: str) -> dict[str, Any] | None:
+        return next(self.resources(resource_type), None)
+
+    def full_url_of(self, resource: dict[str, Any]) -> str | None:
+        for entry in self.entries:
+            if entry.get("resource") is resource:
+                return entry.get("fullUrl")
+        return None
+
+    def by_reference(self, reference: str | None) -> dict[str, Any] | None:
+        if not reference:
+            return None
+        for entry in self.entries:
+            if entry.get("fullUrl") == reference:
+                return entry.get("resource")
+        return None
+
+    def find_by_identifier(self, resource_type: str, system: str, value: str) -> str | None:
+        """fullUrl of the `resource_type` entry holding identifier (system, value)."""
+        for entry in self.entries:
+            resource = entry.get("resource") or {}
+            if resource.get("resourceType") != resource_type:
+                continue
+            for identifier in resource.get("identifier") or []:
+                if identifier.get("system") == system and identifier.get("value") == value:
+                    return entry.get("fullUrl")
+        return None
+
+    def add(self, resource: dict[str, Any], full_url: str, request: dict[str, str]) -> str:
+        """Append an entry unless one with the same fullUrl is there; returns the fullUrl."""
+        if self.by_reference(full_url) is None:
+            self.entries.append({"fullUrl": full_url, "resource": resource, "request": request})
+        return full_url
+
+    def remove(self, resource: dict[str, Any]) -> None:
+        self.bundle["entry"] = [e for e in self.entries if e.get("resource") is not resource]
+
+    def idnats_of(self, reference: str | None) -> set[str]:
+        """idNat_PS values behind a Practitioner / PractitionerRole reference of the bundle."""
+        resource = self.by_reference(reference)
+        if resource is None:
+            return set()
+        if resource.get("resourceType") == "PractitionerRole":
+            found = set(_idnats(resource))
+            practitioner = (resource.get("practitioner") or {}).get("reference")
+            return found | self.idnats_of(practitioner)
+        return set(_idnats(resource))
+
+
+def _idnats(resource: dict[str, Any]) -> Iterator[str]:
+    for identifier in resource.get("identifier") or []:
+        if identifier.get("system") == IDNAT_PS and identifier.get("value"):
+            yield identifier["value"]
+
+
+def patient_identifier(resource: dict[str, Any]) -> tuple[str, str] | None:
+    """The first identifier of a Patient as (system, value)."""
+    for identifier in resource.get("identifier") or []:
+        if identifier.get("system") and identifier.get("value"):
+            return identifier["system"], identifier["value"]
+    return None

@@ -1,0 +1,122 @@
+"""Merge a new stay's CareTeam with the patient's care team already in the record.
+
+Professionals already caring for the patient (e.g. the home nurse named by an earlier stay) are
+carried into the new CareTeam with their original period and origin (who added them, from which
+letter), instead of being dropped when the new letter's CareTeam is written; they are then told
+about the new letter like its named recipients.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from adapter.coordination.bundle_tools import IDNAT_PS, BundleView
+
+
+class RecordReader(Protocol):
+    """What the merge needs from the shared record (`adapter.record.repository.Repository`)."""
+
+    def search(
+        self, resource_type: str, params: list[tuple[str, str]], principal: Any = None
+    ) -> dict[str, Any]: ...
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]: ...
+
+
+@dataclass
+class KnownCarer:
+    """A practitioner found in one of the patient's CareTeams in the record."""
+
+    practitioner: dict[str, Any]
+    idnat: str | None
+    roles: list[dict[str, Any]] = field(default_factory=list)
+    period: dict[str, Any] | None = None
+    extensions: list[dict[str, Any]] = field(default_factory=list)
+    care_team_identifier: tuple[str, str] | None = None
+
+
+def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle.get("entry") or [] if e.get("resource")]
+
+
+def _idnat(practitioner: dict[str, Any]) -> str | None:
+    for identifier in practitioner.get("identifier") or []:
+        if identifier.get("system") == IDNAT_PS and identifier.get("value"):
+            return identifier["value"]
+    return None
+
+
+def _resolve_member(record: RecordReader, reference: str) -> dict[str, Any] | None:
+    """The Practitioner behind a member reference (PractitionerRole → its practitioner)."""
+    kind, _, resource_id = reference.partition("/")
+    if kind not in ("Practitioner", "PractitionerRole") or not resource_id:
+        return None
+    try:
+        resource = record.read(kind, resource_id.split("/")[0])
+    except Exception:  # a dangling reference in the record must not stop a letter
+        return None
+    if kind == "PractitionerRole":
+        practitioner_ref = (resource.get("practitioner") or {}).get("reference")
+        return _resolve_member(record, practitioner_ref) if practitioner_ref else None
+    return resource
+
+
+def known_carers(
+    record: RecordReader | None, patient_identifiers: list[tuple[str, str]]
+) -> list[KnownCarer]:
+    """Practitioners of every CareTeam of the patient in the record, one per person."""
+    if record is None:
+        return []
+    patient_ids: set[str] = set()
+    for system, value in patient_identifiers:
+        found = record.search("Patient", [("identifier", f"{system}|{value}")])
+        patient_ids |= {p["id"] for p in _entries(found) if p.get("resourceType") == "Patient"}
+    carers: dict[str, KnownCarer] = {}
+    for patient_id in sorted(patient_ids):
+        teams = record.search("CareTeam", [("subject", f"Patient/{patient_id}")])
+        for team in _entries(teams):
+            if team.get("resourceType") != "CareTeam":
+                continue
+            identifiers = [i for i in team.get("identifier") or [] if i.get("value")]
+            team_identifier = (
+                (identifiers[0].get("system", ""), identifiers[0]["value"]) if identifiers else None
+            )
+            for participant in team.get("participant") or []:
+                reference = (participant.get("member") or {}).get("reference") or ""
+                practitioner = _resolve_member(record, reference)
+                if practitioner is None:
+                    continue
+                key = _idnat(practitioner) or reference
+                if key in carers:
+                    continue
+                carers[key] = KnownCarer(
+                    practitioner=practitioner,
+                    idnat=_idnat(practitioner),
+                    roles=copy.deepcopy(participant.get("role") or []),
+                    period=copy.deepcopy(participant.get("period")),
+                    extensions=copy.deepcopy(participant.get("extension") or []),
+                    care_team_identifier=team_identifier,
+                )
+    return list(carers.values())
+
+
+def carry_over(
+    view: BundleView,
+    care_team: dict[str, Any],
+    carer: KnownCarer,
+    member_url: str,
+    origin: dict[str, Any],
+) -> dict[str, Any]:
+    """Add a known carer to the new CareTeam keeping their period and origin; returns it."""
+    participant: dict[str, Any] = {"member": {"reference": member_url}}
+    if carer.roles:
+        participant["role"] = carer.roles
+    if carer.period:
+        participant["period"] = carer.period
+    origin_url = origin["url"]
+    kept = [e for e in carer.extensions if e.get("url") == origin_url]
+    participant["extension"] = kept or [origin]
+    care_team.setdefault("participant", []).append(participant)
+    return participant

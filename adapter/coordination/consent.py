@@ -1,0 +1,377 @@
+"""Patient consent: what a letter may share, with whom, and who may read it afterwards.
+
+Two inputs decide:
+- the letter's confidentialityCode (HL7 v3 N / R / V): R and V letters are *restricted* — their
+  per-letter resources are readable only by the letter's named recipients (and its author);
+- the opposition registry (`liaison consent oppose|withdraw`, the API; mirrored as FHIR Consent):
+  an opposed patient's letter is *restricted* too, and nothing is pushed to anyone beyond the
+  named recipients: no coordinator, no carers from earlier stays, no Communication to a médecin
+  traitant who is not a named recipient, no subscription notification to others.
+
+Where it is enforced:
+- `apply_to_bundle` (ingestion, before the push): drops Communications and recipients beyond the
+  named ones, labels per-letter resources with `meta.security` (confidentiality) and one
+  `meta.tag` per allowed reader (`urn:liaison:restricted-reader|<idNat_PS>`), so the restriction
+  travels with the data to any FHIR server;
+- `reader_may_see` / `filter_searchset` (read side): a professional or coordinator reader sees a
+  tagged resource only if their idNat_PS is among its tags; used by the coordination API and page,
+  and offered to the record's read/search path;
+- every decision is written to `coordination_audit` with its reason (`audit`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from adapter.coordination.bundle_tools import BundleView, stable_full_url
+from adapter.coordination.models import ConsentDecision, SharingAudit
+from adapter.coordination.rules import CoordinationRules, load_rules
+from adapter.errors import BadRequest
+from adapter.mapping.identity import create_if_absent
+
+DECISIONS = ("oppose", "withdraw")
+
+# Readers that write letters or run liaison see everything they are otherwise allowed to.
+_UNRESTRICTED_READERS = ("hospital", "system")
+
+
+@dataclass(frozen=True)
+class SharingDecision:
+    """What one letter may share."""
+
+    confidentiality: str  # N | R | V
+    opposed: bool
+    named_recipients: frozenset[str]  # idNat_PS of the letter's informationRecipients
+    allowed_readers: frozenset[str] = field(default_factory=frozenset)
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.allowed_readers) or self.opposed or self.confidentiality in ("R", "V")
+
+    @property
+    def beyond_named_allowed(self) -> bool:
+        """May liaison tell people the letter does not name (coordinator, earlier carers…)?"""
+        return not self.opposed and self.confidentiality not in ("R", "V")
+
+    def may_reach(self, idnat: str | None) -> bool:
+        return self.beyond_named_allowed or (idnat is not None and idnat in self.named_recipients)
+
+
+def current_decision(
+    session: Session, identifiers: Iterable[tuple[str, str]]
+) -> ConsentDecision | None:
+    """The decision in force for a patient known by any of `identifiers` (latest wins)."""
+    pairs = [(s, v) for s, v in identifiers if s and v]
+    if not pairs:
+        return None
+    # INS-NIR, test NIR and NIA carry the same matricule: an opposition under one holds for all
+    ins_systems = tuple(load_rules().section("consent").get("ins_systems") or ())
+    pairs += [(family, v) for s, v in pairs if s in ins_systems for family in ins_systems]
+    clauses = [
+        (col(ConsentDecision.patient_system) == s) & (col(ConsentDecision.patient_value) == v)
+        for s, v in pairs
+    ]
+    query = (
+        select(ConsentDecision)
+        .where(or_(*clauses))
+        .order_by(col(ConsentDecision.recorded_at).desc(), col(ConsentDecision.id).desc())
+    )
+    return session.exec(query).first()
+
+
+def is_opposed(session: Session, identifiers: Iterable[tuple[str, str]]) -> bool:
+    decision = current_decision(session, identifiers)
+    return decision is not None and decision.decision == "oppose"
+
+
+def record_decision(
+    session: Session,
+    patient: tuple[str, str],
+    decision: str,
+    *,
+    recorded_by: str | None = None,
+    source: str = "api",
+    note: str | None = None,
+) -> ConsentDecision:
+    """Store an opposition or its withdrawal (history kept)."""
+    if decision not in DECISIONS:
+        raise BadRequest(f"consent decision must be one of {DECISIONS}, not {decision!r}")
+    system, value = patient
+    if not system or not value:
+        raise BadRequest("a patient identifier (system and value) is required")
+    row = ConsentDecision(
+        patient_system=system,
+        patient_value=value,
+        decision=decision,
+        recorded_by=recorded_by,
+        source=source,
+        note=note,
+    )
+    session.add(row)
+    audit(
+        session,
+        letter_id=None,
+        patient_value=value,
+        action="consent",
+        target=recorded_by,
+        outcome="restricted" if decision == "oppose" else "shared",
+        reason=f"patient {'opposed sharing' if decision == 'oppose' else 'withdrew opposition'}"
+        f" (recorded via {source})",
+    )
+    return row
+
+
+def decide(letter: Any, session: Session) -> SharingDecision:
+    """The sharing decision for a letter (`adapter.mapping.LetterSummary`)."""
+    confidentiality = (getattr(letter, "confidentiality", None) or "N").upper()
+    identifiers = list(getattr(letter, "patient_identifiers", None) or [])
+    if getattr(letter, "ins", None):
+        identifiers.append(letter.ins)
+    opposed = is_opposed(session, identifiers)
+    named = frozenset(getattr(letter, "recipient_idnats", None) or [])
+    reasons: list[str] = []
+    allowed: frozenset[str] = frozenset()
+    if confidentiality in ("R", "V"):
+        reasons.append(f"letter confidentiality {confidentiality}: named recipients only")
+    if opposed:
+        reasons.append("patient opposed sharing: named recipients only")
+    if reasons:
+        author = getattr(letter, "author_idnat", None)
+        allowed = named | ({author} if author else set())
+    return SharingDecision(confidentiality, opposed, named, allowed, tuple(reasons))
+
+
+def apply_to_bundle(
+    bundle: dict[str, Any],
+    decision: SharingDecision,
+    rules: CoordinationRules,
+    *,
+    session: Session | None = None,
+    letter_id: str | None = None,
+    patient_value: str | None = None,
+) -> dict[str, Any]:
+    """Enforce `decision` on the bundle in place (see the module docstring); returns it."""
+    view = BundleView(bundle)
+    if not decision.beyond_named_allowed:
+        for communication in list(view.resources("Communication")):
+            _keep_named_recipients(view, communication, decision, session, letter_id, patient_value)
+    if decision.opposed:
+        # CareTeam membership grants reading the patient's record: only the named stay in it
+        for care_team in view.resources("CareTeam"):
+            _keep_named_participants(view, care_team, decision, session, letter_id, patient_value)
+    if decision.restricted:
+        section = rules.section("consent")
+        reference_types = set(section.get("reference_types") or ())
+        for resource in view.resources():
+            if resource.get("resourceType") not in reference_types:
+                _label(resource, decision, section)
+        if session is not None:
+            audit(
+                session,
+                letter_id=letter_id,
+                patient_value=patient_value,
+                action="read-restriction",
+                target=" ".join(sorted(decision.allowed_readers)) or None,
+                outcome="restricted",
+                reason="; ".join(decision.reasons),
+            )
+    return bundle
+
+
+def _keep_named_recipients(
+    view: BundleView,
+    communication: dict[str, Any],
+    decision: SharingDecision,
+    session: Session | None,
+    letter_id: str | None,
+    patient_value: str | None,
+) -> None:
+    kept = []
+    for recipient in communication.get("recipient") or []:
+        idnats = view.idnats_of(recipient.get("reference"))
+        if idnats & decision.named_recipients:
+            kept.append(recipient)
+        elif session is not None:
+            audit(
+                session,
+                letter_id=letter_id,
+                patient_value=patient_value,
+                action="communication",
+                target=" ".join(sorted(idnats)) or recipient.get("reference"),
+                outcome="withheld",
+                reason="; ".join(decision.reasons) + " — not a named recipient of the letter",
+            )
+    if kept:
+        communication["recipient"] = kept
+    else:
+        view.remove(communication)
+
+
+def _keep_named_participants(
+    view: BundleView,
+    care_team: dict[str, Any],
+    decision: SharingDecision,
+    session: Session | None,
+    letter_id: str | None,
+    patient_value: str | None,
+) -> None:
+    kept = []
+    for participant in care_team.get("participant") or []:
+        reference = (participant.get("member") or {}).get("reference")
+        member = view.by_reference(reference) or {}
+        idnats = view.idnats_of(reference)
+        professional = member.get("resourceType") in ("Practitioner", "PractitionerRole")
+        if not professional or idnats & decision.allowed_readers:
+            kept.append(participant)
+            continue
+        if session is not None:
+            audit(
+                session,
+                letter_id=letter_id,
+                patient_value=patient_value,
+                action="care-team",
+                target=" ".join(sorted(idnats)) or reference,
+                outcome="withheld",
+                reason="; ".join(decision.reasons) + " — not named by the letter",
+            )
+    care_team["participant"] = kept
+
+
+def _label(resource: dict[str, Any], decision: SharingDecision, section: dict[str, Any]) -> None:
+    meta = resource.setdefault("meta", {})
+    security = meta.setdefault("security", [])
+    system = section.get("confidentiality_system")
+    code = decision.confidentiality if decision.confidentiality in ("R", "V") else "R"
+    if not any(s.get("system") == system for s in security):
+        security.append({"system": system, "code": code})
+    tags = meta.setdefault("tag", [])
+    tag_system = section.get("reader_tag_system", "urn:liaison:restricted-reader")
+    present = {t.get("code") for t in tags if t.get("system") == tag_system}
+    for reader in sorted(decision.allowed_readers - present):
+        tags.append({"system": tag_system, "code": reader})
+    if not decision.allowed_readers and "none" not in present:
+        # restricted with nobody named: a marker tag keeps every outside reader out
+        tags.append({"system": tag_system, "code": "none"})
+
+
+def allowed_readers_of(resource: dict[str, Any], tag_system: str) -> set[str] | None:
+    """The readers a resource is restricted to, or None if it is not restricted."""
+    all_tags = (resource.get("meta") or {}).get("tag") or []
+    tags = [t for t in all_tags if t.get("system") == tag_system]
+    if not tags:
+        return None
+    return {t.get("code") for t in tags if t.get("code")}
+
+
+def reader_may_see(
+    resource: dict[str, Any], principal: Any, tag_system: str = "urn:liaison:restricted-reader"
+) -> bool:
+    """False when `resource` is restricted and the reader is not one of its allowed readers."""
+    allowed = allowed_readers_of(resource, tag_system)
+    if allowed is None or principal is None:
+        return True
+    if getattr(principal, "kind", None) in _UNRESTRICTED_READERS:
+        return True
+    return getattr(principal, "idnat", None) in allowed
+
+
+def filter_searchset(
+    bundle: dict[str, Any], principal: Any, tag_system: str = "urn:liaison:restricted-reader"
+) -> dict[str, Any]:
+    """A copy of a searchset Bundle without the entries the reader may not see."""
+    entries = [
+        e
+        for e in bundle.get("entry") or []
+        if reader_may_see(e.get("resource") or {}, principal, tag_system)
+    ]
+    removed = len(bundle.get("entry") or []) - len(entries)
+    filtered = {**bundle, "entry": entries}
+    if isinstance(bundle.get("total"), int):
+        filtered["total"] = max(0, bundle["total"] - removed)
+    return filtered
+
+
+def audit(
+    session: Session,
+    *,
+    letter_id: str | None,
+    patient_value: str | None,
+    action: str,
+    target: str | None,
+    outcome: str,
+    reason: str,
+) -> None:
+    session.add(
+        SharingAudit(
+            letter_id=letter_id,
+            patient_value=patient_value,
+            action=action,
+            target=target,
+            outcome=outcome,
+            reason=reason,
+        )
+    )
+
+
+def consent_resource(
+    patient: tuple[str, str], decision: str, rules: CoordinationRules, when: datetime | None = None
+) -> dict[str, Any]:
+    """The opposition as an R4 Consent (active while opposed, inactive once withdrawn)."""
+    section = rules.section("consent")
+    system, value = patient
+    digest = hashlib.sha256(f"{system}|{value}".encode()).hexdigest()[:32]
+    return {
+        "resourceType": "Consent",
+        "identifier": [{"system": section["consent_identifier_system"], "value": digest}],
+        "status": "active" if decision == "oppose" else "inactive",
+        "scope": {"coding": [section["scope"]]},
+        "category": [{"coding": [section["category"]]}],
+        "patient": {"identifier": {"system": system, "value": value}},
+        "dateTime": (when or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "policyRule": {"coding": [section["policy_rule"]]},
+        "provision": {"type": "deny"},
+    }
+
+
+def consent_bundle(
+    patient: tuple[str, str], decision: str, rules: CoordinationRules
+) -> dict[str, Any]:
+    """A transaction writing the Consent by conditional update (one Consent per patient),
+    with the Patient as a conditional create so an opposition may precede any letter."""
+    from adapter.mapping.identity import full_url
+
+    system, value = patient
+    patient_url = full_url("Patient", system, value)
+    consent = consent_resource(patient, decision, rules)
+    consent["patient"] = {"reference": patient_url}
+    identifier = consent["identifier"][0]
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": patient_url,
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": system, "value": value}],
+                },
+                "request": create_if_absent("Patient", {"system": system, "value": value}),
+            },
+            {
+                "fullUrl": stable_full_url("Consent", identifier["system"], identifier["value"]),
+                "resource": consent,
+                "request": {
+                    "method": "PUT",
+                    "url": f"Consent?identifier={identifier['system']}|{identifier['value']}",
+                },
+            },
+        ],
+    }

@@ -1,0 +1,171 @@
+"""Where pathway coordinators come from: the local directory (CSV or the imported directory).
+
+A coordinator is a local-directory row whose `role` is one of the coordinator roles of
+`mappings/coordination.yaml`, with the territory it covers (`cpts_id`, `territory_postcodes`,
+`commune`). Both sources give the same `Coordinator` cards to `CoordinationRules.coordinators_for`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from adapter.coordination.rules import CoordinationRules, Coordinator, load_rules, parse_spans
+from adapter.mapping.directory_port import ContactPoint, ProfessionalCard
+
+IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
+LOCAL_PROFESSIONAL = "urn:liaison:directory:local"
+
+
+def _identifier(row: Mapping[str, str]) -> tuple[str, str] | None:
+    if (row.get("idnat_ps") or "").strip():
+        return (IDNAT_PS, row["idnat_ps"].strip())
+    if (row.get("rpps") or "").strip():
+        return (IDNAT_PS, "8" + row["rpps"].strip())
+    if (row.get("local_id") or "").strip():
+        return (LOCAL_PROFESSIONAL, row["local_id"].strip())
+    return None
+
+
+def coordinator_from_row(row: Mapping[str, str], rules: CoordinationRules) -> Coordinator | None:
+    """The coordinator a local-directory row declares, or None if the row is not one."""
+    if not rules.coordinator.is_coordinator_role(row.get("role")):
+        return None
+    identifier = _identifier(row)
+    territory_id = (row.get("cpts_id") or "").strip()
+    if identifier is None or not territory_id:
+        return None
+    telecom: list[ContactPoint] = []
+    if (row.get("phone") or "").strip():
+        telecom.append(ContactPoint("phone", row["phone"].strip(), use="work"))
+    if (row.get("mssante") or "").strip():
+        telecom.append(ContactPoint("email", row["mssante"].strip(), use="work", mssante=True))
+    postcodes = parse_spans(row.get("territory_postcodes") or "")
+    return Coordinator(
+        identifier=identifier,
+        territory_id=territory_id,
+        territory_kind=rules.coordinator.kind_of(territory_id),
+        family=(row.get("family") or "").strip() or None,
+        given=tuple((row.get("given") or "").split()),
+        telecom=tuple(telecom),
+        postcodes=postcodes,
+        # a coordinator row without postcodes covers the commune it names
+        communes=() if postcodes else tuple(filter(None, [(row.get("commune") or "").strip()])),
+        organization_name=(row.get("structure") or "").strip() or None,
+    )
+
+
+class CsvCoordinators:
+    """Coordinators read straight from a local-directory CSV (same columns as the import)."""
+
+    def __init__(self, path: Path, rules: CoordinationRules | None = None) -> None:
+        self.path = path
+        self.rules = rules or load_rules()
+        self._cache: list[Coordinator] | None = None
+
+    def coordinators(self) -> Sequence[Coordinator]:
+        if self._cache is None:
+            with open(self.path, encoding="utf-8-sig", newline="") as handle:
+                sample = handle.read(4096)
+                handle.seek(0)
+                delimiter = ";" if sample.count(";") > sample.count(",") else ","
+                rows = csv.DictReader(handle, delimiter=delimiter)
+                found = (coordinator_from_row(row, self.rules) for row in rows)
+                self._cache = [c for c in found if c is not None]
+        return self._cache
+
+
+class StaticCoordinators:
+    """A fixed list (built from directory cards, or in tests)."""
+
+    def __init__(self, coordinators: Iterable[Coordinator]) -> None:
+        self._coordinators = list(coordinators)
+
+    def coordinators(self) -> Sequence[Coordinator]:
+        return self._coordinators
+
+
+def coordinator_from_card(card: ProfessionalCard, rules: CoordinationRules) -> Coordinator | None:
+    """A directory card (`adapter.directory`) as a coordinator, when its local role says so."""
+    role = next((r.code for r in card.roles if rules.coordinator.is_coordinator_role(r.code)), None)
+    row = {
+        "role": role or card.extra.get("role", ""),
+        "cpts_id": card.extra.get("cpts_id", ""),
+        "territory_postcodes": card.extra.get("territory_postcodes", ""),
+        "family": card.family or "",
+        "given": " ".join(card.given),
+        "commune": card.address.city if card.address and card.address.city else "",
+        "structure": card.organization.name if card.organization and card.organization.name else "",
+    }
+    identifier = next(iter(card.identifiers), None)
+    if identifier is None:
+        return None
+    if identifier[0] == IDNAT_PS:
+        row["idnat_ps"] = identifier[1]
+    else:
+        row["local_id"] = identifier[1]
+    coordinator = coordinator_from_row(row, rules)
+    if coordinator is None:
+        return None
+    return Coordinator(
+        identifier=identifier,
+        territory_id=coordinator.territory_id,
+        territory_kind=coordinator.territory_kind,
+        family=coordinator.family,
+        given=coordinator.given,
+        telecom=card.telecom,
+        postcodes=coordinator.postcodes,
+        communes=coordinator.communes,
+        organization_name=coordinator.organization_name,
+    )
+
+
+class DirectoryCoordinators:
+    """Coordinators from the imported directory (`adapter.directory` tables, read only)."""
+
+    def __init__(self, engine: Engine, rules: CoordinationRules | None = None) -> None:
+        self.engine = engine
+        self.rules = rules or load_rules()
+
+    def coordinators(self) -> Sequence[Coordinator]:
+        try:
+            from adapter.directory.models import DirectoryPractitioner, DirectoryRole
+        except ModuleNotFoundError:
+            return []
+        roles = list(self.rules.coordinator.directory_roles)
+        query = (
+            select(DirectoryRole, DirectoryPractitioner)
+            .join(
+                DirectoryPractitioner,
+                col(DirectoryPractitioner.idnat) == col(DirectoryRole.practitioner_idnat),
+            )
+            .where(col(DirectoryRole.active).is_(True))
+            .where(func.lower(col(DirectoryRole.local_role)).in_(roles))
+        )
+        found: list[Coordinator] = []
+        with Session(self.engine) as session:
+            for role, person in session.exec(query).all():
+                row = {
+                    "role": role.local_role or "",
+                    "cpts_id": role.cpts_id or "",
+                    "territory_postcodes": role.territory_postcodes or "",
+                    "family": person.family or "",
+                    "given": person.given or "",
+                    "phone": role.phone or "",
+                    "mssante": role.mssante or "",
+                    "structure": role.organization_name or "",
+                    "commune": role.city or "",
+                }
+                if person.idnat.startswith("local-"):
+                    row["local_id"] = person.idnat
+                else:
+                    row["idnat_ps"] = person.idnat
+                coordinator = coordinator_from_row(row, self.rules)
+                if coordinator is not None:
+                    found.append(coordinator)
+        return found

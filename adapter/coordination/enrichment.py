@@ -1,0 +1,275 @@
+"""The coordination step between conversion and push: `enrich(conversion, …) -> Conversion`.
+
+In order: decide what the letter may share (consent), add the territory's pathway coordinator to
+the CareTeam with a Communication, carry the carers already in the patient's CareTeam in the
+record into the new one and tell them, enforce the consent decision on the whole bundle, emit
+the SOR discharge event. Every decision is audited and summarised in the conversion report.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from adapter.coordination import consent
+from adapter.coordination.bundle_tools import BundleView
+from adapter.coordination.careteam_merge import RecordReader, carry_over, known_carers
+from adapter.coordination.coordinators import coordinator_from_card
+from adapter.coordination.notifications import discharge_event
+from adapter.coordination.resources import (
+    communicated_idnats,
+    communication,
+    coordinator_practitioner,
+    ensure_practitioner,
+    ensure_territory_organization,
+    has_origin,
+    origin_extension,
+    participant_idnats,
+)
+from adapter.coordination.rules import CoordinationRules, CoordinatorSource, load_rules
+from adapter.store.db import get_engine, session_scope
+
+
+def _info(report: dict[str, Any], message: str, expression: str | None = None) -> None:
+    issue: dict[str, Any] = {"severity": "information", "code": "informational"}
+    issue["diagnostics"] = message
+    if expression:
+        issue["expression"] = [expression]
+    report.setdefault("issue", []).append(issue)
+
+
+def _patient_address(view: BundleView, letter: Any) -> tuple[str | None, str | None]:
+    postcode = getattr(letter, "patient_postal_code", None)
+    city = None
+    patient = view.first("Patient") or {}
+    for address in patient.get("address") or []:
+        postcode = postcode or address.get("postalCode")
+        city = city or address.get("city")
+    return postcode, city
+
+
+def coordinator_source_from(directory: Any, rules: CoordinationRules) -> CoordinatorSource | None:
+    """Coordinators from whatever directory object we were given."""
+    if directory is None:
+        return None
+    if hasattr(directory, "coordinators"):
+        return directory
+    if hasattr(directory, "professionals_with_role"):
+        from adapter.coordination.coordinators import StaticCoordinators
+
+        cards = []
+        for role in rules.coordinator.directory_roles:
+            cards.extend(directory.professionals_with_role(role))
+        found = (coordinator_from_card(card, rules) for card in cards)
+        return StaticCoordinators(c for c in found if c is not None)
+    return None
+
+
+def enrich(
+    conversion: Any,
+    directory: Any = None,
+    record: RecordReader | None = None,
+    *,
+    rules: CoordinationRules | None = None,
+    engine: Engine | None = None,
+    now: datetime | None = None,
+) -> Any:
+    """A copy of `conversion` (`adapter.mapping.Conversion`) with coordination applied.
+
+    `directory` gives the coordinators (an object with `coordinators()`, e.g. `CsvCoordinators`,
+    or the imported directory); `record` is the shared record to merge the care team with.
+    """
+    rules = rules or load_rules()
+    letter = conversion.letter
+    bundle = copy.deepcopy(conversion.bundle)
+    report = copy.deepcopy(conversion.report) or {"resourceType": "OperationOutcome", "issue": []}
+    view = BundleView(bundle)
+    letter_id = getattr(letter, "document_id", ("", ""))[1] or None
+    patient_value = (getattr(letter, "ins", None) or ("", ""))[1] or None
+    with session_scope(engine or get_engine()) as session:
+        decision = consent.decide(letter, session)
+        for reason in decision.reasons:
+            _info(report, f"consent: {reason}")
+        care_team = view.first("CareTeam")
+        if care_team is not None:
+            _mark_origins(view, care_team, letter, rules)
+            # carers already known first: a coordinator from an earlier stay keeps their period
+            _merge_known_carers(view, care_team, letter, rules, record, decision, session, report)
+            _add_coordinators(view, care_team, letter, rules, directory, decision, session, report)
+        else:
+            _info(report, "coordination: the bundle has no CareTeam; coordinator not added")
+        consent.apply_to_bundle(
+            bundle,
+            decision,
+            rules,
+            session=session,
+            letter_id=letter_id,
+            patient_value=patient_value,
+        )
+        event = discharge_event(view, letter, rules, now)
+        if event is not None:
+            if decision.restricted:
+                consent.apply_to_bundle(bundle, decision, rules)  # labels the event too
+            _info(report, "notification: SOR discharge event emitted (CommunicationRequest)")
+    return dataclasses.replace(conversion, bundle=bundle, report=report)
+
+
+def _mark_origins(
+    view: BundleView, care_team: dict[str, Any], letter: Any, rules: CoordinationRules
+) -> None:
+    """Participants named by this letter: record which letter and hospital added them."""
+    custodian = getattr(letter, "custodian", None)
+    added_by = f"letter custodian {custodian[1]}" if custodian else "discharge letter"
+    for participant in care_team.get("participant") or []:
+        if not has_origin(participant, rules):
+            participant.setdefault("extension", []).append(
+                origin_extension(
+                    rules, source=getattr(letter, "document_id", None), added_by=added_by
+                )
+            )
+
+
+def _add_coordinators(
+    view: BundleView,
+    care_team: dict[str, Any],
+    letter: Any,
+    rules: CoordinationRules,
+    directory: Any,
+    decision: consent.SharingDecision,
+    session: Any,
+    report: dict[str, Any],
+) -> None:
+    if not rules.coordinator.enabled:
+        return
+    postcode, city = _patient_address(view, letter)
+    coordinators = rules.coordinators_for(postcode, city, coordinator_source_from(directory, rules))
+    letter_id = getattr(letter, "document_id", ("", ""))[1] or None
+    if not coordinators:
+        _info(report, "coordination: no pathway coordinator covers the patient's address")
+        return
+    present = participant_idnats(view, care_team)
+    for coordinator in coordinators:
+        idnat = coordinator.identifier[1]
+        if not decision.may_reach(idnat):
+            consent.audit(
+                session,
+                letter_id=letter_id,
+                patient_value=(getattr(letter, "ins", None) or ("", ""))[1] or None,
+                action="care-team",
+                target=idnat,
+                outcome="withheld",
+                reason="coordinator not added: " + "; ".join(decision.reasons),
+            )
+            _info(report, f"coordination: coordinator of {coordinator.territory_id} withheld")
+            continue
+        member_url = ensure_practitioner(view, coordinator_practitioner(coordinator, rules))
+        territory_url = ensure_territory_organization(view, coordinator, rules)
+        if idnat not in present:
+            participant = {
+                "role": [
+                    {
+                        "coding": [rules.coordinator.role.as_fhir()],
+                        "text": rules.coordinator.role.display,
+                    }
+                ],
+                "member": {"reference": member_url, "display": coordinator.display},
+                "onBehalfOf": {"reference": territory_url},
+                "extension": [
+                    origin_extension(
+                        rules,
+                        source=getattr(letter, "document_id", None),
+                        added_by=f"coordination rule ({coordinator.territory_kind} "
+                        f"{coordinator.territory_id})",
+                    )
+                ],
+            }
+            if getattr(letter, "effective_time", None):
+                participant["period"] = {"start": letter.effective_time}
+            care_team.setdefault("participant", []).append(participant)
+        if idnat not in communicated_idnats(view):
+            reason = rules.section("communication").get("reason_coordinator", "Sortie")
+            communication(
+                view,
+                rules,
+                letter=letter,
+                recipient_url=member_url,
+                recipient_key=idnat,
+                reason=reason,
+            )
+        consent.audit(
+            session,
+            letter_id=letter_id,
+            patient_value=(getattr(letter, "ins", None) or ("", ""))[1] or None,
+            action="care-team",
+            target=idnat,
+            outcome="shared",
+            reason=f"pathway coordinator of {coordinator.territory_kind} "
+            f"{coordinator.territory_id}",
+        )
+        _info(report, f"coordination: coordinator of {coordinator.territory_id} added")
+
+
+def _merge_known_carers(
+    view: BundleView,
+    care_team: dict[str, Any],
+    letter: Any,
+    rules: CoordinationRules,
+    record: RecordReader | None,
+    decision: consent.SharingDecision,
+    session: Any,
+    report: dict[str, Any],
+) -> None:
+    section = rules.section("care_team_merge")
+    if not section.get("enabled", True) or record is None:
+        return
+    identifiers = list(getattr(letter, "patient_identifiers", None) or [])
+    if getattr(letter, "ins", None) and letter.ins not in identifiers:
+        identifiers.insert(0, letter.ins)
+    letter_id = getattr(letter, "document_id", ("", ""))[1] or None
+    patient_value = (getattr(letter, "ins", None) or ("", ""))[1] or None
+    present = participant_idnats(view, care_team)
+    for carer in known_carers(record, identifiers):
+        if carer.idnat is None or carer.idnat in present:
+            continue
+        if not decision.may_reach(carer.idnat):
+            consent.audit(
+                session,
+                letter_id=letter_id,
+                patient_value=patient_value,
+                action="care-team",
+                target=carer.idnat,
+                outcome="withheld",
+                reason="known carer not carried over: " + "; ".join(decision.reasons),
+            )
+            continue
+        member_url = ensure_practitioner(view, carer.practitioner)
+        source = carer.care_team_identifier
+        origin = origin_extension(rules, source=source, added_by="earlier care team in the record")
+        carry_over(view, care_team, carer, member_url, origin)
+        present.add(carer.idnat)
+        if carer.idnat not in communicated_idnats(view):
+            reason = rules.section("communication").get("reason_known_carer", "Sortie")
+            communication(
+                view,
+                rules,
+                letter=letter,
+                recipient_url=member_url,
+                recipient_key=carer.idnat,
+                reason=reason,
+            )
+        consent.audit(
+            session,
+            letter_id=letter_id,
+            patient_value=patient_value,
+            action="care-team",
+            target=carer.idnat,
+            outcome="shared",
+            reason="already in the patient's care team: kept and notified",
+        )
+        _info(
+            report, "coordination: a professional of the existing care team was kept and notified"
+        )

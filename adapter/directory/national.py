@@ -1,0 +1,350 @@
+"""Importer of the national extract PS_LibreAcces_Personne_activite (Annuaire Santé).
+
+One line per activity: the professional's identity (idNat_PS, names, profession) is repeated on
+each of their activities, followed by the activity (specialty, mode, site, address, phones).
+Lines become a Practitioner (first line wins), one PractitionerRole per line, and an
+Organization per structure identified by idNat_Struct. The file is read as a stream, in chunks
+of lines, each written in its own transaction; memory stays flat whatever the file size.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import time
+from collections import Counter
+from hashlib import blake2b
+from typing import Any, BinaryIO
+
+from sqlalchemy.engine import Engine
+
+from adapter.directory import codes
+from adapter.directory.models import (
+    ORGANIZATION_COLUMNS,
+    PRACTITIONER_COLUMNS,
+    ROLE_COLUMNS,
+    DirectoryOrganization,
+    DirectoryPractitioner,
+    DirectoryRole,
+)
+from adapter.directory.text import fold
+from adapter.directory.writer import (
+    ImportSummary,
+    ProgressCallback,
+    RejectionCallback,
+    Upserter,
+    bulk_settings,
+    deferred_indexes,
+    finish_run,
+    start_run,
+)
+from adapter.errors import BadRequest
+
+KIND = "national"
+CHUNK_LINES = 20_000
+MAX_SITES_REMEMBERED = 500_000  # ~50 MB at most; beyond, the database resolves repeats
+PERSON_COLUMNS = 13  # type, identifier, idNat, civilities, names, profession, category
+# A national activity fills the role columns up to the e-mail; the rest is for local directories.
+NATIONAL_ROLE_COLUMNS = ROLE_COLUMNS[: ROLE_COLUMNS.index("email") + 1]
+
+
+class _Layout:
+    """Column positions and checks, from mappings/directory/national_extract.yaml."""
+
+    def __init__(self) -> None:
+        layout = codes.national_layout()
+        systems = codes.code_systems()
+        self.columns: list[str] = layout["columns"]
+        self.width = len(self.columns)
+        self.id_patterns = {
+            code: (spec["name"], re.compile(spec["pattern"]))
+            for code, spec in layout["identifier_types"].items()
+        }
+        patterns = layout["structure_identifier_patterns"]
+        self.finess = re.compile(patterns["finess"])
+        self.siret = re.compile(patterns["siret"])
+        self.max_rejected_share = float(layout["max_rejected_share_for_deactivation"])
+        self.prefixes: dict[str, str] = systems["civility_prefix"]
+        self.specialty_by_type: dict[str, str] = systems["specialty_by_type"]
+        self.default_specialty: str = systems["default_specialty"]
+        prefix = codes.identifiers()["idnat_struct_prefix"]
+        self.finess_prefix, self.siret_prefix = prefix["finess"], prefix["siret"]
+
+    def check_header(self, header: bytes) -> None:
+        text = header.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+        names = text.split("|")
+        if names and names[-1] == "":
+            names.pop()
+        if names != self.columns:
+            missing = [name for name in self.columns if name not in names]
+            detail = f"missing columns: {', '.join(missing[:5])}" if missing else "columns differ"
+            raise BadRequest(
+                f"not a PS_LibreAcces_Personne_activite extract: expected {self.width} columns "
+                f"beginning {self.columns[0]!r}, found {len(names)} ({detail})"
+            )
+
+
+class LineRejected(Exception):
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def split_line(raw: bytes, layout: _Layout) -> list[str]:
+    """The 52 fields of a data line ('' when empty), or LineRejected saying why."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LineRejected("bad encoding", f"not UTF-8 at byte {error.start}") from None
+    fields = text.rstrip("\r\n").split("|")
+    count = len(fields)
+    if count == layout.width + 1 and fields[-1] == "":
+        fields.pop()  # the usual trailing '|'
+    elif count != layout.width:
+        got = count - 1 if fields[-1] == "" else count
+        raise LineRejected("wrong column count", f"{got} columns, expected {layout.width}")
+    id_type, number, idnat = fields[0], fields[1], fields[2]
+    checked = layout.id_patterns.get(id_type)
+    if checked is None:
+        raise LineRejected("bad identifier", f"unknown identifier type {id_type!r}")
+    if not checked[1].match(number):
+        raise LineRejected("bad identifier", f"{number!r} is not a valid {checked[0]} number")
+    if idnat != id_type + number:
+        raise LineRejected("bad identifier", f"idNat_PS {idnat!r} is not {id_type!r}+{number!r}")
+    finess, siret = fields[21], fields[19]
+    if finess and not layout.finess.match(finess):
+        raise LineRejected("bad identifier", f"FINESS {finess!r} is malformed")
+    if siret and not layout.siret.match(siret):
+        raise LineRejected("bad identifier", f"SIRET {siret!r} is malformed")
+    return fields
+
+
+def _street(f: list[str]) -> str:
+    # Numéro Voie, Indice répétition, Libellé type de voie, Libellé Voie
+    return " ".join([part for part in (f[28], f[29], f[31], f[32]) if part])
+
+
+def _digest(data: bytes) -> str:
+    return blake2b(data, digest_size=12).hexdigest()
+
+
+# Role and practitioner rows hold '' for an absent value: the extract pads nothing, and the
+# Upserters of this importer write '' as NULL (blank_is_null). Fields are used as they come:
+# stripping or normalising 52 values per line would cost a tenth of the import.
+def role_row(key: str, f: list[str], raw: bytes, layout: _Layout) -> tuple[str, ...]:
+    """The PractitionerRole row of one line, in NATIONAL_ROLE_COLUMNS order."""
+    savoir_faire = f[15]
+    specialty_system = (
+        layout.specialty_by_type.get(f[13], layout.default_specialty) if savoir_faire else ""
+    )
+    finess, siret = f[21], f[19]
+    site = f[46] or (
+        layout.finess_prefix + finess if finess else (layout.siret_prefix + siret if siret else "")
+    )
+    return (
+        key, f[2], KIND, _digest(raw), f[9], f[10], specialty_system, savoir_faire, f[16], f[17],
+        f[48], site, finess, siret, f[24] or f[25], _street(f), f[35], f[37], f[40], f[41], f[42],
+        f[43],
+    )  # fmt: skip
+
+
+def practitioner_row(f: list[str], role: tuple[str, ...], layout: _Layout) -> tuple[str, ...]:
+    """The Practitioner row from a professional's first line, in PRACTITIONER_COLUMNS order."""
+    type_name = layout.id_patterns[f[0]][0]
+    family, given = f[7], f[8]
+    identity = "|".join(f[:PERSON_COLUMNS]) + "|" + f[15]
+    return (
+        f[2], type_name, f[1] if type_name == "RPPS" else "", layout.prefixes.get(f[3], f[3]),
+        family, given, fold(family) or "", fold(given) or "", f[9], f[10], f[11], role[6],
+        role[7], role[8], KIND, _digest(identity.encode()),
+    )  # fmt: skip
+
+
+def organization_row(role: tuple[str, ...]) -> tuple[Any, ...]:
+    """The Organization row of a line's site, in ORGANIZATION_COLUMNS order."""
+    # idNat_Struct, FINESS, SIRET, name, street, postcode, city, phone, e-mail, sector; None for
+    # an absent value, as the hash of already imported structures was computed with None.
+    content = tuple(role[at] or None for at in (11, 12, 13, 14, 15, 16, 17, 18, 21, 10))
+    return (*content, KIND, _digest("|".join(map(str, content)).encode()))
+
+
+class NationalImporter:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        on_reject: RejectionCallback | None = None,
+        progress: ProgressCallback | None = None,
+        chunk_lines: int = CHUNK_LINES,
+        full: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.on_reject = on_reject
+        self.progress = progress
+        self.chunk_lines = chunk_lines
+        self.full = full
+        self.fresh = False  # importing into empty tables: plain inserts, no look-ups
+        self.layout = _Layout()
+        self.entities: dict[str, Counter[str]] = {
+            "practitioners": Counter(),
+            "roles": Counter(),
+            "organizations": Counter(),
+        }
+
+    def run(self, stream: BinaryIO, source_name: str) -> ImportSummary:
+        # The loop allocates millions of short-lived tuples and keeps a chunk of them alive:
+        # the cyclic garbage collector would rescan those chunks over and over (a tenth of the
+        # run) and finds nothing, as rows hold no cycles. Paused for the import, then restored.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(stream, source_name)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run(self, stream: BinaryIO, source_name: str) -> ImportSummary:
+        started = time.perf_counter()
+        header = stream.readline()
+        if not header.strip():
+            raise BadRequest(f"{source_name} is empty: no header line")
+        self.layout.check_header(header)
+        summary = ImportSummary(KIND, source_name, entities=self.entities)
+        run_id = start_run(self.engine, KIND, source_name, full=self.full)
+        summary.run_id = run_id
+        self.practitioners = Upserter(
+            DirectoryPractitioner, PRACTITIONER_COLUMNS, "content_hash", run_id, blank_is_null=True
+        )
+        self.roles = Upserter(
+            DirectoryRole, NATIONAL_ROLE_COLUMNS, "line_hash", run_id, blank_is_null=True
+        )
+        self.organizations = Upserter(
+            DirectoryOrganization, ORGANIZATION_COLUMNS, "content_hash", run_id
+        )
+        layout = self.layout
+        chunk_lines = self.chunk_lines
+        consumed = len(header)
+        read = 0
+        last_idnat, ranks = "", dict[str, int]()
+        people: dict[str, tuple[Any, ...]] = {}
+        structures: dict[str, tuple[Any, ...]] = {}
+        activities: dict[str, tuple[Any, ...]] = {}
+        # A site recurs on the lines of every professional working there, all over the file:
+        # written once per run (first line wins), not once per chunk.
+        sites_seen: set[str] = set()
+        tables = [self.practitioners.table, self.roles.table, self.organizations.table]
+        with (
+            self.engine.connect() as connection,
+            bulk_settings(connection),
+            deferred_indexes(connection, tables) as self.fresh,
+        ):
+            for line_number, raw in enumerate(stream, start=2):
+                consumed += len(raw)
+                if len(raw) < 3 and not raw.strip():
+                    continue
+                read += 1
+                try:
+                    values = split_line(raw, layout)
+                except LineRejected as rejected:
+                    rejection = summary.reject(line_number, rejected.reason, rejected.detail)
+                    if self.on_reject:
+                        self.on_reject(rejection)
+                    continue
+                idnat = values[2]
+                if idnat != last_idnat:
+                    last_idnat, ranks = idnat, {}
+                    # a professional's lines are contiguous in the extract: the first one is new
+                    if idnat not in people:
+                        first_line = True
+                else:
+                    first_line = False
+                # Activity identity: site, mode, profession, savoir-faire (+ rank if repeated).
+                base = f"{idnat}|{values[23]}|{values[17]}|{values[9]}|{values[15]}"
+                if base in ranks:
+                    rank = ranks[base]
+                    ranks[base] = rank + 1
+                    role = role_row(f"{base}#{rank}", values, raw, layout)
+                else:
+                    ranks[base] = 1
+                    role = role_row(base, values, raw, layout)
+                activities[role[0]] = role
+                if first_line:
+                    people[idnat] = practitioner_row(values, role, layout)
+                site = role[11]
+                if site and site not in sites_seen and site not in structures:
+                    structures[site] = organization_row(role)
+                    if len(sites_seen) < MAX_SITES_REMEMBERED:
+                        sites_seen.add(site)
+                if len(activities) >= chunk_lines:
+                    summary.read = read
+                    self._write(connection, people, structures, activities, summary)
+                    people, structures, activities = {}, {}, {}
+                    if self.progress:
+                        self.progress(consumed)
+            summary.read = read
+            if activities:
+                self._write(connection, people, structures, activities, summary)
+            if self.progress:
+                self.progress(consumed)
+            if self.full:
+                self._deactivate_unseen(connection, summary)
+        summary.seconds = time.perf_counter() - started
+        finish_run(self.engine, summary)
+        return summary
+
+    def _write(
+        self,
+        connection: Any,
+        people: dict[str, tuple[Any, ...]],
+        structures: dict[str, tuple[Any, ...]],
+        activities: dict[str, tuple[Any, ...]],
+        summary: ImportSummary,
+    ) -> None:
+        with connection.begin():
+            write = Upserter.insert_new if self.fresh else Upserter.apply
+            self._tally("practitioners", write(self.practitioners, connection, people))
+            self._tally("organizations", write(self.organizations, connection, structures))
+            outcome = self._tally("roles", write(self.roles, connection, activities))
+        summary.inserted += len(outcome.inserted)
+        summary.updated += len(outcome.updated)
+        summary.unchanged += len(outcome.unchanged)
+
+    def _tally(self, entity: str, outcome: Any) -> Any:
+        counter = self.entities[entity]
+        counter["inserted"] += len(outcome.inserted)
+        counter["updated"] += len(outcome.updated)
+        counter["unchanged"] += len(outcome.unchanged)
+        return outcome
+
+    def _deactivate_unseen(self, connection: Any, summary: ImportSummary) -> None:
+        if summary.read and summary.rejected / summary.read > self.layout.max_rejected_share:
+            summary.notes.append(
+                "nothing marked inactive: more than half of the lines were rejected"
+            )
+            return
+        with connection.begin():
+            for entity, upserter in (
+                ("practitioners", self.practitioners),
+                ("roles", self.roles),
+                ("organizations", self.organizations),
+            ):
+                source = upserter.table.c.source == KIND
+                self.entities[entity]["deactivated"] = upserter.deactivate_unseen(
+                    connection, source
+                )
+        summary.deactivated = self.entities["practitioners"]["deactivated"]
+
+
+def import_national(
+    engine: Engine,
+    stream: BinaryIO,
+    source_name: str,
+    *,
+    on_reject: RejectionCallback | None = None,
+    progress: ProgressCallback | None = None,
+    full: bool = True,
+) -> ImportSummary:
+    """Import a PS_LibreAcces_Personne_activite stream (header line first)."""
+    importer = NationalImporter(engine, on_reject=on_reject, progress=progress, full=full)
+    return importer.run(stream, source_name)

@@ -1,0 +1,190 @@
+"""Where bundles go: a small interface with two implementations, the embedded record
+(in-process, through its Repository) and any FHIR R4 server over HTTP.
+
+Every failure is translated into the one hierarchy of `adapter.errors`: `TargetUnavailable`
+(worth retrying later) or `TargetRejected` (retrying would get the same answer).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx
+import orjson
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from adapter.config import Settings
+from adapter.errors import LiaisonError, TargetRejected, TargetUnavailable, operation_outcome
+from adapter.push.backoff import parse_retry_after
+from adapter.push.oauth import ClientCredentials
+from adapter.push.splitting import send_in_chunks
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+FHIR_JSON = "application/fhir+json"
+
+
+class Target(Protocol):
+    """A FHIR server that takes transaction bundles."""
+
+    name: str
+
+    def send(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """Send one transaction bundle; return the transaction-response bundle."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def response_locations(response_bundle: dict[str, Any]) -> list[str]:
+    """The `response.location` of each entry of a transaction-response, in entry order."""
+    return [
+        (entry.get("response") or {}).get("location", "")
+        for entry in response_bundle.get("entry", [])
+    ]
+
+
+class EmbeddedTarget:
+    """liaison's own record, written through its Repository in this process."""
+
+    name = "embedded record"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._repository: Any = None
+
+    def _repo(self) -> Any:
+        if self._repository is None:
+            try:
+                from adapter.record.repository import Repository
+            except ModuleNotFoundError as missing:
+                raise TargetUnavailable("the embedded record is not installed") from missing
+            self._repository = Repository(self.engine)
+        return self._repository
+
+    def send(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        repository = self._repo()
+        try:
+            return repository.transaction(bundle)
+        except LiaisonError as error:
+            if error.http_status in RETRYABLE_STATUSES or error.http_status >= 500:
+                raise TargetUnavailable(
+                    error.message, status=error.http_status, outcome=error.operation_outcome()
+                ) from error
+            raise TargetRejected(
+                error.message, status=error.http_status, outcome=error.operation_outcome()
+            ) from error
+        except OperationalError as error:  # database locked or gone: try again later
+            raise TargetUnavailable(
+                "the record database is unavailable",
+                outcome=operation_outcome("the record database is unavailable", code="transient"),
+            ) from error
+
+    def close(self) -> None:
+        return None
+
+
+class HttpTarget:
+    """Any FHIR R4 server: POST the transaction bundle to its base URL with httpx."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        credentials: ClientCredentials | None = None,
+        max_entries: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.max_entries = max_entries
+        self.name = self.base_url
+        self.credentials = credentials
+        self.client = httpx.Client(timeout=timeout, transport=transport)
+
+    def send(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        if self.max_entries and len(bundle.get("entry", [])) > self.max_entries:
+            return send_in_chunks(bundle, self.max_entries, self._send_one)
+        return self._send_one(bundle)
+
+    def _send_one(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        body = orjson.dumps(bundle)
+        answer = self._post(body)
+        if answer.status_code == 401 and self.credentials is not None:
+            # The cached token may have been revoked or expired early: one fresh try.
+            self.credentials.invalidate()
+            answer = self._post(body)
+        if answer.status_code < 300:
+            try:
+                return answer.json()
+            except ValueError as error:
+                raise TargetUnavailable(
+                    "the target answered success without a JSON bundle", status=answer.status_code
+                ) from error
+        outcome = _outcome_of(answer)
+        message = f"{self.base_url} answered {answer.status_code}"
+        if answer.status_code in RETRYABLE_STATUSES or answer.status_code >= 500:
+            raise TargetUnavailable(
+                message,
+                status=answer.status_code,
+                outcome=outcome,
+                retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+            )
+        raise TargetRejected(message, status=answer.status_code, outcome=outcome)
+
+    def _post(self, body: bytes) -> httpx.Response:
+        headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
+        if self.credentials is not None:
+            headers["Authorization"] = f"Bearer {self.credentials.token()}"
+        try:
+            return self.client.post(self.base_url, content=body, headers=headers)
+        except httpx.TimeoutException as error:
+            raise TargetUnavailable(
+                f"{self.base_url} timed out",
+                outcome=operation_outcome(f"{self.base_url} timed out", code="timeout"),
+            ) from error
+        except httpx.HTTPError as error:
+            message = f"{self.base_url} unreachable ({type(error).__name__})"
+            raise TargetUnavailable(
+                message, outcome=operation_outcome(message, code="transient")
+            ) from error
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _outcome_of(answer: httpx.Response) -> dict[str, Any]:
+    """The target's OperationOutcome, or one wrapping whatever it answered instead."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        return body
+    text = answer.text[:500] if answer.text else answer.reason_phrase
+    return operation_outcome(f"HTTP {answer.status_code}: {text}", code="exception")
+
+
+def credentials_from_settings(settings: Settings) -> ClientCredentials | None:
+    if not (settings.target_token_url and settings.target_client_id):
+        return None
+    return ClientCredentials(
+        settings.target_token_url,
+        settings.target_client_id,
+        scope=settings.target_scope,
+        client_secret=settings.target_client_secret,
+        private_key=settings.target_private_key,
+        timeout=settings.push_timeout_seconds,
+    )
+
+
+def target_from_settings(settings: Settings, engine: Engine) -> Target:
+    """`LIAISON_TARGET_URL` when set, else the embedded record."""
+    if settings.target_url:
+        return HttpTarget(
+            settings.target_url,
+            timeout=settings.push_timeout_seconds,
+            credentials=credentials_from_settings(settings),
+            max_entries=settings.target_max_entries,
+        )
+    return EmbeddedTarget(engine)

@@ -1,0 +1,213 @@
+"""The pusher: claims due outbox entries and hands each to the handler of its kind — for letters,
+the push target — then records the outcome: delivered, retrying later (backoff with jitter, or
+the target's Retry-After), or failed with the target's OperationOutcome kept for a human.
+
+Runs as threads inside `liaison serve`, or alone with `liaison worker`; any number of pushers
+may share one database (see `adapter.store.outbox` for why no entry is sent twice at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from adapter.api import metrics
+from adapter.config import Settings, get_settings
+from adapter.errors import TargetError, TargetRejected, operation_outcome
+from adapter.push.backoff import backoff_delay
+from adapter.push.targets import Target, response_locations
+from adapter.store import outbox
+
+logger = logging.getLogger("liaison.push")
+
+FHIR_TRANSACTION = "fhir-transaction"
+
+# payload → what to remember as the result; raises TargetUnavailable / TargetRejected
+Handler = Callable[[Any], "dict[str, Any] | None"]
+_registered: dict[str, Handler] = {}
+_running: set[threading.Event] = set()
+
+
+def register_handler(kind: str, handler: Handler) -> None:
+    """Let another part deliver its own outbox entries (e.g. Subscription notifications)."""
+    _registered[kind] = handler
+
+
+def notify() -> None:
+    """Wake the pushers of this process: something was just enqueued."""
+    for event in list(_running):
+        event.set()
+
+
+class Pusher:
+    def __init__(
+        self,
+        engine: Engine,
+        target: Target,
+        *,
+        settings: Settings | None = None,
+        threads: int | None = None,
+        poll_seconds: float = 0.5,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.engine = engine
+        self.target = target
+        self.settings = settings or get_settings()
+        self.thread_count = threads or self.settings.push_workers
+        self.poll_seconds = poll_seconds
+        self.rng = rng or random.Random()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def handlers(self) -> dict[str, Handler]:
+        return {**_registered, FHIR_TRANSACTION: self._send_bundle}
+
+    def _send_bundle(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        with metrics.PUSH_SECONDS.time():
+            response = self.target.send(bundle)
+        locations = response_locations(response)
+        self._after_push(bundle, locations)
+        return {"locations": locations}
+
+    def _after_push(self, bundle: dict[str, Any], locations: list[str]) -> None:
+        """Queue the Subscription notifications of what landed (issue 8), where installed.
+
+        Runs before the entry is marked delivered: if it fails, the entry is retried, and the
+        resend is harmless (conditional transaction) while nothing queued is lost.
+        """
+        try:
+            from adapter.coordination.subscriptions import after_push_in
+        except ModuleNotFoundError as missing:
+            if missing.name and "adapter.coordination.subscriptions".startswith(missing.name):
+                return
+            raise
+        after_push_in(self.engine, bundle, locations)
+
+    # one pass -----------------------------------------------------------------------------
+
+    def run_once(self, limit: int = 4) -> int:
+        """Claim and process what is due now; returns how many entries were processed."""
+        handlers = self.handlers()
+        # A lease shorter than a send (a timeout, a token refresh and a second try) would let
+        # another worker take the entry while it is still being sent.
+        lease = max(self.settings.push_lease_seconds, 2 * self.settings.push_timeout_seconds)
+        held = outbox.claim(
+            self.engine,
+            lease_seconds=lease,
+            limit=limit,
+            kinds=tuple(handlers),
+        )
+        for claim in held:
+            self.process(claim, handlers[claim.kind])
+        return len(held)
+
+    def process(self, held: outbox.Claim, handler: Handler) -> None:
+        try:
+            result = handler(held.payload_json())
+        except TargetRejected as error:
+            self._fail(held, error.status, error.outcome or error.operation_outcome())
+        except TargetError as error:
+            self._retry_later(held, error)
+        except Exception as error:  # a bug or an unexpected failure: keep the entry, retry later
+            # No traceback in the log: an exception message may quote the bundle (patient data);
+            # the message is kept with the entry, for `liaison outbox status --failed`.
+            logger.error("outbox entry %s: unexpected %s", held.entry_id, type(error).__name__)
+            outcome = operation_outcome(f"internal error: {type(error).__name__}: {error}")
+            self._retry_later(held, TargetError("internal error", outcome=outcome))
+        else:
+            outbox.mark_delivered(self.engine, held, result)
+            metrics.PUSH_DELIVERED.inc()
+
+    def _retry_later(self, held: outbox.Claim, error: TargetError) -> None:
+        outcome = error.outcome or error.operation_outcome()
+        if held.attempts >= self.settings.push_max_attempts:
+            self._fail(held, error.status, outcome)
+            return
+        if error.retry_after is not None:
+            # The server knows best when it will be back; a day-long ask is still bounded.
+            delay = min(error.retry_after, max(self.settings.push_backoff_max_seconds, 3600.0))
+        else:
+            delay = backoff_delay(
+                held.attempts,
+                base=self.settings.push_backoff_base_seconds,
+                cap=self.settings.push_backoff_max_seconds,
+                rng=self.rng,
+            )
+        # Only ids and statuses in logs: the target's messages may quote patient data. INFO: a
+        # retry is routine, and a long outage must not flood the log with one line per attempt.
+        logger.info(
+            "outbox entry %s: attempt %s failed (%s), retry in %.2fs",
+            held.entry_id,
+            held.attempts,
+            error.status or type(error).__name__,
+            delay,
+        )
+        outbox.mark_retrying(self.engine, held, delay=delay, status=error.status, outcome=outcome)
+        metrics.PUSH_RETRYING.inc()
+
+    def _fail(self, held: outbox.Claim, status: int | None, outcome: dict[str, Any]) -> None:
+        logger.error(
+            "outbox entry %s: failed after %s attempt(s) (%s)", held.entry_id, held.attempts, status
+        )
+        outbox.mark_failed(self.engine, held, status=status, outcome=outcome)
+        metrics.PUSH_DEAD.inc()
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Process until nothing is pending or retrying (True), or `timeout` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.run_once(limit=16):
+                continue
+            due = outbox.next_due_in(self.engine)
+            if due is None:
+                return True
+            time.sleep(
+                min(max(due, 0.01), self.poll_seconds, max(0.0, deadline - time.monotonic()))
+            )
+        return outbox.next_due_in(self.engine) is None
+
+    # background threads ----------------------------------------------------------------------
+
+    def start(self) -> Pusher:
+        _running.add(self._wake)
+        for number in range(self.thread_count):
+            thread = threading.Thread(
+                target=self._loop, name=f"liaison-pusher-{number}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if self.run_once():
+                    continue
+                due = outbox.next_due_in(self.engine)
+            except SQLAlchemyError as error:  # database restarting: wait and go on
+                logger.warning("pusher cannot reach the database (%s)", type(error).__name__)
+                due = self.poll_seconds
+            wait = self.poll_seconds if due is None else min(max(due, 0.01), self.poll_seconds)
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        _running.discard(self._wake)
+        self._threads.clear()
+        self.target.close()

@@ -1,0 +1,345 @@
+"""The FHIR R4 REST endpoint of the shared record (`/fhir`), JSON only.
+
+Routes stay thin: they parse HTTP (headers, body, query), call the Repository and shape the
+answer. Every error leaves as an OperationOutcome with its status, wherever the router is
+mounted (the route class translates errors itself), and every interaction is audited.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
+
+from adapter.auth import Principal, current_principal
+from adapter.config import get_settings
+from adapter.errors import (
+    BadRequest,
+    LetterTooLarge,
+    LiaisonError,
+    NotAcceptable,
+    UnsupportedMediaType,
+    operation_outcome,
+)
+from adapter.record import audit
+from adapter.record.capability import capability_statement
+from adapter.record.repository import Repository
+from adapter.record.transaction import Result, parse_criteria
+
+log = logging.getLogger("liaison.record")
+FHIR_JSON = "application/fhir+json"
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+_XML_ONLY = ("application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir")
+
+
+class FhirResponse(Response):
+    media_type = "application/fhir+json; charset=utf-8"
+
+    def render(self, content: Any) -> bytes:
+        return b"" if content is None else orjson.dumps(content)
+
+
+def outcome_response(error: LiaisonError) -> FhirResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="liaison"'} if error.http_status == 401 else None
+    return FhirResponse(error.operation_outcome(), status_code=error.http_status, headers=headers)
+
+
+class FhirRoute(APIRoute):
+    """Translates liaison errors (including those of dependencies) into OperationOutcomes and
+    writes one audit row per interaction."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+        action = self.name
+
+        async def handler(request: Request) -> Response:
+            try:
+                response = await original(request)
+            except LiaisonError as error:
+                response = outcome_response(error)
+            except RequestValidationError as error:
+                message = "; ".join(str(e.get("msg")) for e in error.errors()[:3])
+                response = outcome_response(BadRequest(f"invalid request: {message}"))
+            except OperationalError as error:  # database locked or unreachable: retry later
+                log.error("record database unavailable during %s: %s", action,
+                          error.__class__.__name__)
+                response = FhirResponse(
+                    operation_outcome("the record database is unavailable", code="transient"),
+                    status_code=503, headers={"Retry-After": "5"})
+            except Exception as error:
+                # only the class: messages of database errors can carry submitted values
+                log.error("unexpected %s during %s", error.__class__.__name__, action)
+                response = FhirResponse(
+                    operation_outcome("internal error", code="exception"), status_code=500)
+            if action != "capabilities":
+                _audit(request, action, response.status_code)
+            return response
+
+        return handler
+
+
+def _audit(request: Request, action: str, status: int) -> None:
+    path = request.path_params
+    audit.record(
+        _repository(request).engine,
+        getattr(request.state, "principal", None) or _ANONYMOUS,
+        getattr(request.state, "audit_action", None) or action,
+        resource_type=path.get("resource_type"),
+        resource_id=path.get("resource_id") or getattr(request.state, "audit_id", None),
+        outcome=status,
+        result_count=getattr(request.state, "audit_count", None),
+    )
+
+
+router = APIRouter(prefix="/fhir", route_class=FhirRoute, tags=["FHIR record"])
+_ANONYMOUS = Principal(kind="anonymous")
+
+
+def _repository(request: Request) -> Repository:
+    repository = getattr(request.app.state, "record_repository", None)
+    if repository is None:
+        repository = Repository()
+        request.app.state.record_repository = repository
+    return repository
+
+
+async def _principal(request: Request) -> Principal:
+    # async: verifying a signature is quick, and a sync dependency would cost a thread hop
+    principal = current_principal(request)
+    request.state.principal = principal
+    return principal
+
+
+def _base_url(request: Request) -> str:
+    return str(request.url_for("capabilities")).removesuffix("/metadata")
+
+
+def _check_accept(request: Request) -> None:
+    accept = request.headers.get("accept", "")
+    wanted = [part.split(";")[0].strip() for part in accept.split(",") if part.strip()]
+    if wanted and all(w in _XML_ONLY for w in wanted):
+        raise NotAcceptable("this server speaks FHIR JSON only (application/fhir+json)")
+    fmt = request.query_params.get("_format")
+    if fmt and fmt not in ("json", *_JSON_TYPES):
+        raise NotAcceptable("this server speaks FHIR JSON only (_format=json)")
+
+
+async def _json_body(request: Request) -> Any:
+    content_type = request.headers.get("content-type", FHIR_JSON).split(";")[0].strip()
+    if content_type not in _JSON_TYPES:
+        raise UnsupportedMediaType(f"send {FHIR_JSON}, not {content_type}")
+    limit = get_settings().max_letter_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise LetterTooLarge(f"the body is larger than {limit} bytes")
+    body = await request.body()
+    if len(body) > limit:
+        raise LetterTooLarge(f"the body is larger than {limit} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"the body is not JSON ({error.msg})") from None
+
+
+def _prefer(request: Request, key: str) -> str | None:
+    for part in request.headers.get("prefer", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.strip() == key:
+            return value.strip().strip('"')
+    return None
+
+
+def _written(request: Request, result: Result) -> FhirResponse:
+    base = _base_url(request)
+    request.state.audit_id = result.resource_id
+    headers = {"ETag": f'W/"{result.version}"',
+               "Location": f"{base}/{result.resource_type}/{result.resource_id}"
+                           f"/_history/{result.version}"}
+    if result.last_updated:
+        headers["Last-Modified"] = _http_date(result.last_updated)
+    prefer = _prefer(request, "return")
+    if prefer == "minimal":
+        return FhirResponse(None, status_code=result.status, headers=headers)
+    if prefer == "OperationOutcome":
+        outcome = {"resourceType": "OperationOutcome", "issue": [{
+            "severity": "information", "code": "informational",
+            "diagnostics": "created" if result.status == 201 else "stored"}]}
+        return FhirResponse(outcome, status_code=result.status, headers=headers)
+    return FhirResponse(result.resource, status_code=result.status, headers=headers)
+
+
+def _http_date(instant: str) -> str:
+    moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def _resource_response(resource: dict[str, Any]) -> FhirResponse:
+    meta = resource.get("meta") or {}
+    headers = {}
+    if meta.get("versionId"):
+        headers["ETag"] = f'W/"{meta["versionId"]}"'
+    if meta.get("lastUpdated"):
+        headers["Last-Modified"] = _http_date(meta["lastUpdated"])
+    return FhirResponse(resource, headers=headers)
+
+
+# --- routes (order matters: literal paths before path parameters) ---------------------------
+
+
+_statements: dict[str, dict[str, Any]] = {}
+
+
+@router.get("/metadata", name="capabilities")
+async def capabilities(request: Request) -> FhirResponse:
+    _check_accept(request)
+    base = _base_url(request)
+    if base not in _statements:
+        _statements[base] = await run_in_threadpool(capability_statement, base)
+    return FhirResponse(_statements[base])
+
+
+@router.post("", name="bundle")
+@router.post("/", name="bundle", include_in_schema=False)
+async def bundle(request: Request, principal: Principal = Depends(_principal)) -> Response:
+    """transaction / batch Bundles; the registered bundle interceptors are asked first."""
+    _check_accept(request)
+    submitted = await _json_body(request)
+    for interceptor in getattr(request.app.state, "bundle_interceptors", None) or []:
+        if inspect.iscoroutinefunction(interceptor):
+            answer = await interceptor(submitted, principal)
+        else:
+            answer = await run_in_threadpool(interceptor, submitted, principal)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        if answer is not None:
+            request.state.audit_action = "intercepted"
+            return answer
+    if isinstance(submitted, dict):
+        request.state.audit_action = str(submitted.get("type") or "bundle")
+        request.state.audit_count = len(submitted.get("entry") or [])
+    representation = _prefer(request, "return") == "representation"
+    answer = await run_in_threadpool(
+        _repository(request).transaction, submitted, principal,
+        base_url=_base_url(request), return_resources=representation,
+    )
+    return FhirResponse(answer)
+
+
+async def _search(request: Request, resource_type: str, principal: Principal,
+                  params: list[tuple[str, str]]) -> FhirResponse:
+    _check_accept(request)
+    lenient = _prefer(request, "handling") == "lenient"
+    found = await run_in_threadpool(
+        _repository(request).search, resource_type, params, principal,
+        lenient=lenient, base_url=_base_url(request),
+    )
+    request.state.audit_count = len(found.get("entry") or []) if "entry" in found else found.get(
+        "total")
+    return FhirResponse(found)
+
+
+@router.get("/{resource_type}", name="search")
+async def search_type(resource_type: str, request: Request,
+                      principal: Principal = Depends(_principal)) -> FhirResponse:
+    return await _search(request, resource_type, principal, request.query_params.multi_items())
+
+
+@router.post("/{resource_type}/_search", name="search")
+async def search_post(resource_type: str, request: Request,
+                      principal: Principal = Depends(_principal)) -> FhirResponse:
+    form = await request.form()
+    params = [*request.query_params.multi_items(),
+              *[(k, str(v)) for k, v in form.multi_items()]]
+    return await _search(request, resource_type, principal, params)
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version}", name="vread")
+async def vread(resource_type: str, resource_id: str, version: str, request: Request,
+                principal: Principal = Depends(_principal)) -> FhirResponse:
+    _check_accept(request)
+    resource = await run_in_threadpool(
+        _repository(request).vread, resource_type, resource_id, version, principal)
+    return _resource_response(resource)
+
+
+@router.get("/{resource_type}/{resource_id}/_history", name="history")
+async def history(resource_type: str, resource_id: str, request: Request,
+                  principal: Principal = Depends(_principal)) -> FhirResponse:
+    _check_accept(request)
+    found = await run_in_threadpool(
+        _repository(request).history, resource_type, resource_id, principal,
+        base_url=_base_url(request))
+    return FhirResponse(found)
+
+
+@router.get("/{resource_type}/{resource_id}", name="read")
+async def read(resource_type: str, resource_id: str, request: Request,
+               principal: Principal = Depends(_principal)) -> FhirResponse:
+    _check_accept(request)
+    resource = await run_in_threadpool(
+        _repository(request).read, resource_type, resource_id, principal)
+    return _resource_response(resource)
+
+
+@router.post("/{resource_type}", name="create")
+async def create(resource_type: str, request: Request,
+                 principal: Principal = Depends(_principal)) -> FhirResponse:
+    _check_accept(request)
+    resource = await _json_body(request)
+    if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+        raise BadRequest(f"POST /{resource_type} takes a {resource_type} resource")
+    result = await run_in_threadpool(
+        lambda: _repository(request).create(
+            resource, principal=principal, if_none_exist=request.headers.get("if-none-exist")))
+    return _written(request, result)
+
+
+@router.put("/{resource_type}/{resource_id}", name="update")
+async def update(resource_type: str, resource_id: str, request: Request,
+                 principal: Principal = Depends(_principal)) -> FhirResponse:
+    _check_accept(request)
+    resource = await _json_body(request)
+    result = await run_in_threadpool(
+        lambda: _repository(request).update(
+            resource_type, resource_id, resource, principal=principal,
+            if_match=request.headers.get("if-match")))
+    return _written(request, result)
+
+
+@router.put("/{resource_type}", name="conditional-update")
+async def conditional_update(resource_type: str, request: Request,
+                             principal: Principal = Depends(_principal)) -> FhirResponse:
+    _check_accept(request)
+    resource = await _json_body(request)
+    criteria = parse_criteria(request.url.query)
+    criteria = [(k, v) for k, v in criteria if k != "_format"]
+    result = await run_in_threadpool(
+        lambda: _repository(request).conditional_update(
+            resource_type, criteria, resource, principal=principal))
+    return _written(request, result)
+
+
+@router.delete("/{resource_type}", name="conditional-delete")
+async def conditional_delete(resource_type: str, request: Request,
+                             principal: Principal = Depends(_principal)) -> Response:
+    criteria = [(k, v) for k, v in parse_criteria(request.url.query) if k != "_format"]
+    await run_in_threadpool(lambda: _repository(request).conditional_delete(
+        resource_type, criteria, principal=principal))
+    return Response(status_code=204)
+
+
+@router.delete("/{resource_type}/{resource_id}", name="delete")
+async def delete(resource_type: str, resource_id: str, request: Request,
+                 principal: Principal = Depends(_principal)) -> Response:
+    await run_in_threadpool(
+        lambda: _repository(request).delete(resource_type, resource_id, principal=principal))
+    return Response(status_code=204)

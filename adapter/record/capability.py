@@ -1,0 +1,93 @@
+"""The CapabilityStatement, generated from the same tables that drive indexing and search, so it
+lists exactly what the record implements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapter import __version__
+from adapter.record.params import (
+    FHIR_VERSION,
+    SPECIAL_PARAMETERS,
+    params_for,
+    supported_types,
+)
+
+_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "create", "search-type")
+_SPEC = "http://hl7.org/fhir/SearchParameter"
+
+
+def _search_params(resource_type: str) -> list[dict[str, Any]]:
+    params = [{"name": name, "type": kind, "definition": f"{_SPEC}/Resource-{name.lstrip('_')}"}
+              for name, kind in SPECIAL_PARAMETERS.items()]
+    for param in params_for(resource_type).values():
+        entry: dict[str, Any] = {"name": param.name, "type": param.type}
+        if param.type == "reference" and param.targets:
+            entry["documentation"] = "targets: " + ", ".join(param.targets)
+        params.append(entry)
+    return params
+
+
+def _rev_includes(resource_type: str) -> list[str]:
+    found = []
+    for source in supported_types():
+        for param in params_for(source).values():
+            if param.type == "reference" and (not param.targets or resource_type in param.targets):
+                found.append(f"{source}:{param.name}")
+    return found
+
+
+def _resource(resource_type: str) -> dict[str, Any]:
+    references = [p.name for p in params_for(resource_type).values() if p.type == "reference"]
+    return {
+        "type": resource_type,
+        "interaction": [{"code": code} for code in _INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "searchInclude": [f"{resource_type}:{name}" for name in references],
+        "searchRevInclude": _rev_includes(resource_type),
+        "searchParam": _search_params(resource_type),
+    }
+
+
+def capability_statement(base_url: str) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-01-01",
+        "publisher": "liaison",
+        "kind": "instance",
+        "software": {"name": "liaison shared record", "version": __version__},
+        "implementation": {"description": "liaison embedded FHIR R4 record", "url": base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": (
+                "Search result parameters: _count (paging with next links), _sort "
+                "(_lastUpdated, -_lastUpdated, _id), _include / _include:iterate, _revinclude, "
+                "_summary=count, _total=none, _elements. Chained reference parameters "
+                "(e.g. patient.identifier). Unknown parameters are refused (400) unless "
+                "'Prefer: handling=lenient'."
+            ),
+            "security": {
+                "cors": False,
+                "service": [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "OAuth",
+                }]}],
+                "description": (
+                    "JWT bearer tokens (SMART-style scopes). Hospitals write and read the patients "
+                    "they sent letters for; a professional reads the patients whose active "
+                    "CareTeam lists them and the Communications addressed to them; a CPTS "
+                    "coordinator reads the patients of its CPTS."
+                ),
+            },
+            "resource": [_resource(t) for t in supported_types()],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+        }],
+    }

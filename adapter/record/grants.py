@@ -1,0 +1,251 @@
+"""Precomputed read grants: which professionals, hospitals and CPTS may read which patient.
+
+Computed on write (never on search) so a filtered search stays one indexed join:
+- `idnat` — the idNat_PS of every ACTIVE participant of an active CareTeam of the patient
+  (participant.member a Practitioner, a PractitionerRole whose `practitioner` is one, or a
+  logical reference by identifier); the participant's period bounds the grant;
+- `org` — the idNat_Struct of the custodian and of the author organisations (directly or the
+  `organization` of an author PractitionerRole) of the patient's DocumentReferences: the
+  hospital that sent the letter;
+- `cpts` — every identifier value of the organisations of an active CareTeam (its
+  managingOrganization, Organization participants, participants' `onBehalfOf`, the
+  `organization` of PractitionerRole participants) and of their `partOf` parent: a CPTS is
+  either the managing organisation or the parent of a member structure;
+- per resource: a Communication is also readable by the idNat_PS of each of its recipients.
+
+Identifier systems and derivations (idNat_PS = "8" + RPPS, idNat_Struct = "1" + FINESS) are read
+from `mappings/identifiers.yaml`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import yaml
+from sqlalchemy import delete, false, insert
+from sqlmodel import Session, col, select
+
+from adapter.config import get_settings
+from adapter.record.indexing import date_range, parse_reference
+from adapter.record.locking import lock_keys
+from adapter.record.models import PatientGrant, RecordReference, RecordResource, ResourceGrant
+from adapter.record.storage import loads
+
+_RESOURCES = RecordResource.__table__
+_PATIENT_GRANTS = PatientGrant.__table__
+_RESOURCE_GRANTS = ResourceGrant.__table__
+
+_ACTIVE_TEAM = {"active", None}
+_FALLBACK = {
+    "professional": {"1.2.250.1.71.4.2.1": {"system": "urn:oid:1.2.250.1.71.4.2.1",
+                     "derived": {"prefix": "8", "system": "https://rpps.esante.gouv.fr"}}},
+    "organization": {"1.2.250.1.71.4.2.2": {"system": "urn:oid:1.2.250.1.71.4.2.2",
+                     "derived": {"prefix": "1", "system": "https://finess.esante.gouv.fr"}}},
+}
+
+
+@dataclass(frozen=True)
+class Grant:
+    kind: str
+    value: str
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+
+@cache
+def _national_systems(section: str) -> dict[str, str]:
+    """identifier system → prefix that turns its value into the national identifier."""
+    path = get_settings().mappings_dir / "identifiers.yaml"
+    try:
+        entries = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(section) or {}
+    except OSError:
+        entries = {}
+    systems: dict[str, str] = {}
+    for entry in (entries or _FALLBACK[section]).values():
+        systems[entry["system"]] = ""
+        if entry.get("derived"):
+            systems[entry["derived"]["system"]] = entry["derived"]["prefix"]
+    return systems
+
+
+def national_ids(identifiers: list[dict[str, Any]] | None, section: str) -> set[str]:
+    """idNat_PS (section `professional`) or idNat_Struct (`organization`) values."""
+    systems = _national_systems(section)
+    found = set()
+    for identifier in identifiers or []:
+        system, value = identifier.get("system"), identifier.get("value")
+        if value and system in systems:
+            found.add(systems[system] + value)
+    return found
+
+
+class _Resolver:
+    """Follows references inside one session, remembering what it already read."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    def get(self, reference: Any) -> dict[str, Any] | None:
+        link = reference.get("reference") if isinstance(reference, dict) else None
+        target = parse_reference(link) if link else None
+        if target is None:
+            return None
+        if target not in self._seen:
+            body = self.session.execute(
+                select(_RESOURCES.c.body).where(
+                    _RESOURCES.c.resource_type == target[0],
+                    _RESOURCES.c.resource_id == target[1],
+                    _RESOURCES.c.deleted == false(),
+                )
+            ).scalar_one_or_none()
+            self._seen[target] = loads(body) if body is not None else None
+        return self._seen[target]
+
+    def idnats(self, member: Any) -> set[str]:
+        if not isinstance(member, dict):
+            return set()
+        logical = member.get("identifier")
+        found = national_ids([logical], "professional") if logical else set()
+        resource = self.get(member)
+        if resource is None:
+            return found
+        if resource["resourceType"] == "PractitionerRole":
+            found |= self.idnats(resource.get("practitioner"))
+        elif resource["resourceType"] == "Practitioner":
+            found |= national_ids(resource.get("identifier"), "professional")
+        return found
+
+    def organization(self, reference: Any) -> dict[str, Any] | None:
+        resource = self.get(reference)
+        if resource and resource["resourceType"] == "PractitionerRole":
+            resource = self.get(resource.get("organization"))
+        return resource if resource and resource["resourceType"] == "Organization" else None
+
+    def cpts_values(self, reference: Any) -> set[str]:
+        values: set[str] = set()
+        organization = self.organization(reference)
+        for org in (organization, self.get(organization.get("partOf")) if organization else None):
+            if org and org["resourceType"] == "Organization":
+                values |= {i["value"] for i in org.get("identifier") or [] if i.get("value")}
+        return values
+
+
+def _period(participant: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    period = participant.get("period") or {}
+    start = date_range(period["start"]) if period.get("start") else None
+    end = date_range(period["end"]) if period.get("end") else None
+    return (start[0] if start else None), (end[1] if end else None)
+
+
+def _care_team_grants(care_team: dict[str, Any], resolver: _Resolver) -> set[Grant]:
+    if care_team.get("status") not in _ACTIVE_TEAM:
+        return set()
+    grants: set[Grant] = set()
+    for reference in care_team.get("managingOrganization") or []:
+        grants |= {Grant("cpts", v) for v in resolver.cpts_values(reference)}
+    for participant in care_team.get("participant") or []:
+        start, end = _period(participant)
+        member = participant.get("member")
+        grants |= {Grant("idnat", v, start, end) for v in resolver.idnats(member)}
+        for reference in (member, participant.get("onBehalfOf")):
+            grants |= {Grant("cpts", v, start, end) for v in resolver.cpts_values(reference)}
+    return grants
+
+
+def _document_grants(document: dict[str, Any], resolver: _Resolver) -> set[Grant]:
+    grants: set[Grant] = set()
+    for reference in [document.get("custodian"), *(document.get("author") or [])]:
+        organization = resolver.organization(reference)
+        if organization:
+            grants |= {Grant("org", v)
+                       for v in national_ids(organization.get("identifier"), "organization")}
+    return grants
+
+
+def _grants_of(resource: dict[str, Any], resolver: _Resolver) -> set[Grant]:
+    if resource["resourceType"] == "CareTeam":
+        return _care_team_grants(resource, resolver)
+    return _document_grants(resource, resolver)
+
+
+def communication_grants(communication: dict[str, Any], resolver: _Resolver) -> set[str]:
+    found: set[str] = set()
+    for recipient in communication.get("recipient") or []:
+        found |= resolver.idnats(recipient)
+    return found
+
+
+def _chunks(values: set[Any], size: int = 500) -> list[list[Any]]:
+    ordered = sorted(values)
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
+def refresh(session: Session, patient_ids: set[str], communication_pks: set[int]) -> None:
+    """Recompute the grants of these patients and Communications from what is stored now."""
+    # PostgreSQL: two transactions touching the same patient recompute one after the other,
+    # each from what the other committed (read committed), so no stale grant survives.
+    lock_keys(session, [f"grants:patient:{p}" for p in patient_ids]
+              + [f"grants:resource:{pk}" for pk in communication_pks])
+    resolver = _Resolver(session)
+    for chunk in _chunks(patient_ids):
+        found: dict[str, set[Grant]] = {patient_id: set() for patient_id in chunk}
+        sources = session.execute(select(_RESOURCES.c.patient_id, _RESOURCES.c.body).where(
+            _RESOURCES.c.patient_id.in_(chunk),
+            _RESOURCES.c.resource_type.in_(("CareTeam", "DocumentReference")),
+            _RESOURCES.c.deleted == false(),
+        ).order_by(_RESOURCES.c.pk)).all()
+        for patient_id, body in sources:
+            found[patient_id] |= _grants_of(loads(body), resolver)
+        session.execute(delete(_PATIENT_GRANTS).where(_PATIENT_GRANTS.c.patient_id.in_(chunk)))
+        rows = [{"patient_id": patient_id, "kind": g.kind, "value": g.value,
+                 "valid_from": g.valid_from, "valid_until": g.valid_until}
+                for patient_id, granted in found.items() for g in granted]
+        if rows:
+            session.execute(insert(_PATIENT_GRANTS), rows)
+    for chunk in _chunks(communication_pks):
+        session.execute(delete(_RESOURCE_GRANTS).where(_RESOURCE_GRANTS.c.resource_pk.in_(chunk)))
+        messages = session.execute(select(_RESOURCES.c.pk, _RESOURCES.c.body).where(
+            _RESOURCES.c.pk.in_(chunk),
+            _RESOURCES.c.resource_type == "Communication",
+            _RESOURCES.c.deleted == false(),
+        )).all()
+        rows = [{"resource_pk": pk, "kind": "idnat", "value": value}
+                for pk, body in messages for value in communication_grants(loads(body), resolver)]
+        if rows:
+            session.execute(insert(_RESOURCE_GRANTS), rows)
+
+
+# Types whose change can alter who may read something that references them.
+PARTY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
+
+
+def dependents(session: Session, resource_type: str, resource_id: str) -> tuple[set[str], set[int]]:
+    """(patients, Communication pks) whose grants depend on this Practitioner / Role / Org."""
+    patients: set[str] = set()
+    communications: set[int] = set()
+    frontier = [(resource_type, resource_id)]
+    seen = set(frontier)
+    for _hop in range(3):  # Practitioner ← PractitionerRole ← CareTeam; Org ← Org ← Role ← …
+        next_frontier = []
+        for target_type, target_id in frontier:
+            referencing = session.exec(
+                select(RecordResource.resource_type, RecordResource.resource_id,
+                       RecordResource.pk, RecordResource.patient_id)
+                .join(RecordReference, col(RecordReference.resource_pk) == RecordResource.pk)
+                .where(RecordReference.target_type == target_type,
+                       RecordReference.target_id == target_id)
+            ).all()
+            for ref_type, ref_id, pk, patient_id in referencing:
+                if ref_type in ("CareTeam", "DocumentReference") and patient_id:
+                    patients.add(patient_id)
+                elif ref_type == "Communication":
+                    communications.add(pk)
+                elif ref_type in PARTY_TYPES and (ref_type, ref_id) not in seen:
+                    seen.add((ref_type, ref_id))
+                    next_frontier.append((ref_type, ref_id))
+        frontier = next_frontier
+    return patients, communications

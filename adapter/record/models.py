@@ -1,0 +1,177 @@
+"""Tables of the embedded FHIR record: current resources, their versions, the search index,
+the precomputed access grants and the audit trail.
+
+Resources are stored as JSON text; everything a search filters on is copied into narrow index
+tables (one row per indexed value) so a search is a handful of indexed `IN (subquery)` joins.
+Datetimes are naive UTC everywhere so SQLite and PostgreSQL compare them the same way.
+"""
+
+from __future__ import annotations
+
+from pydantic import NaiveDatetime
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class RecordResource(SQLModel, table=True):
+    """The current version of each resource (a deleted one keeps its row, flagged)."""
+
+    __tablename__ = "record_resource"
+    __table_args__ = (
+        UniqueConstraint("resource_type", "resource_id", name="uq_record_resource_identity"),
+        Index("ix_record_resource_type_updated", "resource_type", "last_updated", "pk"),
+        Index("ix_record_resource_patient", "patient_id", "resource_type"),
+    )
+
+    # `pk` is the unique, never-reused key that makes paging stable
+    pk: int | None = Field(default=None, primary_key=True)
+    resource_type: str = Field(max_length=64)
+    resource_id: str = Field(max_length=64)
+    version_id: int = 1
+    last_updated: NaiveDatetime
+    deleted: bool = False
+    # the Patient whose compartment holds the resource (None for directory-like resources)
+    patient_id: str | None = Field(default=None, max_length=64)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class RecordVersion(SQLModel, table=True):
+    """Every version ever written (vread, history); a deletion is a version without body."""
+
+    __tablename__ = "record_version"
+    __table_args__ = (
+        UniqueConstraint(
+            "resource_type", "resource_id", "version_id", name="uq_record_version_identity"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    resource_type: str = Field(max_length=64)
+    resource_id: str = Field(max_length=64)
+    version_id: int
+    last_updated: NaiveDatetime
+    method: str = Field(max_length=8)  # POST | PUT | DELETE
+    deleted: bool = False
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class RecordToken(SQLModel, table=True):
+    """token search values: identifiers, codes, codings, tags ('' when there is no system)."""
+
+    __tablename__ = "record_token"
+    __table_args__ = (
+        Index("ix_record_token_lookup", "resource_type", "param", "code", "system", "resource_pk"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(index=True)
+    resource_type: str = Field(max_length=64)
+    param: str = Field(max_length=64)
+    system: str = Field(default="", max_length=255)
+    code: str = Field(max_length=255)
+
+
+class RecordReference(SQLModel, table=True):
+    """reference search values: a local target (type, id) per reference found."""
+
+    __tablename__ = "record_reference"
+    __table_args__ = (
+        Index(
+            "ix_record_reference_lookup",
+            "resource_type",
+            "param",
+            "target_type",
+            "target_id",
+            "resource_pk",
+        ),
+        Index("ix_record_reference_target", "target_type", "target_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(index=True)
+    resource_type: str = Field(max_length=64)
+    param: str = Field(max_length=64)
+    target_type: str = Field(max_length=64)
+    target_id: str = Field(max_length=64)
+
+
+class RecordDate(SQLModel, table=True):
+    """date search values as an inclusive [low, high] range (precision and Periods widen it)."""
+
+    __tablename__ = "record_date"
+    __table_args__ = (
+        Index("ix_record_date_lookup", "resource_type", "param", "low", "high", "resource_pk"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(index=True)
+    resource_type: str = Field(max_length=64)
+    param: str = Field(max_length=64)
+    low: NaiveDatetime
+    high: NaiveDatetime
+
+
+class RecordString(SQLModel, table=True):
+    """string search values, normalised (lower case, no accents) for the default prefix match."""
+
+    __tablename__ = "record_string"
+    __table_args__ = (
+        Index("ix_record_string_lookup", "resource_type", "param", "normalized", "resource_pk"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(index=True)
+    resource_type: str = Field(max_length=64)
+    param: str = Field(max_length=64)
+    normalized: str = Field(max_length=255)
+    exact: str = Field(max_length=255)
+
+
+class PatientGrant(SQLModel, table=True):
+    """Who may read a patient's compartment, recomputed whenever a CareTeam, DocumentReference
+    or Communication of that patient (or a Practitioner they point at) is written.
+
+    kind: `idnat` (active care-team participant), `org` (hospital that sent a letter),
+    `cpts` (CPTS the care team belongs to). A search joins this table on (kind, value).
+    """
+
+    __tablename__ = "record_patient_grant"
+    __table_args__ = (Index("ix_record_patient_grant_lookup", "kind", "value", "patient_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)
+    value: str = Field(max_length=128)
+    valid_from: NaiveDatetime | None = None
+    valid_until: NaiveDatetime | None = None
+
+
+class ResourceGrant(SQLModel, table=True):
+    """Who may read one resource outside the patient rule (a Communication's recipients)."""
+
+    __tablename__ = "record_resource_grant"
+    __table_args__ = (Index("ix_record_resource_grant_lookup", "kind", "value", "resource_pk"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(index=True)
+    kind: str = Field(max_length=16)
+    value: str = Field(max_length=128)
+
+
+class RecordAudit(SQLModel, table=True):
+    """AuditEvent-like trail: who did what to which resource, when, with what outcome.
+
+    Only identifiers of the actor and of the resource: never clinical content or search values.
+    """
+
+    __tablename__ = "record_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: NaiveDatetime = Field(index=True)
+    actor_kind: str = Field(max_length=16)
+    actor: str | None = Field(default=None, max_length=128)
+    action: str = Field(max_length=16)  # read | vread | history | search | create | update | …
+    resource_type: str | None = Field(default=None, max_length=64)
+    resource_id: str | None = Field(default=None, max_length=64)
+    outcome: int  # HTTP status answered
+    result_count: int | None = None

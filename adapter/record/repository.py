@@ -1,0 +1,346 @@
+"""The record's operations, for the HTTP API, the CLI and other parts of liaison.
+
+`principal=None` means a trusted in-process caller (the embedded push target, the CLI as the
+local system); otherwise every read is filtered by `access.read_filter` and writes need
+`access.may_write`.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+from sqlmodel import select as model_select
+
+from adapter.auth.principal import Principal
+from adapter.config import get_settings
+from adapter.errors import BadRequest, Conflict, Gone, LiaisonError, NotFound
+from adapter.record import access, audit, grants, search
+from adapter.record.indexing import index_rows
+from adapter.record.locking import write_session
+from adapter.record.models import RecordResource, RecordVersion
+from adapter.record.storage import (
+    RESOURCES,
+    VERSIONS,
+    current,
+    dumps,
+    insert_index,
+    instant,
+    loads,
+    new_id,
+    patient_of,
+    utcnow,
+)
+from adapter.record.transaction import (
+    Entry,
+    Plan,
+    Result,
+    Writer,
+    lock_keys,
+    parse_criteria,
+    parse_entry,
+)
+from adapter.record.validation import check_id, check_type
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
+
+
+class Repository:
+    def __init__(self, engine: Engine | None = None, base_url: str | None = None) -> None:
+        if engine is None:
+            from adapter.store.db import get_engine
+
+            engine = get_engine()
+        self.engine = engine
+        self.base_url = (base_url or get_settings().public_base_url.rstrip("/") + "/fhir")
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    @staticmethod
+    def _visible(session: Session, row: RecordResource, principal: Principal | None) -> bool:
+        clause = access.read_filter(principal, RESOURCES)
+        if clause is None:
+            return True
+        query = select(RESOURCES.c.pk).where(RESOURCES.c.pk == row.pk, clause)
+        return session.execute(query).first() is not None
+
+    def _readable_row(self, session: Session, resource_type: str, resource_id: str,
+                      principal: Principal | None) -> RecordResource:
+        check_type(resource_type)
+        check_id(resource_id)
+        row = current(session, resource_type, resource_id)
+        if row is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        if not self._visible(session, row, principal):
+            raise access.denied(resource_type, resource_id)
+        return row
+
+    def _read(self, session: Session, resource_type: str, resource_id: str,
+              principal: Principal | None) -> dict[str, Any]:
+        row = self._readable_row(session, resource_type, resource_id, principal)
+        if row.deleted:
+            raise Gone(f"{resource_type}/{resource_id} was deleted")
+        return loads(row.body)
+
+    def read(self, resource_type: str, resource_id: str,
+             principal: Principal | None = None) -> dict[str, Any]:
+        with self._session() as session:
+            return self._read(session, resource_type, resource_id, principal)
+
+    def _vread(self, session: Session, resource_type: str, resource_id: str, version: str,
+               principal: Principal | None) -> dict[str, Any]:
+        self._readable_row(session, resource_type, resource_id, principal)
+        if not version.isdigit():
+            raise NotFound(f"{resource_type}/{resource_id} has no version {version!r}")
+        stored = session.exec(model_select(RecordVersion).where(
+            RecordVersion.resource_type == resource_type,
+            RecordVersion.resource_id == resource_id,
+            RecordVersion.version_id == int(version),
+        )).first()
+        if stored is None:
+            raise NotFound(f"{resource_type}/{resource_id} has no version {version}")
+        if stored.deleted or stored.body is None:
+            raise Gone(f"version {version} of {resource_type}/{resource_id} is a deletion")
+        return loads(stored.body)
+
+    def vread(self, resource_type: str, resource_id: str, version: str,
+              principal: Principal | None = None) -> dict[str, Any]:
+        with self._session() as session:
+            return self._vread(session, resource_type, resource_id, version, principal)
+
+    def _history(self, session: Session, resource_type: str, resource_id: str,
+                 principal: Principal | None, base_url: str) -> dict[str, Any]:
+        self._readable_row(session, resource_type, resource_id, principal)
+        versions = session.exec(model_select(RecordVersion).where(
+            RecordVersion.resource_type == resource_type,
+            RecordVersion.resource_id == resource_id,
+        ).order_by(RecordVersion.version_id.desc())).all()  # type: ignore[union-attr]
+        entries = []
+        for stored in versions:
+            entry: dict[str, Any] = {
+                "fullUrl": f"{base_url}/{resource_type}/{resource_id}",
+                "request": {"method": stored.method,
+                            "url": resource_type if stored.method == "POST"
+                            else f"{resource_type}/{resource_id}"},
+                "response": {"status": "204" if stored.deleted else
+                             ("201" if stored.version_id == 1 else "200"),
+                             "etag": f'W/"{stored.version_id}"',
+                             "lastModified": instant(stored.last_updated)},
+            }
+            if stored.body is not None:
+                entry["resource"] = loads(stored.body)
+            entries.append(entry)
+        return {"resourceType": "Bundle", "type": "history", "total": len(entries),
+                "link": [{"relation": "self",
+                          "url": f"{base_url}/{resource_type}/{resource_id}/_history"}],
+                "entry": entries}
+
+    def history(self, resource_type: str, resource_id: str, principal: Principal | None = None,
+                *, base_url: str | None = None) -> dict[str, Any]:
+        with self._session() as session:
+            return self._history(session, resource_type, resource_id, principal,
+                                 base_url or self.base_url)
+
+    def search(self, resource_type: str, params: list[tuple[str, str]],
+               principal: Principal | None = None, *, lenient: bool = False,
+               base_url: str | None = None) -> dict[str, Any]:
+        check_type(resource_type)
+        request = search.parse(resource_type, params, lenient=lenient)
+        with self._session() as session:
+            return search.execute(session, request, principal, base_url or self.base_url)
+
+    def _get(self, session: Session, entry: Entry, principal: Principal | None,
+             base_url: str) -> Result:
+        """A GET entry of a transaction / batch: read, vread, history or search."""
+        parts = (entry.resource_id or "").split("/") if entry.resource_id else []
+        kind = entry.resource_type
+        if not parts:
+            request = search.parse(kind, parse_criteria(entry.query))
+            return Result(200, kind, resource=search.execute(session, request, principal,
+                                                             base_url))
+        if len(parts) == 1:
+            return Result(200, kind, parts[0], resource=self._read(session, kind, parts[0],
+                                                                   principal))
+        if len(parts) == 2 and parts[1] == "_history":
+            return Result(200, kind, parts[0],
+                          resource=self._history(session, kind, parts[0], principal, base_url))
+        if len(parts) == 3 and parts[1] == "_history":
+            return Result(200, kind, parts[0],
+                          resource=self._vread(session, kind, parts[0], parts[2], principal))
+        raise BadRequest(f"GET {kind}/{entry.resource_id} is not supported")
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _run(self, entries: list[Entry], principal: Principal | None,
+             base_url: str) -> list[Result]:
+        """Run entries as ONE database transaction (all or nothing)."""
+        if principal is not None and any(e.method not in ("GET", "HEAD") for e in entries):
+            access.require_write(principal)
+        try:
+            results = self._run_locked(entries, principal, base_url)
+        except IntegrityError as error:  # a concurrent writer won a race the locks don't cover
+            raise Conflict("a concurrent change conflicts with this one; retry") from error
+        for entry, result in zip(entries, results, strict=True):
+            if not _is_get(entry):  # every write is on the trail, whoever the caller is
+                audit.record(self.engine, principal, entry.method.lower(),
+                             resource_type=result.resource_type,
+                             resource_id=result.resource_id, outcome=result.status)
+        self._redact(entries, results, principal)
+        return results
+
+    def _redact(self, entries: list[Entry], results: list[Result],
+                principal: Principal | None) -> None:
+        """A conditional create that matched answers with the existing resource: only show
+        it to a writer who may read it (a hospital must not learn another's data this way)."""
+        if principal is None or access.read_filter(principal, RESOURCES) is None:
+            return
+        with self._session() as session:
+            for entry, result in zip(entries, results, strict=True):
+                if entry.matched and result.resource is not None:
+                    row = current(session, result.resource_type, result.resource_id or "")
+                    if row is None or not self._visible(session, row, principal):
+                        result.resource = None
+
+    def _run_locked(self, entries: list[Entry], principal: Principal | None,
+                    base_url: str) -> list[Result]:
+        results: dict[int, Result] = {}
+        with write_session(self.engine, lock_keys(entries)) as session:
+            plan = Plan(session, entries)
+            plan.decide_ids()
+            plan.resolve_references()
+            writer = Writer(session)
+            for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+                if entry.method not in ("GET", "HEAD"):
+                    results[entry.index] = plan.execute_write(writer, entry)
+            writer.finish()
+            session.flush()
+            for entry in entries:
+                if entry.method in ("GET", "HEAD"):
+                    results[entry.index] = self._get(session, entry, principal, base_url)
+        return [results[e.index] for e in entries]
+
+    def _one(self, raw_entry: dict[str, Any], principal: Principal | None) -> Result:
+        return self._run([parse_entry(0, raw_entry)], principal, self.base_url)[0]
+
+    def create(self, resource: dict[str, Any], *, principal: Principal | None = None,
+               if_none_exist: str | None = None) -> Result:
+        """POST (201), or with `if_none_exist` a conditional create (200 when it matches)."""
+        request: dict[str, Any] = {"method": "POST", "url": str(resource.get("resourceType"))}
+        if if_none_exist:
+            request["ifNoneExist"] = if_none_exist
+        return self._one({"resource": resource, "request": request}, principal)
+
+    def update(self, resource_type: str, resource_id: str, resource: dict[str, Any], *,
+               principal: Principal | None = None, if_match: str | None = None) -> Result:
+        request = {"method": "PUT", "url": f"{resource_type}/{resource_id}", "ifMatch": if_match}
+        return self._one({"resource": resource, "request": request}, principal)
+
+    def conditional_update(self, resource_type: str, criteria: list[tuple[str, str]],
+                           resource: dict[str, Any], *, principal: Principal | None = None
+                           ) -> Result:
+        request = {"method": "PUT", "url": f"{resource_type}?{urlencode(criteria)}"}
+        return self._one({"resource": resource, "request": request}, principal)
+
+    def delete(self, resource_type: str, resource_id: str, *,
+               principal: Principal | None = None) -> Result:
+        request = {"method": "DELETE", "url": f"{resource_type}/{resource_id}"}
+        return self._one({"request": request}, principal)
+
+    def conditional_delete(self, resource_type: str, criteria: list[tuple[str, str]], *,
+                           principal: Principal | None = None) -> Result:
+        """Delete the one resource matching `criteria` (none: nothing to do; several: 412)."""
+        request = {"method": "DELETE", "url": f"{resource_type}?{urlencode(criteria)}"}
+        return self._one({"request": request}, principal)
+
+    def transaction(self, bundle: dict[str, Any], principal: Principal | None = None, *,
+                    base_url: str | None = None, return_resources: bool = False
+                    ) -> dict[str, Any]:
+        """Process a transaction (atomic) or batch (entry by entry) Bundle; the response Bundle.
+
+        A transaction that fails raises the failing entry's error, and nothing is written."""
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise BadRequest("POST to the base takes a Bundle")
+        base_url = base_url or self.base_url
+        raw_entries = bundle.get("entry") or []
+        if bundle.get("type") == "batch":
+            return self._batch(raw_entries, principal, base_url, return_resources)
+        if bundle.get("type") != "transaction":
+            raise BadRequest("the Bundle type must be transaction or batch")
+        entries = [parse_entry(i, raw) for i, raw in enumerate(raw_entries)]
+        results = self._run(entries, principal, base_url)
+        return {"resourceType": "Bundle", "type": "transaction-response",
+                "entry": [r.response(return_resources or (r.status == 200 and _is_get(e)))
+                          for r, e in zip(results, entries, strict=True)]}
+
+    def _batch(self, raw_entries: list[Any], principal: Principal | None, base_url: str,
+               return_resources: bool) -> dict[str, Any]:
+        answers = []
+        for index, raw in enumerate(raw_entries):
+            try:
+                entry = parse_entry(index, raw)
+                if _is_get(entry):
+                    with self._session() as session:
+                        result = self._get(session, entry, principal, base_url)
+                else:
+                    result = self._run([entry], principal, base_url)[0]
+                answers.append(result.response(return_resources or _is_get(entry)))
+            except LiaisonError as error:
+                answers.append({"response": {"status": _status_line(error.http_status),
+                                             "outcome": error.operation_outcome()}})
+        return {"resourceType": "Bundle", "type": "batch-response", "entry": answers}
+
+    # --- bulk load ------------------------------------------------------------------------
+
+    def import_resources(self, resources: list[dict[str, Any]], batch_size: int = 2000) -> int:
+        """Store many already-valid resources fast (seeding, benchmarks): ids kept if given,
+        no validation, no conditional logic; grants recomputed at the end."""
+        patients: set[str] = set()
+        communications: set[int] = set()
+        for start in range(0, len(resources), batch_size):
+            chunk = resources[start:start + batch_size]
+            with write_session(self.engine) as session:
+                now = utcnow()
+                stored = []
+                for resource in chunk:
+                    resource = {**resource, "id": resource.get("id") or new_id()}
+                    resource["meta"] = {**(resource.get("meta") or {}), "versionId": "1",
+                                        "lastUpdated": instant(now)}
+                    stored.append(resource)
+                rows = [{"resource_type": r["resourceType"], "resource_id": r["id"],
+                         "version_id": 1, "last_updated": now, "deleted": False,
+                         "patient_id": patient_of(session, r), "body": dumps(r)} for r in stored]
+                pks = session.execute(
+                    insert(RESOURCES).returning(RESOURCES.c.pk, sort_by_parameter_order=True),
+                    rows,
+                ).scalars().all()
+                session.execute(insert(VERSIONS), [
+                    {"resource_type": r["resource_type"], "resource_id": r["resource_id"],
+                     "version_id": 1, "last_updated": now, "method": "PUT", "deleted": False,
+                     "body": r["body"]} for r in rows])
+                insert_index(session, [(pk, r["resourceType"], index_rows(r))
+                                       for pk, r in zip(pks, stored, strict=True)])
+                for pk, row in zip(pks, rows, strict=True):
+                    if row["resource_type"] in ("CareTeam", "DocumentReference") and \
+                            row["patient_id"]:
+                        patients.add(row["patient_id"])
+                    elif row["resource_type"] == "Communication":
+                        communications.add(pk)
+        with write_session(self.engine) as session:
+            grants.refresh(session, patients, communications)
+        return len(resources)
+
+
+def _is_get(entry: Entry) -> bool:
+    return entry.method in ("GET", "HEAD")

@@ -1,0 +1,292 @@
+"""Processing FHIR interactions that write: one entry or a whole transaction, all or nothing.
+
+A transaction is planned before anything is written: every entry gets its final id (a
+conditional create that matches takes the existing resource's id), every `urn:uuid:` fullUrl
+is mapped to `Type/id`, and all references in the bundle are rewritten; then the writes run in
+FHIR order (DELETE, POST, PUT, GET) in one database transaction, and the read grants of the
+patients touched are recomputed before the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from sqlmodel import Session
+
+from adapter.errors import BadRequest, Conflict, LiaisonError, PreconditionFailed
+from adapter.record import grants, search
+from adapter.record.models import RecordResource
+from adapter.record.params import is_supported
+from adapter.record.storage import (
+    Written,
+    current,
+    instant,
+    loads,
+    new_id,
+    write_deletion,
+    write_version,
+)
+from adapter.record.validation import check_id, check_type, validate_resource
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+@dataclass
+class Entry:
+    """One planned interaction."""
+
+    index: int
+    method: str
+    resource_type: str
+    resource_id: str | None = None
+    criteria: list[tuple[str, str]] | None = None  # conditional create / update / delete
+    resource: dict[str, Any] | None = None
+    full_url: str | None = None
+    if_match: str | None = None
+    query: str = ""  # GET: the query string
+    # decided while planning
+    matched: bool = False  # a conditional create found an existing resource: nothing to write
+
+
+@dataclass
+class Result:
+    status: int
+    resource_type: str
+    resource_id: str | None = None
+    version: int | None = None
+    last_updated: str | None = None
+    resource: dict[str, Any] | None = None  # what was stored / read (GET: the answer)
+
+    def response(self, with_resource: bool = False) -> dict[str, Any]:
+        response: dict[str, Any] = {"status": _STATUS_TEXT.get(self.status, str(self.status))}
+        if self.resource_id and self.version:
+            response["location"] = (
+                f"{self.resource_type}/{self.resource_id}/_history/{self.version}"
+            )
+            response["etag"] = f'W/"{self.version}"'
+        if self.last_updated:
+            response["lastModified"] = self.last_updated
+        entry: dict[str, Any] = {"response": response}
+        if with_resource and self.resource is not None:
+            entry["resource"] = self.resource
+        return entry
+
+
+def criteria_key(resource_type: str, criteria: list[tuple[str, str]]) -> str:
+    return f"{resource_type}?{urlencode(sorted(criteria))}"
+
+
+def parse_criteria(query: str) -> list[tuple[str, str]]:
+    return parse_qsl(query, keep_blank_values=True)
+
+
+def parse_entry(index: int, raw: Any) -> Entry:
+    if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
+        raise BadRequest(f"entry {index}: a transaction entry needs a request")
+    request = raw["request"]
+    method = str(request.get("method", "")).upper()
+    url = str(request.get("url", "")).strip().lstrip("/")
+    if method not in _ORDER or not url:
+        raise BadRequest(f"entry {index}: request needs a method (GET/POST/PUT/DELETE) and a url")
+    path, _, query = url.partition("?")
+    if "://" in path:  # an absolute URL of this server: keep what follows the base
+        segments = urlsplit(path).path.split("/")
+        start = next((i for i, seg in enumerate(segments) if is_supported(seg)), len(segments))
+        path = "/".join(segments[start:])
+    parts = path.split("/")
+    resource_type = parts[0]
+    check_type(resource_type)
+    entry = Entry(index, method, resource_type, full_url=raw.get("fullUrl"),
+                  if_match=request.get("ifMatch"), query=query)
+    if method == "GET":
+        entry.resource_id = "/".join(parts[1:]) or None
+        return entry
+    if len(parts) > 2:
+        raise BadRequest(f"entry {index}: {method} {url} is not supported")
+    entry.resource_id = parts[1] if len(parts) == 2 else None
+    if entry.resource_id:
+        check_id(entry.resource_id)
+    if method == "POST":
+        if entry.resource_id:
+            raise BadRequest(f"entry {index}: POST goes to the type, not to {url}")
+        if request.get("ifNoneExist"):
+            entry.criteria = parse_criteria(str(request["ifNoneExist"]).lstrip("?"))
+    elif not entry.resource_id:
+        if not query:
+            raise BadRequest(f"entry {index}: {method} {url} needs an id or search criteria")
+        entry.criteria = parse_criteria(query)
+    if method in ("POST", "PUT"):
+        try:
+            entry.resource = dict(validate_resource(raw.get("resource"), resource_type))
+        except LiaisonError as error:
+            error.message = f"entry {index}: {error.message}"
+            raise
+        if method == "PUT" and entry.resource_id and entry.resource.get("id") != entry.resource_id:
+            raise BadRequest(f"entry {index}: the resource id must be {entry.resource_id}")
+    return entry
+
+
+def lock_keys(entries: list[Entry]) -> list[str]:
+    """The keys two concurrent transactions could race on (PostgreSQL advisory locks)."""
+    keys = []
+    for entry in entries:
+        if entry.criteria is not None:
+            keys.append(criteria_key(entry.resource_type, entry.criteria))
+        elif entry.resource_id and entry.method != "GET":
+            keys.append(f"{entry.resource_type}/{entry.resource_id}")
+    return keys
+
+
+@dataclass
+class Writer:
+    """Writes versions in one session and remembers whose read grants must be recomputed."""
+
+    session: Session
+    patients: set[str] = field(default_factory=set)
+    communications: set[int] = field(default_factory=set)
+    parties: set[tuple[str, str]] = field(default_factory=set)
+
+    def _touched(self, row: RecordResource, previous_patient: str | None) -> None:
+        if row.resource_type in ("CareTeam", "DocumentReference"):
+            self.patients |= {p for p in (row.patient_id, previous_patient) if p}
+        elif row.resource_type == "Communication" and row.pk is not None:
+            self.communications.add(row.pk)
+        elif row.resource_type in grants.PARTY_TYPES:
+            self.parties.add((row.resource_type, row.resource_id))
+
+    def write(self, resource: dict[str, Any], method: str, if_match: str | None = None
+              ) -> Written:
+        existing = current(self.session, resource["resourceType"], resource["id"])
+        check_if_match(existing, if_match)
+        previous_patient = existing.patient_id if existing is not None else None
+        written = write_version(self.session, resource, method=method, existing=existing)
+        if written.changed:
+            self._touched(written.row, previous_patient)
+        return written
+
+    def delete(self, row: RecordResource) -> RecordResource:
+        write_deletion(self.session, row)
+        self._touched(row, row.patient_id)
+        return row
+
+    def finish(self) -> None:
+        for resource_type, resource_id in sorted(self.parties):
+            patients, communications = grants.dependents(self.session, resource_type, resource_id)
+            self.patients |= patients
+            self.communications |= communications
+        grants.refresh(self.session, self.patients, self.communications)
+
+
+def check_if_match(existing: RecordResource | None, if_match: str | None) -> None:
+    if not if_match:
+        return
+    expected = if_match.strip().removeprefix("W/").strip('"')
+    if existing is None or existing.deleted or str(existing.version_id) != expected:
+        raise PreconditionFailed(
+            f"If-Match {if_match} does not match the current version "
+            f"({'none' if existing is None or existing.deleted else existing.version_id})"
+        )
+
+
+def _written(written: Written) -> Result:
+    return Result(
+        201 if written.created else 200, written.row.resource_type, written.row.resource_id,
+        written.row.version_id, instant(written.row.last_updated), written.resource,
+    )
+
+
+def _rewrite(node: Any, ids: dict[str, str]) -> Any:
+    if isinstance(node, list):
+        return [_rewrite(item, ids) for item in node]
+    if not isinstance(node, dict):
+        return node
+    rewritten = {}
+    for key, value in node.items():
+        if key in ("reference", "url") and isinstance(value, str) and value in ids:
+            rewritten[key] = ids[value]
+        elif key == "reference" and isinstance(value, str) and value.startswith("urn:uuid:"):
+            raise BadRequest(f"reference {value} matches no fullUrl of the bundle")
+        else:
+            rewritten[key] = _rewrite(value, ids)
+    return rewritten
+
+
+def _exists(session: Session, resource_type: str, resource_id: str) -> bool:
+    row = current(session, resource_type, resource_id)
+    return row is not None and not row.deleted
+
+
+class Plan:
+    """Ids decided for every entry of a transaction, then the writes."""
+
+    def __init__(self, session: Session, entries: list[Entry]) -> None:
+        self.session = session
+        self.entries = entries
+        self.ids: dict[str, str] = {}  # fullUrl → Type/id
+
+    def _match(self, entry: Entry) -> list[str]:
+        assert entry.criteria is not None
+        return search.matching_ids(self.session, entry.resource_type, entry.criteria)
+
+    def decide_ids(self) -> None:
+        chosen: dict[str, str] = {}  # conditional key → id, for repeated criteria in one bundle
+        for entry in sorted(self.entries, key=lambda e: (_ORDER[e.method], e.index)):
+            if entry.method in ("GET", "HEAD"):
+                continue
+            if entry.criteria is not None:
+                key = criteria_key(entry.resource_type, entry.criteria)
+                found = [chosen[key]] if key in chosen else self._match(entry)
+                if len(found) > 1:
+                    raise PreconditionFailed(
+                        f"entry {entry.index}: {entry.method} {entry.resource_type} criteria "
+                        "match several resources"
+                    )
+                if entry.method == "POST":
+                    entry.matched = bool(found)
+                    entry.resource_id = found[0] if found else new_id()
+                elif entry.method == "PUT":
+                    body_id = (entry.resource or {}).get("id")
+                    if found and body_id and body_id != found[0]:
+                        raise BadRequest(f"entry {entry.index}: the resource id is not the one "
+                                         "the criteria match")
+                    if not found and body_id and _exists(self.session, entry.resource_type,
+                                                         body_id):
+                        raise Conflict(f"entry {entry.index}: {entry.resource_type}/{body_id} "
+                                       "exists but does not match the criteria")
+                    entry.resource_id = found[0] if found else (body_id or new_id())
+                else:  # DELETE
+                    entry.resource_id = found[0] if found else None
+                if entry.resource_id:
+                    chosen[key] = entry.resource_id
+            elif entry.method == "POST":
+                entry.resource_id = new_id()
+            if entry.full_url and entry.resource_id:
+                if entry.full_url in self.ids:
+                    raise BadRequest(f"entry {entry.index}: fullUrl {entry.full_url} is repeated")
+                self.ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+
+    def resolve_references(self) -> None:
+        for entry in self.entries:
+            if entry.resource is not None:
+                entry.resource = _rewrite(entry.resource, self.ids)
+                entry.resource["id"] = entry.resource_id
+
+    def execute_write(self, writer: Writer, entry: Entry) -> Result:
+        if entry.method == "DELETE":
+            row = current(self.session, entry.resource_type, entry.resource_id or "")
+            if row is None or row.deleted:
+                return Result(204, entry.resource_type, entry.resource_id)
+            check_if_match(row, entry.if_match)
+            writer.delete(row)
+            return Result(204, entry.resource_type, entry.resource_id, row.version_id)
+        assert entry.resource is not None
+        if entry.matched:
+            row = current(self.session, entry.resource_type, entry.resource_id or "")
+            if row is None:  # matched ids come from this very transaction's search
+                raise Conflict(f"entry {entry.index}: matched resource disappeared")
+            return Result(200, row.resource_type, row.resource_id, row.version_id,
+                          instant(row.last_updated), loads(row.body))
+        return _written(writer.write(entry.resource, entry.method, entry.if_match))

@@ -1,0 +1,123 @@
+"""Received discharge letters and their receipts.
+
+A letter is stored byte for byte with what its conversion produced (resource references, the
+report of unmapped items) and the id of the outbox entry that carries its bundle; the receipt a
+hospital reads is this row joined with the state of that outbox entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Column, LargeBinary, Text, or_
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, select
+
+from adapter.store.outbox import DELIVERED, FAILED, PENDING, RETRYING, OutboxEntry, utcnow
+
+# outbox state → what the hospital reads on its receipt
+RECEIPT_STATUS = {PENDING: "accepted", RETRYING: "retrying", DELIVERED: "pushed", FAILED: "failed"}
+
+
+class ReceivedLetter(SQLModel, table=True):
+    __tablename__ = "received_letter"
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, primary_key=True, max_length=32)
+    sha1: str = Field(unique=True, max_length=40)
+    document_id: str = Field(unique=True, max_length=300)  # "system|value" of ClinicalDocument/id
+    set_id: str = Field(index=True, max_length=300)
+    version: int = 1
+    kind: str = Field(default="structured", max_length=16)
+    model: str = Field(default="", max_length=64)
+    patient_key: str = Field(index=True, max_length=64)  # a hash: no patient identifier here
+    content_type: str = Field(default="application/xml", max_length=100)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+    submitted_by: str | None = Field(default=None, max_length=100)  # idNat_Struct of the sender
+    outbox_id: int | None = Field(default=None, index=True)
+    resources: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    report: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    validation: str | None = Field(default=None, sa_column=Column(Text))
+
+
+def patient_key(identifiers: list[tuple[str, str]]) -> str:
+    """Ordering key of a patient's letters: a hash of their first identifier (INS when known)."""
+    system, value = identifiers[0] if identifiers else ("", "unknown")
+    return hashlib.sha256(f"{system}|{value}".encode()).hexdigest()
+
+
+def produced_resources(bundle: dict[str, Any]) -> list[dict[str, str]]:
+    """What a transaction bundle will create or update, as the receipt lists it."""
+    produced: list[dict[str, str]] = []
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource", {})
+        request = entry.get("request", {})
+        item = {
+            "resourceType": resource.get("resourceType", ""),
+            "fullUrl": entry.get("fullUrl", ""),
+        }
+        condition = request.get("ifNoneExist") or request.get("url", "").partition("?")[2]
+        if condition:
+            item["condition"] = condition
+        produced.append(item)
+    return produced
+
+
+def find_letter(
+    session: Session, *, sha1: str, document_id: str | None = None
+) -> ReceivedLetter | None:
+    """The letter already received with these bytes or this document id, if any."""
+    condition = ReceivedLetter.sha1 == sha1
+    if document_id:
+        condition = or_(condition, ReceivedLetter.document_id == document_id)
+    return session.exec(select(ReceivedLetter).where(condition).limit(1)).first()
+
+
+def get_letter(engine: Engine, letter_id: str) -> ReceivedLetter | None:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(ReceivedLetter, letter_id)
+
+
+def receipt(session: Session, letter: ReceivedLetter) -> dict[str, Any]:
+    """The receipt of a letter: where its bundle stands and what it produced."""
+    entry = session.get(OutboxEntry, letter.outbox_id) if letter.outbox_id else None
+    status = RECEIPT_STATUS.get(entry.status, "accepted") if entry else "accepted"
+    resources = orjson.loads(letter.resources)
+    answer: dict[str, Any] = {
+        "id": letter.id,
+        "status": status,
+        "receivedAt": letter.received_at.isoformat(),
+        "document": {
+            "id": letter.document_id,
+            "setId": letter.set_id,
+            "version": letter.version,
+            "kind": letter.kind,
+            "model": letter.model,
+            "sha1": letter.sha1,
+        },
+        "attempts": entry.attempts if entry else 0,
+        "resources": resources,
+        "unmapped": orjson.loads(letter.report),
+    }
+    if entry is not None:
+        if entry.status in (RETRYING, FAILED) and entry.last_error:
+            answer["lastError"] = {"status": entry.last_status, "outcome": entry.last_error_json()}
+        if entry.status == DELIVERED:
+            answer["pushedAt"] = (
+                entry.delivered_at.isoformat() if entry.delivered_at else None
+            )
+            _add_locations(resources, entry.result_json() or {})
+    if letter.validation:
+        answer["validation"] = orjson.loads(letter.validation)
+    return answer
+
+
+def _add_locations(resources: list[dict[str, str]], result: dict[str, Any]) -> None:
+    """Once pushed, each produced resource gets the reference the target gave it."""
+    for item, location in zip(resources, result.get("locations", []), strict=False):
+        if location:
+            item["reference"] = location

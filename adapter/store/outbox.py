@@ -1,0 +1,278 @@
+"""The durable outbox: what must still be sent somewhere, written in the same database
+transaction as the fact that caused it, so nothing accepted is ever lost.
+
+Entries are keyed (e.g. by patient): only the oldest unfinished entry of a key can be claimed,
+so a later version of a letter never overtakes an earlier one. Workers claim entries with a
+lease (`claimed_until`) in one UPDATE — `FOR UPDATE SKIP LOCKED` on PostgreSQL, the database
+write lock on SQLite — so several workers never send the same entry at once, and the entries of
+a worker that crashed mid-send are taken over when its lease expires.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Column, Index, LargeBinary, Text, bindparam, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import TextClause
+from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel.sql.sqltypes import UTCDateTime
+
+from adapter.store.db import session_scope
+
+PENDING = "pending"  # never tried yet
+RETRYING = "retrying"  # tried, failed for a reason worth retrying, waits for next_attempt_at
+DELIVERED = "delivered"
+FAILED = "failed"  # rejected by the target, or out of attempts: waits for a human (retry/replay)
+UNFINISHED = (PENDING, RETRYING)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OutboxEntry(SQLModel, table=True):
+    __tablename__ = "outbox_entry"
+    __table_args__ = (
+        Index("ix_outbox_key_id", "key", "id"),
+        Index("ix_outbox_status_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True, max_length=64)
+    key: str = Field(max_length=128)
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default=PENDING, max_length=16)
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    claimed_until: datetime | None = None
+    claim_token: str | None = Field(default=None, max_length=64)
+    last_status: int | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))  # OperationOutcome JSON
+    result: str | None = Field(default=None, sa_column=Column(Text))  # what the target answered
+    delivered_at: datetime | None = None
+
+    def payload_json(self) -> Any:
+        return orjson.loads(self.payload)
+
+    def last_error_json(self) -> dict[str, Any] | None:
+        return orjson.loads(self.last_error) if self.last_error else None
+
+    def result_json(self) -> dict[str, Any] | None:
+        return orjson.loads(self.result) if self.result else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An entry a worker holds until `lease_until`; results are recorded only with its token."""
+
+    entry_id: int
+    kind: str
+    key: str
+    payload: bytes
+    attempts: int
+    token: str
+    lease_until: datetime
+
+    def payload_json(self) -> Any:
+        return orjson.loads(self.payload)
+
+
+_DATETIME_PARAMS = ("now", "until", "next_attempt_at", "delivered_at")
+
+
+def _sql(statement: str, params: dict[str, Any]) -> TextClause:
+    """A text statement whose datetime parameters are stored exactly as the ORM stores them."""
+    typed = [bindparam(name, type_=UTCDateTime()) for name in _DATETIME_PARAMS if name in params]
+    return text(statement).bindparams(*typed)
+
+
+def write_scope(engine: Engine) -> AbstractContextManager[Session]:
+    """One write transaction. On SQLite, writers of this process queue on one lock (shared with
+    the record's writes) and begin IMMEDIATE: waiting on SQLite's own busy handler, which sleeps
+    in growing steps, made concurrent ingestion ten times slower."""
+    try:
+        from adapter.record.locking import write_session
+    except ModuleNotFoundError:
+        return session_scope(engine)
+    return write_session(engine)
+
+
+def enqueue(session: Session, kind: str, payload: dict[str, Any] | bytes, key: str) -> OutboxEntry:
+    """Add an entry in the caller's transaction (committed, or rolled back, with its cause)."""
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    entry = OutboxEntry(kind=kind, key=key, payload=body)
+    session.add(entry)
+    session.flush()  # assigns the id, which also fixes the entry's place in its key's order
+    return entry
+
+
+_ELIGIBLE = """
+SELECT o.id FROM outbox_entry o
+WHERE o.status IN ('pending', 'retrying') AND o.next_attempt_at <= :now
+  AND (o.claimed_until IS NULL OR o.claimed_until < :now)
+  {kinds}
+  AND NOT EXISTS (
+    SELECT 1 FROM outbox_entry older
+    WHERE older.key = o.key AND older.id < o.id AND older.status IN ('pending', 'retrying'))
+ORDER BY o.id
+LIMIT :limit
+"""
+
+
+def claim(
+    engine: Engine, *, lease_seconds: float, limit: int = 1, kinds: tuple[str, ...] | None = None
+) -> list[Claim]:
+    """Take up to `limit` due entries (the oldest unfinished one of each key) under a lease."""
+    now = utcnow()
+    token = uuid.uuid4().hex
+    lease_until = now + timedelta(seconds=lease_seconds)
+    params: dict[str, Any] = {"now": now, "limit": limit, "token": token, "until": lease_until}
+    kind_filter = ""
+    if kinds:
+        names = [f":kind{i}" for i in range(len(kinds))]
+        kind_filter = f"AND o.kind IN ({', '.join(names)})"
+        params.update({f"kind{i}": kind for i, kind in enumerate(kinds)})
+    eligible = _ELIGIBLE.format(kinds=kind_filter)
+    if engine.dialect.name == "postgresql":
+        # Rows another worker is claiming right now are skipped, not waited for; a row claimed
+        # meanwhile is re-checked by PostgreSQL against the WHERE clause before it is locked.
+        eligible += " FOR UPDATE SKIP LOCKED"
+    statement = _sql(
+        "UPDATE outbox_entry SET claimed_until = :until, claim_token = :token, "
+        f"attempts = attempts + 1 WHERE id IN ({eligible})",
+        params,
+    )
+    with write_scope(engine) as session:
+        session.execute(statement, params)
+        rows = session.exec(
+            select(OutboxEntry).where(OutboxEntry.claim_token == token).order_by(OutboxEntry.id)
+        ).all()
+        return [
+            Claim(row.id or 0, row.kind, row.key, row.payload, row.attempts, token, lease_until)
+            for row in rows
+        ]
+
+
+def _finish(engine: Engine, held: Claim, **values: Any) -> bool:
+    """Record a result only if the claim is still ours (a lease taken over is not overwritten)."""
+    assignments = ", ".join(f"{name} = :{name}" for name in values)
+    statement = _sql(
+        f"UPDATE outbox_entry SET {assignments}, claimed_until = NULL, claim_token = NULL "
+        "WHERE id = :entry_id AND claim_token = :token",
+        values,
+    )
+    with write_scope(engine) as session:
+        where = {"entry_id": held.entry_id, "token": held.token}
+        outcome = session.execute(statement, {**values, **where})
+        return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_delivered(engine: Engine, held: Claim, result: dict[str, Any] | None = None) -> bool:
+    return _finish(
+        engine,
+        held,
+        status=DELIVERED,
+        delivered_at=utcnow(),
+        result=orjson.dumps(result).decode() if result is not None else None,
+        last_status=None,
+    )
+
+
+def mark_retrying(
+    engine: Engine, held: Claim, *, delay: float, status: int | None, outcome: dict[str, Any]
+) -> bool:
+    return _finish(
+        engine,
+        held,
+        status=RETRYING,
+        next_attempt_at=utcnow() + timedelta(seconds=delay),
+        last_status=status,
+        last_error=orjson.dumps(outcome).decode(),
+    )
+
+
+def mark_failed(
+    engine: Engine, held: Claim, *, status: int | None, outcome: dict[str, Any]
+) -> bool:
+    return _finish(
+        engine, held, status=FAILED, last_status=status, last_error=orjson.dumps(outcome).decode()
+    )
+
+
+def retry(engine: Engine, entry_id: int) -> bool:
+    """Put one failed (or waiting) entry back in line now; False if it does not exist or is done."""
+    with write_scope(engine) as session:
+        outcome = session.execute(
+            _sql(
+                "UPDATE outbox_entry SET status = :pending, attempts = 0, next_attempt_at = :now "
+                "WHERE id = :entry_id AND status IN ('failed', 'retrying', 'pending')",
+                {"now": None},
+            ),
+            {"pending": PENDING, "now": utcnow(), "entry_id": entry_id},
+        )
+        return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+def replay_failed(engine: Engine) -> int:
+    """Put every failed entry back in line; returns how many."""
+    with write_scope(engine) as session:
+        outcome = session.execute(
+            _sql(
+                "UPDATE outbox_entry SET status = :pending, attempts = 0, next_attempt_at = :now "
+                "WHERE status = 'failed'",
+                {"now": None},
+            ),
+            {"pending": PENDING, "now": utcnow()},
+        )
+        return int(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+def get_entry(engine: Engine, entry_id: int) -> OutboxEntry | None:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(OutboxEntry, entry_id)
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    """Number of entries per status (every status present, zero when none)."""
+    with Session(engine) as session:
+        rows = session.execute(
+            text("SELECT status, COUNT(*) FROM outbox_entry GROUP BY status")
+        ).all()
+    found = {status: 0 for status in (PENDING, RETRYING, DELIVERED, FAILED)}
+    found.update({status: int(number) for status, number in rows})
+    return found
+
+
+def entries(engine: Engine, *, status: str | None = None, limit: int = 100) -> list[OutboxEntry]:
+    with Session(engine, expire_on_commit=False) as session:
+        query = select(OutboxEntry).order_by(OutboxEntry.id).limit(limit)
+        if status:
+            query = query.where(OutboxEntry.status == status)
+        return list(session.exec(query).all())
+
+
+def next_due_in(engine: Engine) -> float | None:
+    """Seconds until the next unfinished entry is due (0 if one is due now), None if none."""
+    with Session(engine) as session:
+        due = session.execute(
+            text(
+                "SELECT MIN(CASE WHEN claimed_until IS NOT NULL "
+                "AND claimed_until > next_attempt_at THEN claimed_until "
+                "ELSE next_attempt_at END) FROM outbox_entry "
+                "WHERE status IN ('pending', 'retrying')"
+            )
+        ).scalar()
+    if due is None:
+        return None
+    if isinstance(due, str):  # SQLite returns the stored text (UTC, no offset) for an aggregate
+        due = datetime.fromisoformat(due)
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    return max(0.0, (due - utcnow()).total_seconds())

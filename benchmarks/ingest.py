@@ -1,0 +1,216 @@
+"""Ingestion under load: concurrent hospital clients posting distinct discharge letters to a
+real `liaison serve` process (SQLite, embedded record, pusher threads in the process,
+schematron validation off — in `report` mode it is deferred work, not on the accept path).
+
+Reports accepted letters/s with the p50/p95/p99 of the accept latency, the letters/s delivered
+to the embedded record (first post → outbox drained, every receipt `pushed`), and for 50
+clients × 1,000 letters (pusher paused, to measure acceptance alone): errors, and letters lost
+(a 202 whose receipt cannot be read back afterwards).
+
+One server process: with SQLite, a second process only adds cross-process waits on the single
+database writer (measured: half the throughput, p95 × 4).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.support.letter_variants import letter_variant
+from tests.support.servers import ServerProcess, free_port
+
+CDA = {"Content-Type": "application/hl7-cda+xml"}
+
+
+def _server(data_dir: Path, port: int, pusher: bool) -> ServerProcess:
+    env = {
+        "LIAISON_DATA_DIR": str(data_dir),
+        "LIAISON_VALIDATION_MODE": "off",
+        "LIAISON_PUSH_WORKERS": "2",
+        "LIAISON_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "LIAISON_DATABASE_URL": "",  # the SQLite file of the scratch data dir
+        "LIAISON_TARGET_URL": "",  # the embedded record
+    }
+    argv = [sys.executable, "-m", "adapter.cli", "serve", "--port", str(port)]
+    argv.append("--pusher" if pusher else "--no-pusher")
+    return ServerProcess(argv, f"http://127.0.0.1:{port}/healthz", env=env)
+
+
+def _token(data_dir: Path) -> str:
+    previous = os.environ.get("LIAISON_DATA_DIR")
+    os.environ["LIAISON_DATA_DIR"] = str(data_dir)
+    from adapter.auth import issue_token
+    from adapter.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        return issue_token("hospital", organization="1750803447")
+    finally:
+        if previous is not None:
+            os.environ["LIAISON_DATA_DIR"] = previous
+        get_settings.cache_clear()
+
+
+def _burst(
+    base: str, token: str, letters: range, clients: int
+) -> tuple[list[float], list[str], int, float]:
+    """Post every letter from `clients` threads; (latencies, receipt locations, errors, seconds)."""
+    latencies: list[float] = []
+    locations: list[str] = []
+    errors = 0
+    lock = threading.Lock()
+    local = threading.local()
+    bodies = {n: letter_variant(n) for n in letters}  # built before the clock starts
+
+    def post(n: int) -> None:
+        nonlocal errors
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {token}", **CDA}, timeout=60
+            )
+        started = time.perf_counter()
+        try:
+            answer = client.post("/discharge-letters", content=bodies[n])
+        except httpx.HTTPError:
+            with lock:
+                errors += 1
+            return
+        elapsed = time.perf_counter() - started
+        with lock:
+            if answer.status_code == 202:
+                latencies.append(elapsed)
+                locations.append(answer.headers["Location"])
+            else:
+                errors += 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(post, letters))
+    return latencies, locations, errors, time.perf_counter() - started
+
+
+def _wait_delivered(base: str, expected: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+        pending = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith(
+                (
+                    'liaison_outbox_entries{status="pending"}',
+                    'liaison_outbox_entries{status="retrying"}',
+                )
+            )
+        )
+        delivered = next(
+            (
+                float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith('liaison_outbox_entries{status="delivered"}')
+            ),
+            0.0,
+        )
+        if pending == 0 and delivered >= expected:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _receipts(
+    base: str, token: str, locations: list[str], *, check_pushed: bool
+) -> tuple[int, int]:
+    """(receipts not found, receipts not pushed) among the accepted letters."""
+    missing = not_pushed = 0
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
+        for location in locations:
+            answer = client.get(location)
+            if answer.status_code != 200:
+                missing += 1
+            elif check_pushed and answer.json().get("status") != "pushed":
+                not_pushed += 1
+    return missing, not_pushed
+
+
+def _ms(values: list[float], q: int) -> float:
+    return (
+        statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else values[0] * 1000
+    )
+
+
+def _measure(clients: int, letters: range, deliver: bool) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="liaison-bench-ingest-") as scratch:
+        data_dir = Path(scratch)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        token = _token(data_dir)
+        server = _server(data_dir, port, pusher=deliver).start()
+        try:
+            started = time.perf_counter()
+            latencies, locations, errors, seconds = _burst(base, token, letters, clients)
+            drained = deliver and _wait_delivered(base, len(locations), timeout=120)
+            delivered_seconds = time.perf_counter() - started
+            missing, not_pushed = _receipts(base, token, locations, check_pushed=deliver)
+        finally:
+            server.stop()
+    return {
+        "accepted": len(latencies) / seconds,
+        "p50": _ms(latencies, 50),
+        "p95": _ms(latencies, 95),
+        "p99": _ms(latencies, 99),
+        "delivered": len(locations) / delivered_seconds if drained else 0.0,
+        "errors": errors,
+        "missing": missing,
+        "not_pushed": not_pushed,
+    }
+
+
+def run(quick: bool = False) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    count = 60 if quick else 200
+    first = _measure(16, range(100_000, 100_000 + count), deliver=True)
+    label = f"ingest: {count} letters, 16 clients"
+    rows.append((f"{label}: accepted", "letters/s", f"{first['accepted']:.0f}"))
+    latency = f"{first['p50']:.0f} / {first['p95']:.0f} / {first['p99']:.0f}"
+    rows.append((f"{label}: accept latency p50 / p95 / p99", "ms", latency))
+    rows.append(
+        (f"{label}: delivered to the embedded record", "letters/s", f"{first['delivered']:.1f}")
+    )
+    rows.append(
+        (
+            f"{label}: errors / receipts missing / not pushed",
+            "letters",
+            f"{first['errors']:.0f} / {first['missing']:.0f} / {first['not_pushed']:.0f}",
+        )
+    )
+    if not quick:
+        burst = _measure(50, range(200_000, 201_000), deliver=False)
+        label = "ingest: 1,000 letters, 50 clients, pusher paused"
+        rows.append((f"{label}: accepted", "letters/s", f"{burst['accepted']:.0f}"))
+        rows.append(
+            (f"{label}: accept latency p50 / p95", "ms", f"{burst['p50']:.0f} / {burst['p95']:.0f}")
+        )
+        rows.append(
+            (
+                f"{label}: errors / accepted letters lost",
+                "letters",
+                f"{burst['errors']:.0f} / {burst['missing']:.0f}",
+            )
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run(quick="--quick" in sys.argv):
+        print(" | ".join(row))

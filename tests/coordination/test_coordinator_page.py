@@ -1,0 +1,151 @@
+"""The coordinator's page: the territory's discharges, served for a coordinator token."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adapter.api.app import create_app
+from adapter.auth import issue_token
+from adapter.config import get_settings
+from adapter.coordination import coordinate
+from adapter.coordination.coordinators import CsvCoordinators
+from adapter.coordination.enrichment import enrich
+from adapter.directory.importer import import_path
+from adapter.mapping import convert_letter
+from adapter.record.repository import Repository
+from adapter.store.db import get_engine
+from tests.coordination.letters import synthetic_conversion
+from tests.support.paths import FIXTURES, LDL_SES_EXAMPLE
+from tests.support.servers import serve_app
+
+DIRECTORY = CsvCoordinators(FIXTURES / "coordination" / "local_directory.csv")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+NURSING_PLAN = (
+    "Soins infirmiers à domicile : pansement quotidien",
+    "Suivi par le médecin traitant",
+)
+
+
+def _discharge_in_the_record(**overrides: object) -> None:
+    """A letter whose plan needs a nurse while its care team has none, pushed to the record."""
+    values: dict[str, object] = {
+        "recipients": (("801111111111", "ROCHE", "Paul", None),),  # a cardiologist, not a nurse
+        "activities": NURSING_PLAN,
+    }
+    values.update(overrides)
+    repository = Repository(get_engine())
+    letter = enrich(synthetic_conversion(**values), DIRECTORY, repository)  # type: ignore[arg-type]
+    repository.transaction(letter.bundle)
+
+
+def _coordinator_token(cpts: str = "CPTS-PARIS-CENTRE") -> str:
+    return issue_token("coordinator", cpts=cpts)
+
+
+def test_page_lists_the_patient_the_pcp_and_the_missing_nurse() -> None:
+    _discharge_in_the_record()
+    client = TestClient(create_app(get_settings()))
+    answer = client.get(
+        "/coordination/page", headers={"Authorization": f"Bearer {_coordinator_token()}"}
+    )
+    assert answer.status_code == 200, answer.text
+    html = answer.text
+    assert "DOMINIQUE PAT-TROIS" in html
+    assert 'class="pcp-name">Stéphane MEDIONI' in html
+    assert 'data-role="Infirmier(e)"' in html
+    assert "Claire MARTIN" in html  # the coordinator in the team, with her MSSanté
+    assert "claire.martin@cpts-paris-centre.mssante.fr" in html
+
+
+def test_no_missing_nurse_once_a_nurse_is_in_the_team() -> None:
+    _discharge_in_the_record(recipients=(("801234567896", "DUCOUT", "Elsa", "60"),))
+    client = TestClient(create_app(get_settings()))
+    html = client.get(
+        "/coordination/page", headers={"Authorization": f"Bearer {_coordinator_token()}"}
+    ).text
+    assert "DOMINIQUE PAT-TROIS" in html
+    assert 'data-role="Infirmier(e)"' not in html
+
+
+def test_another_territorys_coordinator_sees_nothing_and_others_are_refused() -> None:
+    _discharge_in_the_record()
+    client = TestClient(create_app(get_settings()))
+    other = client.get(
+        "/coordination/page",
+        headers={"Authorization": f"Bearer {_coordinator_token('CPTS-LYON-1')}"},
+    )
+    assert other.status_code == 200
+    assert "PAT-TROIS" not in other.text
+    nurse = issue_token("professional", idnat="801234567896")
+    refused = client.get("/coordination/page", headers={"Authorization": f"Bearer {nurse}"})
+    assert refused.status_code == 403
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    assert client.get("/coordination/page").status_code == 401
+
+
+def _example_in_the_record() -> None:
+    """The official LDL-SES example, converted, coordinated (directory imported) and pushed."""
+    engine = get_engine()
+    import_path(engine, FIXTURES / "coordination" / "local_directory.csv")
+    letter = coordinate(convert_letter(LDL_SES_EXAMPLE.read_bytes()), engine)
+    Repository(engine).transaction(letter.bundle)
+
+
+@pytest.mark.browser
+def test_page_renders_the_example_patient_in_a_real_headless_browser(tmp_path: Path) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (scripts/test-deps installs it)")
+    from playwright.sync_api import sync_playwright
+
+    _example_in_the_record()
+    screenshot = tmp_path / "coordinator-page.png"
+    app = create_app(get_settings())
+    with serve_app(app, probe_path="/healthz") as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_extra_http_headers({"Authorization": f"Bearer {_coordinator_token()}"})
+            page.goto(f"{base}/coordination/page")
+            discharge = page.locator("article.discharge").first
+            patient = discharge.locator("h2.patient").inner_text()
+            assert patient.startswith("DOMINIQUE MARIE-LOUISE PAT-TROIS")
+            assert discharge.locator(".pcp-name").inner_text() == "Stéphane MEDIONI"
+            # "Suivi par le psychiatre à prévoir" and no psychiatrist in the team
+            missing = discharge.locator(".missing-role")
+            assert missing.count() == 1
+            assert "Psychiatre" in missing.inner_text()
+            assert missing.is_visible()
+            assert discharge.get_by_text("claire.martin@cpts-paris-centre.mssante.fr").is_visible()
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 10_000  # a real rendering, not a blank page
+    keep = os.environ.get("LIAISON_KEEP_SCREENSHOT")
+    if keep:
+        shutil.copy(screenshot, keep)
+
+
+def test_page_shows_whether_the_received_letter_reached_the_record() -> None:
+    from adapter.api.ingestion import ingest_letter
+    from adapter.push.targets import EmbeddedTarget
+    from adapter.push.worker import Pusher
+
+    engine = get_engine()
+    settings = get_settings()
+    xml = LDL_SES_EXAMPLE.read_bytes()
+    ingest_letter(xml, content_type="application/xml", engine=engine, settings=settings)
+    client = TestClient(create_app(settings))
+    admin = {"Authorization": f"Bearer {issue_token('system')}"}
+    assert 'class="letters"' not in client.get("/coordination/page", headers=admin).text
+    assert Pusher(engine, EmbeddedTarget(engine), threads=1).drain(timeout=30)
+    html = client.get("/coordination/page", headers=admin).text
+    assert 'letter-status">pushed<' in html

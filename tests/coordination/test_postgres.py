@@ -1,0 +1,57 @@
+"""The coordination tables work the same on PostgreSQL (opposition, subscriptions, availability)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session
+
+from adapter.coordination import consent, living_directory, subscriptions
+from adapter.coordination.bundle_tools import BundleView
+from adapter.coordination.coordinators import CsvCoordinators
+from adapter.coordination.enrichment import enrich
+from adapter.store import outbox
+from adapter.store.db import get_engine, session_scope
+from tests.coordination.letters import INS, synthetic_conversion
+from tests.support.paths import FIXTURES
+
+pytestmark = pytest.mark.postgres
+DIRECTORY = CsvCoordinators(FIXTURES / "coordination" / "local_directory.csv")
+
+
+def test_opposition_subscriptions_and_availability_on_postgresql(postgres_url: str) -> None:
+    engine = get_engine(postgres_url)
+    with session_scope(engine) as session:
+        consent.record_decision(session, (INS, "279035121518989"), "oppose", source="cli")
+    opposed = enrich(synthetic_conversion(), DIRECTORY, engine=engine)
+    view = BundleView(opposed.bundle)
+    recipients = {
+        idnat
+        for c in view.resources("Communication")
+        for r in c["recipient"]
+        for idnat in view.idnats_of(r["reference"])
+    }
+    assert recipients == {"801234567896"}
+    with session_scope(engine) as session:
+        subscriptions.create(
+            session,
+            {
+                "resourceType": "Subscription",
+                "criteria": "CommunicationRequest?event-type=SOR",
+                "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/"},
+            },
+            None,
+        )
+    other = synthetic_conversion(ins="180000000000001")
+    bundle = enrich(other, DIRECTORY, engine=engine).bundle
+    locations = [f"X/{n}" for n in range(len(bundle["entry"]))]
+    with Session(engine) as session:
+        assert subscriptions.after_push(session, bundle, locations) == 1
+        session.commit()
+    assert outbox.counts(engine)["pending"] == 1
+    with session_scope(engine) as session:
+        update = living_directory.AvailabilityUpdate.from_json(
+            {"idnat": "810000000041", "available_within": "1d", "skills": "wound-care"}
+        )
+        living_directory.save(session, update, "test")
+    found = living_directory.search(engine, available_within_hours=24, skills=("wound-care",))
+    assert [r["practitioner"]["identifier"]["value"] for r in found] == ["810000000041"]

@@ -1,0 +1,265 @@
+"""Who may read what, through real HTTP with real tokens."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from adapter.auth import issue_token
+from adapter.record import audit
+from adapter.record.models import RecordAudit
+from tests.record.bundles import INS, PCP, letter_bundle, post_bundle
+from tests.record.conftest import client_for
+
+PATIENT = f"{INS}|279035121518989"
+STRANGER = "809999999999"
+
+
+def _careplans(client: httpx.Client, identifier: str = PATIENT) -> dict:
+    response = client.get("CarePlan", params={"patient.identifier": identifier,
+                                              "_include": "CarePlan:care-team"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _location(answer: dict, kind: str) -> str:
+    return next(e["response"]["location"].split("/_history")[0] for e in answer["entry"]
+                if e["response"]["location"].startswith(f"{kind}/"))
+
+
+def test_no_token_gets_401_with_an_operation_outcome(anonymous: httpx.Client):
+    response = anonymous.get("CarePlan")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["issue"][0]["code"] == "login"
+    assert anonymous.get("metadata").status_code == 200  # the capability statement is public
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c"])
+def test_an_invalid_token_gets_401(base_url: str, token: str):
+    with client_for(base_url, token) as client:
+        assert client.get("CarePlan").status_code == 401
+
+
+def test_an_expired_token_gets_401(base_url: str):
+    expired = issue_token("professional", idnat=PCP, lifetime=-120)
+    with client_for(base_url, expired) as client:
+        assert client.get("CarePlan").status_code == 401
+
+
+def test_a_token_signed_by_another_key_gets_401(base_url: str, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    from adapter.config import get_settings
+
+    monkeypatch.setenv("LIAISON_DATA_DIR", str(tmp_path / "elsewhere"))
+    get_settings.cache_clear()
+    foreign = issue_token("system")
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    with client_for(base_url, foreign) as client:
+        assert client.get("CarePlan").status_code == 401
+
+
+def test_the_care_team_member_finds_the_care_plan_and_others_see_nothing(
+        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    answer = post_bundle(hospital, letter_bundle())
+    member, stranger = professional(PCP), professional(STRANGER)
+    found = _careplans(member)
+    assert found["total"] == 1
+    assert [e["search"]["mode"] for e in found["entry"]] == ["match", "include"]
+    assert _careplans(stranger)["total"] == 0
+    assert stranger.get("CarePlan", params={"_summary": "count"}).json()["total"] == 0
+    care_plan = _location(answer, "CarePlan")
+    assert member.get(care_plan).status_code == 200
+    denied = stranger.get(care_plan)
+    assert denied.status_code == 403
+    assert denied.json()["issue"][0]["code"] == "forbidden"
+    assert stranger.get(_location(answer, "Patient")).status_code == 403
+    assert stranger.get(f"{care_plan}/_history").status_code == 403
+    # directory-like resources are for every authenticated reader
+    assert stranger.get(_location(answer, "Practitioner")).status_code == 200
+
+
+def test_membership_through_a_practitioner_role_and_by_rpps_counts(
+        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    post_bundle(hospital, letter_bundle(via_role=True, ins="1"))
+    post_bundle(hospital, letter_bundle(rpps_only=True, ins="2", set_id="set-2"))
+    member = professional(PCP)
+    assert _careplans(member, f"{INS}|1")["total"] == 1
+    assert _careplans(member, f"{INS}|2")["total"] == 1
+
+
+def test_a_participant_whose_period_has_ended_reads_nothing_more(
+        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    post_bundle(hospital, letter_bundle(team=(PCP, STRANGER), ended=(STRANGER,), recipients=()))
+    assert _careplans(professional(PCP))["total"] == 1
+    assert _careplans(professional(STRANGER))["total"] == 0
+
+
+def test_a_professional_removed_from_the_care_team_loses_access(
+        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    post_bundle(hospital, letter_bundle(team=(PCP, STRANGER), recipients=()))
+    assert _careplans(professional(STRANGER))["total"] == 1
+    post_bundle(hospital, letter_bundle(version=2, team=(PCP,), recipients=()))
+    assert _careplans(professional(STRANGER))["total"] == 0
+
+
+def test_an_inactive_or_deleted_care_team_grants_nothing(
+        hospital: httpx.Client, system: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    answer = post_bundle(hospital, letter_bundle(recipients=()))
+    care_team_path = _location(answer, "CareTeam")
+    care_team = system.get(care_team_path).json()
+    member = professional(PCP)
+    assert _careplans(member)["total"] == 1
+    system.put(care_team_path, json={**care_team, "status": "inactive"})
+    assert _careplans(member)["total"] == 0
+    system.put(care_team_path, json={**care_team, "status": "active"})
+    assert _careplans(member)["total"] == 1
+    system.delete(care_team_path)
+    assert _careplans(member)["total"] == 0
+
+
+def test_a_practitioner_whose_identifier_changes_moves_the_access(
+        hospital: httpx.Client, system: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    answer = post_bundle(hospital, letter_bundle(team=(STRANGER,), recipients=()))
+    practitioner_path = next(
+        e["response"]["location"].split("/_history")[0] for e in answer["entry"]
+        if e["response"]["location"].startswith("Practitioner/")
+        and STRANGER[-3:] in system.get(e["response"]["location"]).json()["name"][0]["family"])
+    practitioner = system.get(practitioner_path).json()
+    assert _careplans(professional(STRANGER))["total"] == 1
+    practitioner["identifier"] = [{"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "805555555555"}]
+    assert system.put(practitioner_path, json=practitioner).status_code == 200
+    assert _careplans(professional(STRANGER))["total"] == 0
+    assert _careplans(professional("805555555555"))["total"] == 1
+
+
+def test_a_recipient_outside_the_care_team_reads_only_their_communication(
+        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    post_bundle(hospital, letter_bundle(team=(PCP,), recipients=(PCP, STRANGER)))
+    recipient = professional(STRANGER)
+    messages = recipient.get("Communication").json()
+    assert messages["total"] == 1
+    assert _careplans(recipient)["total"] == 0
+    pcp_messages = professional(PCP).get("Communication", params={"recipient.identifier":
+                                                                   f"urn:oid:1.2.250.1.71.4.2.1|{PCP}"})
+    assert pcp_messages.json()["total"] == 1
+
+
+def test_a_hospital_reads_only_the_patients_it_sent_letters_for(base_url: str):
+    with client_for(base_url, issue_token("hospital", organization="1750000001")) as first, \
+            client_for(base_url, issue_token("hospital", organization="1750000002")) as second:
+        post_bundle(first, letter_bundle(ins="1", hospital="1750000001"))
+        post_bundle(second, letter_bundle(ins="2", hospital="1750000002", set_id="set-2"))
+        assert _careplans(first, f"{INS}|1")["total"] == 1
+        assert _careplans(first, f"{INS}|2")["total"] == 0
+        assert second.get("Patient", params={"_summary": "count"}).json()["total"] == 1
+
+
+def test_a_conditional_create_does_not_reveal_another_hospitals_patient(base_url: str):
+    patient = {"resourceType": "Patient", "identifier": [{"system": INS, "value": "1"}],
+               "name": [{"family": "Secret"}]}
+    header = {"If-None-Exist": f"identifier={INS}|1"}
+    with client_for(base_url, issue_token("hospital", organization="1750000001")) as first, \
+            client_for(base_url, issue_token("hospital", organization="1750000002")) as second:
+        post_bundle(first, letter_bundle(ins="1", hospital="1750000001", family="Secret"))
+        matched = second.post("Patient", json=patient, headers=header)
+        assert matched.status_code == 200
+        assert "Secret" not in matched.text
+        assert first.post("Patient", json=patient, headers=header).json()["name"][0][
+            "family"] == "Secret"
+
+
+def test_a_coordinator_reads_the_patients_of_its_cpts(hospital: httpx.Client, base_url: str):
+    cpts = {"resourceType": "Organization", "name": "CPTS Test",
+            "identifier": [{"system": "urn:liaison:cpts", "value": "CPTS-42"}]}
+    created = hospital.post("Organization", json=cpts)
+    assert created.status_code == 201
+    bundle = letter_bundle()
+    care_team = next(e["resource"] for e in bundle["entry"]
+                     if e["resource"]["resourceType"] == "CareTeam")
+    care_team["managingOrganization"].append(
+        {"reference": f"Organization/{created.json()['id']}"})
+    post_bundle(hospital, bundle)
+    with client_for(base_url, issue_token("coordinator", cpts="CPTS-42")) as coordinator, \
+            client_for(base_url, issue_token("coordinator", cpts="CPTS-7")) as other:
+        assert _careplans(coordinator)["total"] == 1
+        assert _careplans(other)["total"] == 0
+
+
+def test_only_hospitals_and_system_write(professional, base_url: str):  # type: ignore[no-untyped-def]
+    patient = {"resourceType": "Patient", "identifier": [{"system": INS, "value": "9"}]}
+    assert professional(PCP).post("Patient", json=patient).status_code == 403
+    assert professional(PCP).post("", json=letter_bundle()).status_code == 403
+    with client_for(base_url, issue_token("coordinator", cpts="C")) as coordinator:
+        assert coordinator.post("Patient", json=patient).status_code == 403
+    read_only = issue_token("hospital", organization="1750000001", scope="system/*.rs")
+    with client_for(base_url, read_only) as hospital:
+        assert hospital.post("Patient", json=patient).status_code == 403
+
+
+def test_every_interaction_is_audited_without_clinical_content(
+        hospital: httpx.Client, professional, record_app,  # type: ignore[no-untyped-def]
+        anonymous: httpx.Client):
+    answer = post_bundle(hospital, letter_bundle())
+    stranger = professional(STRANGER)
+    stranger.get(_location(answer, "CarePlan"))
+    _careplans(professional(PCP))
+    engine = record_app.state.record_repository.engine
+    audit.flush()
+    with Session(engine) as session:
+        rows = session.exec(select(RecordAudit).order_by(RecordAudit.id)).all()
+    summary = [(r.actor_kind, r.actor, r.action, r.resource_type, r.outcome) for r in rows]
+    assert ("hospital", "1750000001", "transaction", None, 200) in summary
+    assert ("hospital", "1750000001", "put", "CarePlan", 201) in summary
+    assert ("professional", STRANGER, "read", "CarePlan", 403) in summary
+    assert ("professional", PCP, "search", "CarePlan", 200) in summary
+    anonymous.get("CarePlan")
+    audit.flush()
+    with Session(engine) as session:
+        rows = session.exec(select(RecordAudit).order_by(RecordAudit.id)).all()
+    assert rows[-1].actor_kind == "anonymous" and rows[-1].outcome == 401
+    dumped = repr([r.model_dump() for r in rows])
+    assert "279035121518989" not in dumped and "Durand" not in dumped
+
+
+def test_tokens_from_an_external_issuer_are_checked_against_its_jwks(
+        base_url: str, monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
+    """A Pro Santé Connect-like issuer: its own key, published as a JWKS on loopback."""
+    import warnings
+
+    from fastapi import FastAPI
+
+    from adapter.auth import keys
+    from adapter.config import get_settings
+    from tests.support.servers import serve_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from authlib.jose import JsonWebKey, jwt
+
+    issuer_key = JsonWebKey.generate_key("EC", "P-256", is_private=True)
+    public = {**issuer_key.as_dict(is_private=False), "kid": "psc-1"}
+    jwks_app = FastAPI()
+    jwks_app.get("/jwks")(lambda: {"keys": [public]})
+
+    def psc_token(idnat: str, issuer: str) -> str:
+        now = int(time.time())
+        claims = {"iss": issuer, "sub": "x", "iat": now, "exp": now + 60,
+                  "SubjectNameID": idnat, "scope": "openid scope_all"}
+        return jwt.encode({"alg": "ES256", "kid": "psc-1"}, claims, issuer_key).decode()
+
+    with serve_app(jwks_app) as jwks_root:
+        monkeypatch.setenv("LIAISON_JWKS_URL", f"{jwks_root}/jwks")
+        monkeypatch.setenv("LIAISON_TOKEN_ISSUER", "https://psc.example")
+        get_settings.cache_clear()
+        keys.forget_external_keys()
+        with client_for(base_url, issue_token("hospital", organization="1750000001")) as writer:
+            post_bundle(writer, letter_bundle())
+        with client_for(base_url, psc_token(PCP, "https://psc.example")) as member:
+            assert _careplans(member)["total"] == 1
+        with client_for(base_url, psc_token(PCP, "https://other.example")) as wrong_issuer:
+            assert wrong_issuer.get("CarePlan").status_code == 401
+    keys.forget_external_keys()
