@@ -16,7 +16,10 @@ import time
 from datetime import date
 
 # Order of the table: the data flow (read → map → store → push / serve).
-BENCHMARKS = ("convert", "ingest", "directory_import", "record_search", "medplum_push")
+BENCHMARKS = (
+    "convert", "conformance", "coordination", "ingest", "directory_import", "record_search",
+    "medplum_push",
+)
 
 
 def _machine() -> str:

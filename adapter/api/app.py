@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.engine import Engine
 
 from adapter import __version__
 from adapter.api import discharge_letters, health, metrics, validation
@@ -30,6 +31,16 @@ OPTIONAL_ROUTERS = (
 )
 
 
+def register_outbox_handlers(engine: Engine) -> None:
+    """Every kind of outbox entry a pusher of this process must know how to deliver, besides
+    transaction bundles: deferred letter validation and, if installed, subscription
+    notifications. `liaison serve` and `liaison worker` both call it."""
+    validation.register(engine)
+    install_subscriptions = _optional_attribute("adapter.coordination.subscriptions", "install")
+    if install_subscriptions is not None:
+        install_subscriptions()
+
+
 def _optional_attribute(module_name: str, name: str) -> Any:
     """`module.name` of a part that may not be installed (None then)."""
     try:
@@ -48,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.push_in_server:
-            validation.register(engine)
+            register_outbox_handlers(engine)
             app.state.pusher = Pusher(
                 engine, target_from_settings(settings, engine), settings=settings
             ).start()

@@ -58,13 +58,13 @@ def worker(
     threads: int = typer.Option(0, help="sending threads (default: LIAISON_PUSH_WORKERS)"),
 ) -> None:
     """Run a pusher alone (several may share one PostgreSQL outbox)."""
-    from adapter.api import validation
+    from adapter.api.app import register_outbox_handlers
     from adapter.push.targets import target_from_settings
     from adapter.push.worker import Pusher
 
     settings = get_settings()
     engine = get_engine()
-    validation.register(engine)
+    register_outbox_handlers(engine)
     pusher = Pusher(engine, target_from_settings(settings, engine), threads=threads or None)
     if once:
         pusher.drain(timeout=settings.push_timeout_seconds * 4)

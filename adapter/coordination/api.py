@@ -22,13 +22,13 @@ from adapter.coordination import consent, living_directory, page, subscriptions
 from adapter.coordination.models import SharingAudit, SubscriptionRecord
 from adapter.coordination.rules import load_rules
 from adapter.errors import BadRequest, Forbidden
+from adapter.mapping.ins import ins_problem
 from adapter.store.db import get_engine, session_scope
 
 router = APIRouter(prefix="/coordination", tags=["coordination"])
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
+INS_SYSTEMS = {INS_SYSTEM, "urn:oid:1.2.250.1.213.1.4.9", "urn:oid:1.2.250.1.213.1.4.10"}
 FHIR_JSON = "application/fhir+json"
-
-subscriptions.install()
 
 
 def _engine(request: Request) -> Any:
@@ -61,6 +61,8 @@ def record_consent(
     from adapter.store import outbox
     from adapter.store.letters import patient_key
 
+    if patient[0] in INS_SYSTEMS and (problem := ins_problem(patient[1])):
+        raise BadRequest(problem)
     rules = load_rules()
     with session_scope(engine) as session:
         consent.record_decision(

@@ -13,9 +13,11 @@ Where it is enforced:
   named ones, labels per-letter resources with `meta.security` (confidentiality) and one
   `meta.tag` per allowed reader (`urn:liaison:restricted-reader|<idNat_PS>`), so the restriction
   travels with the data to any FHIR server;
-- `reader_may_see` / `filter_searchset` (read side): a professional or coordinator reader sees a
-  tagged resource only if their idNat_PS is among its tags; used by the coordination API and page,
-  and offered to the record's read/search path;
+- the embedded record's read filter (`adapter.record.access`, same tag system) keeps a tagged
+  resource from every professional or coordinator whose idNat_PS is not among its tags, in
+  searches (no leak by count) and direct reads (403);
+- `reader_may_see` / `filter_searchset`: the same rule for what the coordination part sends
+  outside the record (subscription notifications);
 - every decision is written to `coordination_audit` with its reason (`audit`).
 """
 
@@ -35,6 +37,7 @@ from adapter.coordination.models import ConsentDecision, SharingAudit
 from adapter.coordination.rules import CoordinationRules, load_rules
 from adapter.errors import BadRequest
 from adapter.mapping.identity import create_if_absent
+from adapter.record.access import RESTRICTED_READER_TAG
 
 DECISIONS = ("oppose", "withdraw")
 
@@ -253,7 +256,7 @@ def _label(resource: dict[str, Any], decision: SharingDecision, section: dict[st
     if not any(s.get("system") == system for s in security):
         security.append({"system": system, "code": code})
     tags = meta.setdefault("tag", [])
-    tag_system = section.get("reader_tag_system", "urn:liaison:restricted-reader")
+    tag_system = RESTRICTED_READER_TAG
     present = {t.get("code") for t in tags if t.get("system") == tag_system}
     for reader in sorted(decision.allowed_readers - present):
         tags.append({"system": tag_system, "code": reader})
@@ -272,7 +275,7 @@ def allowed_readers_of(resource: dict[str, Any], tag_system: str) -> set[str] | 
 
 
 def reader_may_see(
-    resource: dict[str, Any], principal: Any, tag_system: str = "urn:liaison:restricted-reader"
+    resource: dict[str, Any], principal: Any, tag_system: str = RESTRICTED_READER_TAG
 ) -> bool:
     """False when `resource` is restricted and the reader is not one of its allowed readers."""
     allowed = allowed_readers_of(resource, tag_system)
@@ -284,7 +287,7 @@ def reader_may_see(
 
 
 def filter_searchset(
-    bundle: dict[str, Any], principal: Any, tag_system: str = "urn:liaison:restricted-reader"
+    bundle: dict[str, Any], principal: Any, tag_system: str = RESTRICTED_READER_TAG
 ) -> dict[str, Any]:
     """A copy of a searchset Bundle without the entries the reader may not see."""
     entries = [

@@ -37,6 +37,7 @@ from adapter.errors import (
     TargetUnavailable,
     operation_outcome,
 )
+from adapter.record.access import RESTRICTED_READER_TAG
 from adapter.store import outbox
 
 OUTBOX_KIND = "subscription-notification"
@@ -246,7 +247,7 @@ def after_push(
     Called in the caller's transaction, so notifications are durable exactly when it commits.
     """
     rules = rules or load_rules()
-    tag_system = rules.section("consent").get("reader_tag_system", "urn:liaison:restricted-reader")
+    tag_system = RESTRICTED_READER_TAG
     now = _now()
     active = [
         s

@@ -11,24 +11,31 @@
   directory-like resources. No writes.
 Anything else (e.g. Subscription, a Binary outside any patient) is for `system` only.
 
+Restricted resources: a resource tagged `urn:liaison:restricted-reader|<idNat_PS>` (a letter
+marked R/V, or a patient who opposed sharing — see adapter/coordination/consent.py) is read by
+those professionals only, besides the hospital that sent it and `system`; a restricted
+resource tagged with no professional (`…|none`) is for them alone.
+
 Searches are filtered in SQL (nothing leaks, not even through counts); a direct read of a
 resource the caller may not see is 403.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import and_, false, literal, or_, select
+from sqlalchemy import and_, false, literal, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
 from adapter.auth.principal import Principal
 from adapter.errors import Forbidden
-from adapter.record.models import PatientGrant, ResourceGrant
+from adapter.record.models import PatientGrant, RecordToken, ResourceGrant
 from adapter.record.params import PUBLIC_TYPES
 from adapter.record.storage import utcnow
 
 _PATIENT_GRANTS = PatientGrant.__table__
 _RESOURCE_GRANTS = ResourceGrant.__table__
+_TOKENS = RecordToken.__table__
+RESTRICTED_READER_TAG = "urn:liaison:restricted-reader"
 
 
 def may_write(principal: Principal) -> bool:
@@ -76,7 +83,25 @@ def read_filter(principal: Principal | None, resources: FromClause) -> ColumnEle
                 _RESOURCE_GRANTS.c.kind == kind, _RESOURCE_GRANTS.c.value == value
             )
         ))
-    return or_(*clauses)
+    if kind == "org":  # the sending hospital keeps reading what it restricted
+        return or_(*clauses)
+    return and_(or_(*clauses), _unrestricted_for(resources, value if kind == "idnat" else None))
+
+
+def _restricted_readers(resources: FromClause, *codes: str) -> ColumnElement[bool]:
+    tags = select(_TOKENS.c.resource_pk).where(
+        _TOKENS.c.param == "_tag", _TOKENS.c.system == RESTRICTED_READER_TAG
+    )
+    if codes:
+        tags = tags.where(_TOKENS.c.code.in_(codes))
+    return resources.c.pk.in_(tags)
+
+
+def _unrestricted_for(resources: FromClause, idnat: str | None) -> ColumnElement[bool]:
+    """Not restricted, or restricted to readers among whom `idnat` is named."""
+    if idnat is None:
+        return not_(_restricted_readers(resources))
+    return or_(not_(_restricted_readers(resources)), _restricted_readers(resources, idnat))
 
 
 def denied(resource_type: str, resource_id: str) -> Forbidden:

@@ -4,7 +4,6 @@ killed in the middle of a burst, liaison itself SIGKILLed in the middle of a bur
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from tests.api.conftest import HOSPITAL, bearer
 from tests.push.medplum_queries import count_by_identifier
 from tests.support.letter_variants import DOCUMENT_ROOT, document_id, letter_variant
 from tests.support.medplum import MedplumPeer
-from tests.support.servers import ServerProcess, free_port, wait_until_up
+from tests.support.servers import ServerProcess, free_port
 
 CDA = {"Content-Type": "application/hl7-cda+xml"}
 DOCUMENTS = "urn:liaison:document-version"
@@ -35,38 +34,13 @@ PROCESS_ENV = {
 }
 
 
-class LoggedProcess(ServerProcess):
-    """A ServerProcess whose stderr goes to a file: a pipe nobody reads would fill up and
-    block the server in the middle of a long test."""
-
-    def __init__(self, argv: list[str], probe_url: str, env: dict[str, str], log: Path) -> None:
-        super().__init__(argv, probe_url, env)
-        self.log = log
-
-    def start(self, timeout: float = 60.0) -> ServerProcess:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                start_new_session=True,
-            )
-        try:
-            wait_until_up(self.probe_url, timeout)
-        except TimeoutError:
-            self.stop()
-            raise
-        return self
-
-
 def liaison_process(port: int, *extra: str, **env: str) -> ServerProcess:
     argv = [sys.executable, "-m", "adapter.cli", "serve", "--port", str(port), *extra]
     log = (
         Path(env.get("LIAISON_DATA_DIR") or os.environ["LIAISON_DATA_DIR"]).parent
         / f"liaison-{port}.log"
     )
-    return LoggedProcess(argv, f"http://127.0.0.1:{port}/healthz", {**PROCESS_ENV, **env}, log)
+    return ServerProcess(argv, f"http://127.0.0.1:{port}/healthz", {**PROCESS_ENV, **env}, log)
 
 
 def document_key(n: int) -> str:

@@ -58,3 +58,10 @@ def test_coordinators_command_tells_who_covers_an_address() -> None:
         app, ["coordinators", "--postcode", "13001", "--csv", str(DIRECTORY_CSV)]
     )
     assert "no pathway coordinator" in nobody.output
+
+
+def test_an_opposition_on_a_malformed_ins_is_refused_in_one_line_and_recorded_nowhere() -> None:
+    result = CliRunner().invoke(app, ["consent", "oppose", "--ins", "279035121518988"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "control key" in result.output
+    assert sum(outbox.counts(get_engine()).values()) == 0

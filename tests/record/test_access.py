@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from adapter.auth import issue_token
 from adapter.record import audit
+from adapter.record.access import RESTRICTED_READER_TAG
 from adapter.record.models import RecordAudit
 from tests.record.bundles import INS, PCP, letter_bundle, post_bundle
 from tests.record.conftest import client_for
@@ -263,3 +264,29 @@ def test_tokens_from_an_external_issuer_are_checked_against_its_jwks(
         with client_for(base_url, psc_token(PCP, "https://other.example")) as wrong_issuer:
             assert wrong_issuer.get("CarePlan").status_code == 401
     keys.forget_external_keys()
+
+
+def _restrict_to(bundle: dict, *readers: str) -> dict:
+    """Tag every per-letter resource as consent.py does for an R/V letter."""
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] in ("CarePlan", "Communication", "DocumentReference"):
+            tags = [{"system": RESTRICTED_READER_TAG, "code": r} for r in readers or ("none",)]
+            entry["resource"].setdefault("meta", {})["tag"] = tags
+    return bundle
+
+
+def test_a_restricted_letter_is_read_only_by_its_named_readers_and_its_hospital(
+        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    named, other_member = PCP, "801111111111"
+    bundle = _restrict_to(letter_bundle(team=(PCP, other_member), recipients=(PCP,)), named)
+    answer = post_bundle(hospital, bundle)
+    care_plan = _location(answer, "CarePlan")
+    reader, outsider = professional(named), professional(other_member)
+    assert _careplans(reader)["total"] == 1
+    assert reader.get(care_plan).status_code == 200
+    # still in the care team (the CareTeam itself is visible), yet the letter's plan is not
+    assert _careplans(outsider)["total"] == 0
+    assert outsider.get(care_plan).status_code == 403
+    assert outsider.get("DocumentReference", params={"patient.identifier": PATIENT}).json()[
+        "total"] == 0
+    assert hospital.get(care_plan).status_code == 200
