@@ -151,6 +151,11 @@ def search_availability(
     if as_json:
         typer.echo(orjson.dumps(roles, option=orjson.OPT_INDENT_2).decode())
         return
+    print_available(roles)
+
+
+def print_available(roles: list[dict]) -> None:
+    """One line per professional who can take the patient: who, delay, skills."""
     for role in roles:
         who = role["practitioner"].get("display") or role["practitioner"]["identifier"]["value"]
         skills = ", ".join(s["text"] for s in role.get("specialty", []))

@@ -130,8 +130,20 @@ def search_command(
     limit: int = typer.Option(50, "--limit", min=1, max=200),
     offset: int = typer.Option(0, "--offset", min=0),
     include_inactive: bool = typer.Option(False, "--include-inactive"),
+    available_within: str | None = typer.Option(
+        None, "--available-within", help="living directory: can take a patient within, e.g. 24h"
+    ),
+    skill: list[str] = typer.Option([], "--skill", help="living directory: e.g. wound-care"),
 ) -> None:
-    """One line per matching activity: name | profession | place | phone | MSSanté."""
+    """One line per matching activity: name | profession | place | phone | MSSanté.
+
+    With --available-within or --skill, asks the living directory (availability and skills that
+    professionals or coordinators recorded) instead: who can take the patient."""
+    if available_within or skill:
+        from adapter.coordination.commands import search_availability
+
+        search_availability(available_within, skill, postcode, as_json=False)
+        return
     criteria = Criteria(
         identifier=identifier,
         name=name,
