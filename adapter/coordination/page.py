@@ -35,6 +35,33 @@ class Member:
     is_pcp: bool = False
     is_coordinator: bool = False
     codes: set[str] = field(default_factory=set)  # every code/text that says what they do
+    key: str = ""  # the person's resource (a PractitionerRole resolves to its Practitioner)
+
+    def absorb(self, other: Member) -> None:
+        """Take in what another participation of the same person adds (roles, contacts)."""
+        known = {role.casefold() for role in self.roles}
+        for role in other.roles:
+            if role.casefold() not in known:
+                known.add(role.casefold())
+                self.roles.append(role)
+        self.codes |= other.codes
+        self.phone = self.phone or other.phone
+        self.mssante = self.mssante or other.mssante
+        self.email = self.email or other.email
+        self.profession = self.profession or other.profession
+        self.is_pcp = self.is_pcp or other.is_pcp
+        self.is_coordinator = self.is_coordinator or other.is_coordinator
+
+
+def _one_row_per_person(members: list[Member]) -> list[Member]:
+    """A person listed in several roles (author, recipient, performer…) is shown once."""
+    people: dict[str, Member] = {}
+    for member in members:
+        if member.key in people:
+            people[member.key].absorb(member)
+        else:
+            people[member.key] = member
+    return list(people.values())
 
 
 @dataclass
@@ -128,9 +155,11 @@ def _member(
     labels, codes = _codes(participant.get("role") or [])
     member = Member(
         name=_human_name(resource) if kind != "Organization" else resource.get("name", "?"),
-        roles=labels,
+        roles=[],
         codes=codes,
+        key=reference,
     )
+    member.absorb(Member(name=member.name, roles=labels))  # drops labels repeated in other case
     if kind == "PractitionerRole":
         role_labels, role_codes = _codes(
             (resource.get("code") or []) + (resource.get("specialty") or [])
@@ -145,6 +174,7 @@ def _member(
             except Exception:
                 resource = {}
             member.name = _human_name(resource)
+            member.key = practitioner_ref
     qualifications = [q.get("code") or {} for q in resource.get("qualification") or []]
     qualification_labels, qualification_codes = _codes(qualifications)
     member.codes |= qualification_codes
@@ -257,7 +287,9 @@ def discharges(
             repository.search("CarePlan", [("subject", subject)], principal), principal
         )
         activities = [text for plan in plans for text in _activity_texts(repository, plan)]
-        members = [m for p in team.get("participant") or [] if (m := _member(repository, p, rules))]
+        members = _one_row_per_person(
+            [m for p in team.get("participant") or [] if (m := _member(repository, p, rules))]
+        )
         communications = []
         messages = repository.search("Communication", [("subject", subject)], principal)
         for message in _entries(messages, principal):
