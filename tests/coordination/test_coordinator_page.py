@@ -149,3 +149,17 @@ def test_page_shows_whether_the_received_letter_reached_the_record() -> None:
     assert Pusher(engine, EmbeddedTarget(engine), threads=1).drain(timeout=30)
     html = client.get("/coordination/page", headers=admin).text
     assert 'letter-status">pushed<' in html
+
+
+def test_a_person_named_in_several_roles_of_the_letter_is_one_row_of_the_team() -> None:
+    from adapter.auth import verify_token
+    from adapter.coordination.page import discharges
+
+    _example_in_the_record()  # the example names idNat_PS 801234567897 as author,
+    # recipient and performer: three participations, one person
+    [discharge] = discharges(Repository(get_engine()), verify_token(_coordinator_token()))
+    rows = [member.name for member in discharge.members]
+    assert rows.count("Charles DAVID") == 1
+    david = next(member for member in discharge.members if member.name == "Charles DAVID")
+    assert {"Auteur de la lettre de liaison", "Destinataire de la lettre de liaison"} <= set(
+        david.roles)
