@@ -72,7 +72,7 @@ def _coordinated(conversion: Any, engine: Engine) -> Any:
         if missing.name and "adapter.coordination".startswith(missing.name):
             return conversion
         raise
-    return coordinate(conversion, engine)
+    return coordinate(conversion, engine, in_place=True)  # the conversion is ours to change
 
 
 def existing_receipt(engine: Engine, sha1: str) -> dict[str, Any] | None:
@@ -107,14 +107,19 @@ def ingest_letter(
         conversion = _coordinated(convert_letter(xml, directory=_directory(engine)), engine)
     summary = conversion.letter
     document_id = "|".join(summary.document_id)
+    key = patient_key([summary.ins] if summary.ins else summary.patient_identifiers)
+    # Serialised before taking the database's single write lock: every millisecond spent
+    # holding it is a millisecond every other hospital and the pusher wait.
+    payload = orjson.dumps(conversion.bundle)
+    resources = orjson.dumps(produced_resources(conversion.bundle)).decode()
+    report = orjson.dumps(conversion.report).decode()
     try:
-        with outbox.write_scope(engine) as session:
+        with outbox.write_scope(engine, urgent=True) as session:
             already = find_letter(session, sha1=sha1, document_id=document_id)
             if already is not None:
                 metrics.LETTERS_DUPLICATE.inc()
                 return Accepted(receipt(session, already), created=False)
-            key = patient_key([summary.ins] if summary.ins else summary.patient_identifiers)
-            entry = outbox.enqueue(session, worker.FHIR_TRANSACTION, conversion.bundle, key)
+            entry = outbox.enqueue(session, worker.FHIR_TRANSACTION, payload, key)
             letter = ReceivedLetter(
                 sha1=sha1,
                 document_id=document_id,
@@ -127,8 +132,8 @@ def ingest_letter(
                 content=xml,
                 submitted_by=submitted_by,
                 outbox_id=entry.id,
-                resources=orjson.dumps(produced_resources(conversion.bundle)).decode(),
-                report=orjson.dumps(conversion.report).decode(),
+                resources=resources,
+                report=report,
                 validation=orjson.dumps(validation).decode() if validation else None,
             )
             session.add(letter)

@@ -30,8 +30,10 @@ def record_reader(engine: Engine) -> Any:
     return Repository(engine)
 
 
-def coordinate(conversion: Any, engine: Engine) -> Any:
-    """`enrich` with the installation's directory and record: what ingestion should call."""
+def coordinate(conversion: Any, engine: Engine, *, in_place: bool = False) -> Any:
+    """`enrich` with the installation's directory and record: what ingestion should call
+    (`in_place` when it drops the conversion it passes, see `enrich`)."""
     from adapter.coordination.coordinators import DirectoryCoordinators
 
-    return enrich(conversion, DirectoryCoordinators(engine), record_reader(engine), engine=engine)
+    return enrich(conversion, DirectoryCoordinators(engine), record_reader(engine), engine=engine,
+                  in_place=in_place)

@@ -77,16 +77,22 @@ def enrich(
     rules: CoordinationRules | None = None,
     engine: Engine | None = None,
     now: datetime | None = None,
+    in_place: bool = False,
 ) -> Any:
     """A copy of `conversion` (`adapter.mapping.Conversion`) with coordination applied.
 
     `directory` gives the coordinators (an object with `coordinators()`, e.g. `CsvCoordinators`,
     or the imported directory); `record` is the shared record to merge the care team with.
+    `in_place`: the caller owns the conversion and drops it (ingestion), so its bundle and
+    report are changed rather than deep-copied first (the copy of a ~100 KB bundle is ~2 ms).
     """
     rules = rules or load_rules()
     letter = conversion.letter
-    bundle = copy.deepcopy(conversion.bundle)
-    report = copy.deepcopy(conversion.report) or {"resourceType": "OperationOutcome", "issue": []}
+    if in_place:
+        bundle, report = conversion.bundle, conversion.report
+    else:
+        bundle, report = copy.deepcopy(conversion.bundle), copy.deepcopy(conversion.report)
+    report = report or {"resourceType": "OperationOutcome", "issue": []}
     view = BundleView(bundle)
     letter_id = getattr(letter, "document_id", ("", ""))[1] or None
     patient_value = (getattr(letter, "ins", None) or ("", ""))[1] or None

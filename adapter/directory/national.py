@@ -13,12 +13,14 @@ import gc
 import re
 import time
 from collections import Counter
+from functools import partial
 from hashlib import blake2b
 from typing import Any, BinaryIO
 
 from sqlalchemy.engine import Engine
 
 from adapter.directory import codes
+from adapter.directory.forked_writer import ForkedWriter, can_fork
 from adapter.directory.models import (
     ORGANIZATION_COLUMNS,
     PRACTITIONER_COLUMNS,
@@ -37,6 +39,7 @@ from adapter.directory.writer import (
     deferred_indexes,
     finish_run,
     start_run,
+    table_of,
 )
 from adapter.errors import BadRequest
 
@@ -132,7 +135,7 @@ def _digest(data: bytes) -> str:
 # Role and practitioner rows hold '' for an absent value: the extract pads nothing, and the
 # Upserters of this importer write '' as NULL (blank_is_null). Fields are used as they come:
 # stripping or normalising 52 values per line would cost a tenth of the import.
-def role_row(key: str, f: list[str], raw: bytes, layout: _Layout) -> tuple[str, ...]:
+def role_row(key: str, f: list[str], line_hash: str, layout: _Layout) -> tuple[str, ...]:
     """The PractitionerRole row of one line, in NATIONAL_ROLE_COLUMNS order."""
     savoir_faire = f[15]
     specialty_system = (
@@ -143,7 +146,7 @@ def role_row(key: str, f: list[str], raw: bytes, layout: _Layout) -> tuple[str, 
         layout.finess_prefix + finess if finess else (layout.siret_prefix + siret if siret else "")
     )
     return (
-        key, f[2], KIND, _digest(raw), f[9], f[10], specialty_system, savoir_faire, f[16], f[17],
+        key, f[2], KIND, line_hash, f[9], f[10], specialty_system, savoir_faire, f[16], f[17],
         f[48], site, finess, siret, f[24] or f[25], _street(f), f[35], f[37], f[40], f[41], f[42],
         f[43],
     )  # fmt: skip
@@ -169,6 +172,73 @@ def organization_row(role: tuple[str, ...]) -> tuple[Any, ...]:
     return (*content, KIND, _digest("|".join(map(str, content)).encode()))
 
 
+# A chunk on its way to the database: Practitioner, Organization and PractitionerRole rows.
+# Through the pipe to the forked writer, role and practitioner rows travel as one string each,
+# fields joined by FIELD_SEPARATOR: pickling 40 strings per line would cost as much as inserting
+# them. A chunk in which a field holds the separator itself travels as tuples.
+Chunk = tuple[list[Any], list[tuple[Any, ...]], list[Any]]
+FIELD_SEPARATOR = "\x1f"  # ASCII unit separator
+ENTITIES = ("practitioners", "organizations", "roles")
+
+
+def _rows(rows: list[Any]) -> dict[str, Any]:
+    """Rows by business key; joined rows split back into their fields."""
+    if rows and isinstance(rows[0], str):
+        split = FIELD_SEPARATOR
+        return {fields[0]: fields for fields in (tuple(row.split(split)) for row in rows)}
+    return {row[0]: row for row in rows}
+
+
+class RowWriter:
+    """Writes a chunk's Practitioner, Organization and PractitionerRole rows in one
+    transaction: in the importer's process, or in the forked writer process."""
+
+    def __init__(self, run_id: int, fresh: bool) -> None:
+        self.run_id = run_id
+        self.fresh = fresh
+        self.upserters = {
+            "practitioners": Upserter(
+                DirectoryPractitioner,
+                PRACTITIONER_COLUMNS,
+                "content_hash",
+                run_id,
+                blank_is_null=True,
+            ),
+            "organizations": Upserter(
+                DirectoryOrganization, ORGANIZATION_COLUMNS, "content_hash", run_id
+            ),
+            "roles": Upserter(
+                DirectoryRole, NATIONAL_ROLE_COLUMNS, "line_hash", run_id, blank_is_null=True
+            ),
+        }
+
+    def write(self, connection: Any, chunk: Chunk) -> dict[str, tuple[int, int, int]]:
+        """Per entity: rows inserted, updated, unchanged."""
+        counts: dict[str, tuple[int, int, int]] = {}
+        with connection.begin():
+            write = Upserter.insert_new if self.fresh else Upserter.apply
+            for entity, rows in zip(ENTITIES, chunk, strict=True):
+                outcome = write(self.upserters[entity], connection, _rows(rows))
+                counts[entity] = (
+                    len(outcome.inserted),
+                    len(outcome.updated),
+                    len(outcome.unchanged),
+                )
+        return counts
+
+    def result(self) -> dict[str, bytearray]:
+        """The row ids each table saw, for the deactivation at the end."""
+        return {entity: upserter.seen_ids() for entity, upserter in self.upserters.items()}
+
+
+def _for_pipe(chunk: Chunk, joinable: bool) -> Chunk:
+    if not joinable:
+        return chunk
+    people, structures, activities = chunk
+    join = FIELD_SEPARATOR.join
+    return [join(row) for row in people], structures, [join(row) for row in activities]
+
+
 class NationalImporter:
     def __init__(
         self,
@@ -178,19 +248,18 @@ class NationalImporter:
         progress: ProgressCallback | None = None,
         chunk_lines: int = CHUNK_LINES,
         full: bool = True,
+        fork_writer: bool = True,
     ) -> None:
         self.engine = engine
         self.on_reject = on_reject
         self.progress = progress
         self.chunk_lines = chunk_lines
         self.full = full
+        self.fork_writer = fork_writer and can_fork(engine)
         self.fresh = False  # importing into empty tables: plain inserts, no look-ups
+        self.forked: ForkedWriter | None = None
         self.layout = _Layout()
-        self.entities: dict[str, Counter[str]] = {
-            "practitioners": Counter(),
-            "roles": Counter(),
-            "organizations": Counter(),
-        }
+        self.entities: dict[str, Counter[str]] = {name: Counter() for name in ENTITIES}
 
     def run(self, stream: BinaryIO, source_name: str) -> ImportSummary:
         # The loop allocates millions of short-lived tuples and keeps a chunk of them alive:
@@ -213,122 +282,148 @@ class NationalImporter:
         summary = ImportSummary(KIND, source_name, entities=self.entities)
         run_id = start_run(self.engine, KIND, source_name, full=self.full)
         summary.run_id = run_id
-        self.practitioners = Upserter(
-            DirectoryPractitioner, PRACTITIONER_COLUMNS, "content_hash", run_id, blank_is_null=True
-        )
-        self.roles = Upserter(
-            DirectoryRole, NATIONAL_ROLE_COLUMNS, "line_hash", run_id, blank_is_null=True
-        )
-        self.organizations = Upserter(
-            DirectoryOrganization, ORGANIZATION_COLUMNS, "content_hash", run_id
-        )
-        layout = self.layout
-        chunk_lines = self.chunk_lines
-        consumed = len(header)
-        read = 0
-        last_idnat, ranks = "", dict[str, int]()
-        people: dict[str, tuple[Any, ...]] = {}
-        structures: dict[str, tuple[Any, ...]] = {}
-        activities: dict[str, tuple[Any, ...]] = {}
-        # A site recurs on the lines of every professional working there, all over the file:
-        # written once per run (first line wins), not once per chunk.
-        sites_seen: set[str] = set()
-        tables = [self.practitioners.table, self.roles.table, self.organizations.table]
+        tables = [table_of(model) for model in (DirectoryPractitioner, DirectoryRole)]
+        tables.append(table_of(DirectoryOrganization))
         with (
             self.engine.connect() as connection,
             bulk_settings(connection),
             deferred_indexes(connection, tables) as self.fresh,
         ):
-            for line_number, raw in enumerate(stream, start=2):
-                consumed += len(raw)
-                if len(raw) < 3 and not raw.strip():
-                    continue
-                read += 1
-                try:
-                    values = split_line(raw, layout)
-                except LineRejected as rejected:
-                    rejection = summary.reject(line_number, rejected.reason, rejected.detail)
-                    if self.on_reject:
-                        self.on_reject(rejection)
-                    continue
-                idnat = values[2]
-                if idnat != last_idnat:
-                    last_idnat, ranks = idnat, {}
-                    # a professional's lines are contiguous in the extract: the first one is new
-                    if idnat not in people:
-                        first_line = True
-                else:
-                    first_line = False
-                # Activity identity: site, mode, profession, savoir-faire (+ rank if repeated).
-                base = f"{idnat}|{values[23]}|{values[17]}|{values[9]}|{values[15]}"
-                if base in ranks:
-                    rank = ranks[base]
-                    ranks[base] = rank + 1
-                    role = role_row(f"{base}#{rank}", values, raw, layout)
-                else:
-                    ranks[base] = 1
-                    role = role_row(base, values, raw, layout)
-                activities[role[0]] = role
-                if first_line:
-                    people[idnat] = practitioner_row(values, role, layout)
-                site = role[11]
-                if site and site not in sites_seen and site not in structures:
-                    structures[site] = organization_row(role)
-                    if len(sites_seen) < MAX_SITES_REMEMBERED:
-                        sites_seen.add(site)
-                if len(activities) >= chunk_lines:
-                    summary.read = read
-                    self._write(connection, people, structures, activities, summary)
-                    people, structures, activities = {}, {}, {}
-                    if self.progress:
-                        self.progress(consumed)
-            summary.read = read
-            if activities:
-                self._write(connection, people, structures, activities, summary)
-            if self.progress:
-                self.progress(consumed)
+            writer = RowWriter(run_id, self.fresh)
+            try:
+                self._read(stream, len(header), connection, writer, summary)
+            finally:
+                if self.forked is not None:  # stopped after the chunk it is writing, if any,
+                    self.forked.close()  # and before the indexes are rebuilt
+                    self.forked = None
             if self.full:
-                self._deactivate_unseen(connection, summary)
+                self._deactivate_unseen(connection, writer, summary)
         summary.seconds = time.perf_counter() - started
         finish_run(self.engine, summary)
         return summary
 
-    def _write(
+    def _read(
         self,
+        stream: BinaryIO,
+        consumed: int,
         connection: Any,
-        people: dict[str, tuple[Any, ...]],
-        structures: dict[str, tuple[Any, ...]],
-        activities: dict[str, tuple[Any, ...]],
+        writer: RowWriter,
         summary: ImportSummary,
     ) -> None:
-        with connection.begin():
-            write = Upserter.insert_new if self.fresh else Upserter.apply
-            self._tally("practitioners", write(self.practitioners, connection, people))
-            self._tally("organizations", write(self.organizations, connection, structures))
-            outcome = self._tally("roles", write(self.roles, connection, activities))
-        summary.inserted += len(outcome.inserted)
-        summary.updated += len(outcome.updated)
-        summary.unchanged += len(outcome.unchanged)
+        """Read and check every line, handing chunks to the writer. The first chunk is written
+        here; if the file has more, a forked writer (`self.forked`) takes the next ones."""
+        layout = self.layout
+        chunk_lines = self.chunk_lines
+        forked: ForkedWriter | None = None
+        read = 0
+        last_idnat, ranks = "", dict[str, int]()
+        people: list[tuple[str, ...]] = []
+        structures: list[tuple[Any, ...]] = []
+        activities: list[tuple[str, ...]] = []
+        joinable = True  # no field of the chunk holds FIELD_SEPARATOR
+        chunk_people: set[str] = set()
+        chunk_sites: set[str] = set()
+        # A site recurs on the lines of every professional working there, all over the file:
+        # written once per run (first line wins), not once per chunk.
+        sites_seen: set[str] = set()
+        for line_number, raw in enumerate(stream, start=2):
+            consumed += len(raw)
+            if len(raw) < 3 and not raw.strip():
+                continue
+            read += 1
+            try:
+                values = split_line(raw, layout)
+            except LineRejected as rejected:
+                rejection = summary.reject(line_number, rejected.reason, rejected.detail)
+                if self.on_reject:
+                    self.on_reject(rejection)
+                continue
+            idnat = values[2]
+            # Activity identity: site, mode, profession, savoir-faire (+ rank if repeated).
+            key = f"{idnat}|{values[23]}|{values[17]}|{values[9]}|{values[15]}"
+            first_line = False
+            if idnat != last_idnat:
+                last_idnat, ranks = idnat, {key: 1}
+                # a professional's lines follow each other in the extract: the first one is new
+                if idnat not in chunk_people:
+                    chunk_people.add(idnat)
+                    first_line = True
+            elif key in ranks:
+                rank = ranks[key]
+                ranks[key] = rank + 1
+                key = f"{key}#{rank}"
+            else:
+                ranks[key] = 1
+            if b"\x1f" in raw:
+                joinable = False
+            role = role_row(key, values, _digest(raw), layout)
+            activities.append(role)
+            if first_line:
+                people.append(practitioner_row(values, role, layout))
+            site = role[11]
+            if site and site not in sites_seen and site not in chunk_sites:
+                chunk_sites.add(site)
+                structures.append(organization_row(role))
+                if len(sites_seen) < MAX_SITES_REMEMBERED:
+                    sites_seen.add(site)
+            if len(activities) >= chunk_lines:
+                summary.read = read
+                chunk = (people, structures, activities)
+                if forked is not None:
+                    self._tally(forked.submit(_for_pipe(chunk, joinable)), summary)
+                else:
+                    self._tally(writer.write(connection, chunk), summary)
+                del chunk
+                people, structures, activities = [], [], []
+                joinable, chunk_people, chunk_sites = True, set(), set()
+                if forked is None and self.fork_writer:
+                    # forked once the first chunk is freed: the copy of this process is smaller
+                    forked = self.forked = ForkedWriter(
+                        self.engine,
+                        partial(RowWriter, writer.run_id, self.fresh),
+                        bulk_settings,
+                    )
+                if self.progress:
+                    self.progress(consumed)
+        summary.read = read
+        chunk = (people, structures, activities)
+        if forked is not None:
+            if activities:
+                self._tally(forked.submit(_for_pipe(chunk, joinable)), summary)
+            last, seen = forked.finish()
+            self._tally(last, summary)
+            for entity, ids in seen.items():
+                writer.upserters[entity].merge_seen(ids)
+        elif activities:
+            self._tally(writer.write(connection, chunk), summary)
+        if self.progress:
+            self.progress(consumed)
 
-    def _tally(self, entity: str, outcome: Any) -> Any:
-        counter = self.entities[entity]
-        counter["inserted"] += len(outcome.inserted)
-        counter["updated"] += len(outcome.updated)
-        counter["unchanged"] += len(outcome.unchanged)
-        return outcome
+    def _tally(
+        self, counts: dict[str, tuple[int, int, int]] | None, summary: ImportSummary
+    ) -> None:
+        if counts is None:
+            return
+        for entity, (inserted, updated, unchanged) in counts.items():
+            counter = self.entities[entity]
+            counter["inserted"] += inserted
+            counter["updated"] += updated
+            counter["unchanged"] += unchanged
+        inserted, updated, unchanged = counts["roles"]
+        summary.inserted += inserted
+        summary.updated += updated
+        summary.unchanged += unchanged
 
-    def _deactivate_unseen(self, connection: Any, summary: ImportSummary) -> None:
+    def _deactivate_unseen(
+        self, connection: Any, writer: RowWriter, summary: ImportSummary
+    ) -> None:
         if summary.read and summary.rejected / summary.read > self.layout.max_rejected_share:
             summary.notes.append(
                 "nothing marked inactive: more than half of the lines were rejected"
             )
             return
         with connection.begin():
-            for entity, upserter in (
-                ("practitioners", self.practitioners),
-                ("roles", self.roles),
-                ("organizations", self.organizations),
-            ):
+            for entity, upserter in writer.upserters.items():
                 source = upserter.table.c.source == KIND
                 self.entities[entity]["deactivated"] = upserter.deactivate_unseen(
                     connection, source

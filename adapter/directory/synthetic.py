@@ -9,7 +9,9 @@ small fixed lists and numbers are made up.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import random
+import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -161,7 +163,9 @@ def _person_fields(profession: int, family: int, given: int) -> tuple[str, str]:
 
 
 def _changed_phone(phone: str) -> str:
-    return "06" + phone[2:][::-1]
+    changed = "06" + phone[2:][::-1]
+    # a 06 number with palindromic digits would come out the same: a change must change
+    return changed if changed != phone else "07" + phone[2:]
 
 
 def national_line_pairs(
@@ -171,18 +175,25 @@ def national_line_pairs(
     change_every: int | None = None,
     drop_professionals_every: int | None = None,
     stats: ExtractStats | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[str, str | None]]:
     """Each data line (without the header) and, with `change_every`, the same line with one in
-    `change_every` lines changed (None when the line is not changed)."""
+    `change_every` lines changed (None when the line is not changed). `part=(k, parts)` makes
+    the k-th of `parts` pieces of an extract of `n_lines`: its own professionals, shared sites."""
+    index, parts = part
     # random() and a product: several times cheaper than randrange, and enough for made-up data
-    draw = random.Random(seed).random
+    draw = random.Random(seed * 1_000 + index if parts > 1 else seed).random
     stats = stats or ExtractStats()
     sites_range = _site_range(n_lines) - 1
+    share = n_lines // parts
+    first_line = index * share
+    n_lines = share if index < parts - 1 else n_lines - first_line
     professions, families, givens = len(_PROFESSIONS), len(_FAMILIES), len(_GIVENS)
     change_every = change_every or 0
     drop_every = drop_professionals_every or 0
     site_fields: dict[int, tuple[str, str]] = {}  # at most n_lines / 8 sites
-    position = professional = kept = dropped = changed = lines = 0
+    position = kept = dropped = changed = lines = 0
+    professional = first_line  # a piece never has more professionals than lines
     while position < n_lines:
         professional += 1
         share = draw()
@@ -251,13 +262,18 @@ def write_national_extract(
     drop_professionals_every: int | None = None,
     extra_lines: tuple[bytes, ...] = (),
     changed_copy: Path | None = None,
+    workers: int = 1,
 ) -> ExtractStats:
     """Write a complete extract (header, lines, then `extra_lines` as given) to `path`.
 
     With `changed_copy`, the same pass also writes there the same extract with one line in
     `change_every` changed (and `path` gets the unchanged lines); without it, `path` gets the
-    changed lines.
+    changed lines. `workers` > 1 writes pieces in parallel processes (other content, same shape).
     """
+    if workers > 1 and n_lines >= 100 * workers and "fork" in mp.get_all_start_methods():
+        return _write_in_pieces(
+            path, n_lines, seed, change_every, drop_professionals_every, extra_lines, workers
+        )
     stats = ExtractStats()
     pairs = national_line_pairs(
         n_lines,
@@ -266,6 +282,77 @@ def write_national_extract(
         drop_professionals_every=drop_professionals_every,
         stats=stats,
     )
+    _write(path, pairs, extra_lines, changed_copy)
+    return stats
+
+
+def _write_piece(
+    path: Path,
+    n_lines: int,
+    seed: int,
+    change_every: int | None,
+    drop: int | None,
+    part: tuple[int, int],
+) -> ExtractStats:
+    stats = ExtractStats()
+    pairs = national_line_pairs(
+        n_lines,
+        seed=seed,
+        change_every=change_every,
+        drop_professionals_every=drop,
+        stats=stats,
+        part=part,
+    )
+    with path.open("wb") as handle:
+        batch: list[str] = []
+        for line, changed in pairs:
+            batch.append(changed or line)
+            if len(batch) >= 20_000:
+                _write_batch(handle, batch)
+                batch = []
+        _write_batch(handle, batch)
+    return stats
+
+
+def _write_in_pieces(
+    path: Path,
+    n_lines: int,
+    seed: int,
+    change_every: int | None,
+    drop: int | None,
+    extra_lines: tuple[bytes, ...],
+    workers: int,
+) -> ExtractStats:
+    pieces = [path.with_name(f"{path.name}.{index}") for index in range(workers)]
+    jobs = [
+        (piece, n_lines, seed, change_every, drop, (index, workers))
+        for index, piece in enumerate(pieces)
+    ]
+    with mp.get_context("fork").Pool(workers) as pool:
+        results = pool.starmap(_write_piece, jobs)
+    total = ExtractStats()
+    with path.open("wb") as handle:
+        handle.write((header() + "\n").encode("utf-8"))
+        for piece in pieces:
+            with piece.open("rb") as source:
+                shutil.copyfileobj(source, handle, 1 << 22)
+            piece.unlink()
+        for raw in extra_lines:
+            handle.write(raw.rstrip(b"\n") + b"\n")
+    for result in results:
+        total.lines += result.lines
+        total.professionals += result.professionals
+        total.changed_lines += result.changed_lines
+        total.dropped_professionals += result.dropped_professionals
+    return total
+
+
+def _write(
+    path: Path,
+    pairs: Iterator[tuple[str, str | None]],
+    extra_lines: tuple[bytes, ...],
+    changed_copy: Path | None,
+) -> None:
     head = (header() + "\n").encode("utf-8")
     tail = b"".join(raw.rstrip(b"\n") + b"\n" for raw in extra_lines)
     with ExitStack() as files:
@@ -290,7 +377,6 @@ def write_national_extract(
         if copy:
             _write_batch(copy, changed_batch)
             copy.write(tail)
-    return stats
 
 
 def _write_batch(handle: BinaryIO, lines: list[str]) -> None:

@@ -96,7 +96,6 @@ def table_of(model: type[SQLModel]) -> Table:
 # any setting: running it again resumes it (rows already written compare equal and are skipped).
 BULK_PRAGMAS = {
     "cache_size": -65536,  # 64 MiB: the B-tree pages being appended to stay in memory
-    "temp_store": 2,  # MEMORY: the index builds at the end of a first import sort in memory
     "wal_autocheckpoint": 100_000,  # pages: fewer, larger checkpoints during the import
 }
 
@@ -233,6 +232,18 @@ class Upserter:
         if row_id >= len(self._seen):
             self._seen.extend(bytes(max(row_id + 1 - len(self._seen), len(self._seen))))
         self._seen[row_id] = 1
+
+    def seen_ids(self) -> bytearray:
+        return self._seen
+
+    def merge_seen(self, other: bytearray) -> None:
+        """Add the row ids another process's Upserter of the same run saw."""
+        size = max(len(self._seen), len(other))
+        # marks are 0 or 1 per byte: a bitwise or of the two maps read as big integers
+        merged = int.from_bytes(self._seen.ljust(size, b"\0")) | int.from_bytes(
+            other.ljust(size, b"\0")
+        )
+        self._seen = bytearray(merged.to_bytes(size))
 
     def _was_seen(self, row_id: int) -> bool:
         return row_id < len(self._seen) and self._seen[row_id] == 1

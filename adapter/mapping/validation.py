@@ -179,7 +179,7 @@ _RULE_OF_KEY: dict[str, str] = {
     **dict.fromkeys((
         "family", "given", "text", "display", "description", "title", "contentString", "line",
         "city", "district", "postalCode", "country", "comment", "carrierHRF", "name",
-        "ifNoneExist"), "string"),
+        "ifNoneExist", "valueString"), "string"),
     **dict.fromkeys((
         "start", "end", "sent", "authoredOn", "created", "occurrenceDateTime", "recordedDate",
         "recordedOn", "creation", "occurredDateTime"), "dateTime"),
@@ -187,7 +187,8 @@ _RULE_OF_KEY: dict[str, str] = {
 # keys whose type depends on the element holding them: Identifier/ContactPoint.value (string),
 # Coding.code (code) — Meta.tag, Meta.security and valueCoding are Codings too — and system,
 # a uri everywhere but in ContactPoint (telecom), where it is a code ("" is a uri, not a code)
-_RULE_OF_VALUE_IN = dict.fromkeys(("identifier", "telecom", "masterIdentifier"), "string")
+_RULE_OF_VALUE_IN = dict.fromkeys(
+    ("identifier", "telecom", "masterIdentifier", "valueIdentifier"), "string")
 _RULE_OF_CODE_IN = dict.fromkeys(("coding", "tag", "security", "valueCoding"), "code")
 _RULE_OF_SYSTEM_IN = {"telecom": "code"}
 

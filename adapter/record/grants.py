@@ -19,6 +19,7 @@ from `mappings/identifiers.yaml`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -85,15 +86,21 @@ def national_ids(identifiers: list[dict[str, Any]] | None, section: str) -> set[
 class _Resolver:
     """Follows references inside one session, remembering what it already read."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session,
+                 known: Mapping[tuple[str, str], Any] | None = None) -> None:
         self.session = session
         self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+        # current rows the caller already holds (`storage.Stored`: the transaction's own)
+        self._known = known or {}
 
     def get(self, reference: Any) -> dict[str, Any] | None:
         link = reference.get("reference") if isinstance(reference, dict) else None
         target = parse_reference(link) if link else None
         if target is None:
             return None
+        if target not in self._seen and self._known.get(target) is not None:
+            row = self._known[target]
+            self._seen[target] = None if row.deleted else loads(row.body)
         if target not in self._seen:
             body = self.session.execute(
                 select(_RESOURCES.c.body).where(
@@ -184,13 +191,15 @@ def _chunks(values: set[Any], size: int = 500) -> list[list[Any]]:
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
-def refresh(session: Session, patient_ids: set[str], communication_pks: set[int]) -> None:
-    """Recompute the grants of these patients and Communications from what is stored now."""
+def refresh(session: Session, patient_ids: set[str], communication_pks: set[int],
+            known: Mapping[tuple[str, str], Any] | None = None) -> None:
+    """Recompute the grants of these patients and Communications from what is stored now
+    (`known`: current rows already in hand, by (type, id), spared a query each)."""
     # PostgreSQL: two transactions touching the same patient recompute one after the other,
     # each from what the other committed (read committed), so no stale grant survives.
     lock_keys(session, [f"grants:patient:{p}" for p in patient_ids]
               + [f"grants:resource:{pk}" for pk in communication_pks])
-    resolver = _Resolver(session)
+    resolver = _Resolver(session, known)
     for chunk in _chunks(patient_ids):
         found: dict[str, set[Grant]] = {patient_id: set() for patient_id in chunk}
         sources = session.execute(select(_RESOURCES.c.patient_id, _RESOURCES.c.body).where(

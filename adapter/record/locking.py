@@ -1,6 +1,11 @@
 """Serialising the writes that must not race: two transactions creating "the same" Patient.
 
-SQLite: one writer at a time (a process lock, then `BEGIN IMMEDIATE` across processes).
+SQLite: one writer at a time (a process lock, then `BEGIN IMMEDIATE` across processes). The
+process lock lets *urgent* writers (a hospital waiting for its 202) go before background ones
+(the pusher's record transactions, the audit trail): a letter's acceptance is a 2 ms write, a
+record transaction ten times that, and making the hospital queue behind a burst of deliveries
+is what made accept latency high. A background writer waits at most `_MAX_YIELD_SECONDS` for
+urgent ones, so delivery never starves.
 PostgreSQL: transaction-level advisory locks on the conditional keys of the bundle (taken in
 sorted order, so two transactions never wait on each other in a cycle).
 """
@@ -8,6 +13,7 @@ sorted order, so two transactions never wait on each other in a cycle).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -15,7 +21,41 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-_sqlite_writers: dict[str, threading.Lock] = {}
+_MAX_YIELD_SECONDS = 0.25
+
+
+class WriterLock:
+    """A mutex where urgent acquirers overtake background ones (bounded, see module doc)."""
+
+    def __init__(self, max_yield_seconds: float = _MAX_YIELD_SECONDS) -> None:
+        self._condition = threading.Condition()
+        self._held = False
+        self._urgent_waiting = 0
+        self.max_yield_seconds = max_yield_seconds
+
+    def acquire(self, urgent: bool = False) -> None:
+        with self._condition:
+            if urgent:
+                self._urgent_waiting += 1
+                try:
+                    while self._held:
+                        self._condition.wait()
+                finally:
+                    self._urgent_waiting -= 1
+            else:
+                give_way_until = time.monotonic() + self.max_yield_seconds
+                while self._held or (self._urgent_waiting
+                                     and time.monotonic() < give_way_until):
+                    self._condition.wait(max(0.0, give_way_until - time.monotonic()) or None)
+            self._held = True
+
+    def release(self) -> None:
+        with self._condition:
+            self._held = False
+            self._condition.notify_all()
+
+
+_sqlite_writers: dict[str, WriterLock] = {}
 _registry_lock = threading.Lock()
 
 
@@ -23,17 +63,20 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _process_lock(engine: Engine) -> threading.Lock:
+def _process_lock(engine: Engine) -> WriterLock:
     with _registry_lock:
-        return _sqlite_writers.setdefault(str(engine.url), threading.Lock())
+        return _sqlite_writers.setdefault(str(engine.url), WriterLock())
 
 
 @contextmanager
-def write_session(engine: Engine, keys: Iterable[str] = ()) -> Iterator[Session]:
-    """A session for one atomic write: commits on success, rolls back on any error."""
+def write_session(engine: Engine, keys: Iterable[str] = (), *, urgent: bool = False
+                  ) -> Iterator[Session]:
+    """A session for one atomic write: commits on success, rolls back on any error.
+
+    `urgent`: someone is waiting for this write (see the module doc)."""
     lock = _process_lock(engine) if is_sqlite(engine) else None
     if lock is not None:
-        lock.acquire()
+        lock.acquire(urgent)
     try:
         with Session(engine, expire_on_commit=False) as session:
             try:

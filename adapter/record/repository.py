@@ -221,11 +221,11 @@ class Repository:
             plan.decide_ids()
             plan.resolve_references()
             writer = Writer(session)
+            writer.prefetch(entries)
             for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
                 if entry.method not in ("GET", "HEAD"):
                     results[entry.index] = plan.execute_write(writer, entry)
             writer.finish()
-            session.flush()
             for entry in entries:
                 if entry.method in ("GET", "HEAD"):
                     results[entry.index] = self._get(session, entry, principal, base_url)

@@ -4,13 +4,15 @@ its search index rows and its patient compartment. Access rules and HTTP live el
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, delete, insert, text, update
+from sqlmodel import Session
+from sqlmodel import select as model_select
 
 from adapter.record.indexing import IndexRows, index_rows, parse_reference, values_at
 from adapter.record.models import (
@@ -61,16 +63,90 @@ def _content(resource: dict[str, Any]) -> bytes:
 
 
 @dataclass
+class Stored:
+    """The current row of a resource, read or written with plain SQL (not an ORM object: a
+    transaction writes a bundle's rows in a few statements, without ORM flushes)."""
+
+    pk: int | None  # None: a new row still waiting in its `WriteBatch`
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    patient_id: str | None
+    body: str
+
+
+# typed columns: SQLite's stored text comes back as datetime / bool, as through the ORM
+_STORED_ROWS = text(
+    "SELECT pk, resource_type, resource_id, version_id, last_updated, deleted, patient_id, body "
+    "FROM record_resource WHERE resource_type IN :kinds AND resource_id IN :ids"
+).bindparams(bindparam("kinds", expanding=True), bindparam("ids", expanding=True)).columns(
+    RESOURCES.c.pk, RESOURCES.c.resource_type, RESOURCES.c.resource_id,
+    RESOURCES.c.version_id, RESOURCES.c.last_updated, RESOURCES.c.deleted,
+    RESOURCES.c.patient_id, RESOURCES.c.body)
+
+
+def stored_rows(session: Session, keys: Iterable[tuple[str, str]]
+                ) -> dict[tuple[str, str], Stored]:
+    """The current rows of (type, id) `keys` that exist, in one query per 500 ids."""
+    wanted = set(keys)
+    kinds = sorted({kind for kind, _ in wanted})
+    ids = sorted({resource_id for _, resource_id in wanted})
+    found: dict[tuple[str, str], Stored] = {}
+    for start in range(0, len(ids), 500):
+        rows = session.execute(_STORED_ROWS, {"kinds": kinds, "ids": ids[start:start + 500]})
+        for row in rows:
+            if (row.resource_type, row.resource_id) in wanted:
+                found[(row.resource_type, row.resource_id)] = Stored(*row)
+    return found
+
+
+@dataclass
 class Written:
-    row: RecordResource
+    row: Stored
     resource: dict[str, Any]
     created: bool  # a new resource (201) rather than a new version or no change (200)
     changed: bool  # False: identical to the current version, nothing was written
 
 
+@dataclass
+class WriteBatch:
+    """History rows and index changes of one transaction, written together before its reads
+    (grants, GET entries): a few multi-row statements instead of several per resource."""
+
+    created: list[tuple[Stored, IndexRows]] = field(default_factory=list)  # new rows, no pk yet
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    cleared: set[int] = field(default_factory=set)  # pks whose stored index rows go
+    indexed: dict[int, tuple[str, IndexRows]] = field(default_factory=dict)  # pk → new rows
+
+    def flush(self, session: Session) -> None:
+        if self.created:  # one multi-row INSERT … RETURNING gives every new row its pk
+            rows = [{"resource_type": row.resource_type, "resource_id": row.resource_id,
+                     "version_id": row.version_id, "last_updated": row.last_updated,
+                     "deleted": False, "patient_id": row.patient_id, "body": row.body}
+                    for row, _ in self.created]
+            pks = session.execute(
+                insert(RESOURCES).returning(RESOURCES.c.pk, sort_by_parameter_order=True), rows
+            ).scalars().all()
+            for (row, index), pk in zip(self.created, pks, strict=True):
+                row.pk = pk
+                self.indexed[pk] = (row.resource_type, index)
+            self.created = []
+        if self.cleared:
+            ordered = sorted(self.cleared)
+            for start in range(0, len(ordered), 500):
+                clear_index(session, ordered[start:start + 500])
+        if self.indexed:
+            insert_index(session, [(pk, kind, rows) for pk, (kind, rows) in self.indexed.items()])
+        if self.versions:
+            session.execute(insert(VERSIONS), self.versions)
+        self.versions, self.cleared, self.indexed = [], set(), {}
+
+
 def current(session: Session, resource_type: str, resource_id: str) -> RecordResource | None:
     return session.exec(
-        select(RecordResource).where(
+        model_select(RecordResource).where(
             RecordResource.resource_type == resource_type,
             RecordResource.resource_id == resource_id,
         )
@@ -82,8 +158,10 @@ def _target(value: Any) -> tuple[str, str] | None:
     return parse_reference(link) if link else None
 
 
-def patient_of(session: Session, resource: dict[str, Any]) -> str | None:
-    """The id of the Patient whose compartment the resource belongs to."""
+def patient_of(session: Session, resource: dict[str, Any],
+               known: Mapping[tuple[str, str], Stored | None] | None = None) -> str | None:
+    """The id of the Patient whose compartment the resource belongs to (`known`: current rows
+    in hand, e.g. those written earlier in the same transaction)."""
     resource_type = resource["resourceType"]
     if resource_type == "Patient":
         return resource["id"]
@@ -96,7 +174,9 @@ def patient_of(session: Session, resource: dict[str, Any]) -> str | None:
         for value in values_at(resource, path):
             target = _target(value)
             if target:
-                row = current(session, *target)
+                row: Stored | RecordResource | None = (
+                    known[target] if known is not None and target in known
+                    else current(session, *target))
                 if row is not None and row.patient_id:
                     return row.patient_id
     return None
@@ -107,9 +187,12 @@ def write_version(
     resource: dict[str, Any],
     *,
     method: str,
-    existing: RecordResource | None,
+    existing: Stored | None,
+    batch: WriteBatch,
+    known: Mapping[tuple[str, str], Stored | None] | None = None,
 ) -> Written:
-    """Store `resource` (its `id` set) as the next version of `existing` (or as version 1)."""
+    """Store `resource` (its `id` set) as the next version of `existing` (or as version 1); the
+    new row, its history row and its index go to `batch`."""
     unchanged = (existing is not None and not existing.deleted
                  and _content(loads(existing.body)) == _content(resource))
     if unchanged:
@@ -120,50 +203,47 @@ def write_version(
     resource = {**resource, "meta": {**(resource.get("meta") or {}),
                                      "versionId": str(version), "lastUpdated": instant(now)}}
     body = dumps(resource)
-    patient_id = patient_of(session, resource)
+    patient_id = patient_of(session, resource, known)
+    row = Stored(None, resource["resourceType"], resource["id"], version, now, False, patient_id,
+                 body)
     if existing is None:
-        row = RecordResource(
-            resource_type=resource["resourceType"], resource_id=resource["id"], version_id=1,
-            last_updated=now, patient_id=patient_id, body=body,
-        )
-        session.add(row)
+        batch.created.append((row, index_rows(resource)))
     else:
-        row = existing
-        row.version_id, row.last_updated, row.deleted = version, now, False
-        row.patient_id, row.body = patient_id, body
-        session.add(row)
-    session.flush()
-    session.execute(insert(VERSIONS).values(
-        resource_type=row.resource_type, resource_id=row.resource_id, version_id=version,
-        last_updated=now, method=method, deleted=False, body=body,
-    ))
-    reindex(session, row.pk, resource)
+        if existing.pk is None:  # created earlier in this transaction: give it its pk first
+            batch.flush(session)
+        row.pk = existing.pk
+        session.execute(update(RESOURCES).where(RESOURCES.c.pk == row.pk).values(
+            version_id=version, last_updated=now, deleted=False, patient_id=patient_id,
+            body=body))
+        batch.cleared.add(row.pk)
+        batch.indexed[row.pk] = (row.resource_type, index_rows(resource))
+    batch.versions.append({"resource_type": row.resource_type, "resource_id": row.resource_id,
+                           "version_id": version, "last_updated": now, "method": method,
+                           "deleted": False, "body": body})
     created = existing is None or existing.deleted
     return Written(row, resource, created=created, changed=True)
 
 
-def write_deletion(session: Session, row: RecordResource) -> RecordResource:
+def write_deletion(session: Session, row: Stored, batch: WriteBatch) -> Stored:
+    if row.pk is None:  # created earlier in this transaction
+        batch.flush(session)
+    assert row.pk is not None
     now = utcnow()
-    row.version_id += 1
-    row.last_updated, row.deleted = now, True
-    session.add(row)
-    session.flush()
-    session.execute(insert(VERSIONS).values(
-        resource_type=row.resource_type, resource_id=row.resource_id, version_id=row.version_id,
-        last_updated=now, method="DELETE", deleted=True, body=None,
-    ))
-    clear_index(session, [row.pk])
-    return row
+    deleted = Stored(row.pk, row.resource_type, row.resource_id, row.version_id + 1, now, True,
+                     row.patient_id, row.body)
+    session.execute(update(RESOURCES).where(RESOURCES.c.pk == row.pk).values(
+        version_id=deleted.version_id, last_updated=now, deleted=True))
+    batch.versions.append({"resource_type": row.resource_type, "resource_id": row.resource_id,
+                           "version_id": deleted.version_id, "last_updated": now,
+                           "method": "DELETE", "deleted": True, "body": None})
+    batch.cleared.add(row.pk)
+    batch.indexed.pop(row.pk, None)
+    return deleted
 
 
 def clear_index(session: Session, pks: list[int]) -> None:
     for table in INDEX_TABLES:
         session.execute(delete(table).where(table.c.resource_pk.in_(pks)))
-
-
-def reindex(session: Session, pk: int, resource: dict[str, Any]) -> None:
-    clear_index(session, [pk])
-    insert_index(session, [(pk, resource["resourceType"], index_rows(resource))])
 
 
 def insert_index(session: Session, indexed: list[tuple[int, str, IndexRows]]) -> None:

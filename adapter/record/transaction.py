@@ -9,22 +9,26 @@ patients touched are recomputed before the commit.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import orjson
 from sqlmodel import Session
 
 from adapter.errors import BadRequest, Conflict, LiaisonError, PreconditionFailed
 from adapter.record import grants, search
-from adapter.record.models import RecordResource
 from adapter.record.params import is_supported
 from adapter.record.storage import (
+    Stored,
+    WriteBatch,
     Written,
     current,
     instant,
     loads,
     new_id,
+    stored_rows,
     write_deletion,
     write_version,
 )
@@ -49,6 +53,7 @@ class Entry:
     query: str = ""  # GET: the query string
     # decided while planning
     matched: bool = False  # a conditional create found an existing resource: nothing to write
+    fresh: bool = False  # the id was just minted here: no stored resource can have it
 
 
 @dataclass
@@ -148,39 +153,71 @@ class Writer:
     patients: set[str] = field(default_factory=set)
     communications: set[int] = field(default_factory=set)
     parties: set[tuple[str, str]] = field(default_factory=set)
+    batch: WriteBatch = field(default_factory=WriteBatch)
+    messages: list[Stored] = field(default_factory=list)  # Communications written
+    # current rows read (or written) in this transaction; None: known not to exist
+    rows: dict[tuple[str, str], Stored | None] = field(default_factory=dict)
 
-    def _touched(self, row: RecordResource, previous_patient: str | None) -> None:
+    def prefetch(self, entries: list[Entry]) -> None:
+        """Read the current rows the write entries need at once (instead of one per entry)."""
+        wanted = []
+        for entry in entries:
+            if not entry.resource_id or entry.method in ("GET", "HEAD"):
+                continue
+            key = (entry.resource_type, entry.resource_id)
+            if entry.fresh:
+                self.rows.setdefault(key, None)
+            elif key not in self.rows:
+                wanted.append(key)
+        found = stored_rows(self.session, wanted)
+        for key in wanted:
+            self.rows[key] = found.get(key)
+
+    def current(self, resource_type: str, resource_id: str) -> Stored | None:
+        key = (resource_type, resource_id)
+        if key not in self.rows:
+            self.rows[key] = stored_rows(self.session, [key]).get(key)
+        return self.rows[key]
+
+    def _touched(self, row: Stored, previous_patient: str | None, fresh: bool = False) -> None:
         if row.resource_type in ("CareTeam", "DocumentReference"):
             self.patients |= {p for p in (row.patient_id, previous_patient) if p}
-        elif row.resource_type == "Communication" and row.pk is not None:
-            self.communications.add(row.pk)
-        elif row.resource_type in grants.PARTY_TYPES:
+        elif row.resource_type == "Communication":
+            self.messages.append(row)  # its pk may come only when the batch is written
+        elif row.resource_type in grants.PARTY_TYPES and not fresh:
+            # (a party under an id minted by this transaction: nothing stored can point at it,
+            # and what in the bundle does is recomputed for its own sake)
             self.parties.add((row.resource_type, row.resource_id))
 
-    def write(self, resource: dict[str, Any], method: str, if_match: str | None = None
-              ) -> Written:
-        existing = current(self.session, resource["resourceType"], resource["id"])
+    def write(self, resource: dict[str, Any], method: str, if_match: str | None = None,
+              *, fresh: bool = False) -> Written:
+        existing = self.current(resource["resourceType"], resource["id"])
         check_if_match(existing, if_match)
         previous_patient = existing.patient_id if existing is not None else None
-        written = write_version(self.session, resource, method=method, existing=existing)
+        written = write_version(self.session, resource, method=method, existing=existing,
+                                batch=self.batch, known=self.rows)
         if written.changed:
-            self._touched(written.row, previous_patient)
+            self.rows[(written.row.resource_type, written.row.resource_id)] = written.row
+            self._touched(written.row, previous_patient, fresh)
         return written
 
-    def delete(self, row: RecordResource) -> RecordResource:
-        write_deletion(self.session, row)
-        self._touched(row, row.patient_id)
-        return row
+    def delete(self, row: Stored) -> Stored:
+        deleted = write_deletion(self.session, row, self.batch)
+        self.rows[(row.resource_type, row.resource_id)] = deleted
+        self._touched(deleted, row.patient_id)
+        return deleted
 
     def finish(self) -> None:
+        self.batch.flush(self.session)  # grants and GET entries read the index
+        self.communications |= {row.pk for row in self.messages if row.pk is not None}
         for resource_type, resource_id in sorted(self.parties):
             patients, communications = grants.dependents(self.session, resource_type, resource_id)
             self.patients |= patients
             self.communications |= communications
-        grants.refresh(self.session, self.patients, self.communications)
+        grants.refresh(self.session, self.patients, self.communications, self.rows)
 
 
-def check_if_match(existing: RecordResource | None, if_match: str | None) -> None:
+def check_if_match(existing: Stored | None, if_match: str | None) -> None:
     if not if_match:
         return
     expected = if_match.strip().removeprefix("W/").strip('"')
@@ -198,20 +235,28 @@ def _written(written: Written) -> Result:
     )
 
 
-def _rewrite(node: Any, ids: dict[str, str]) -> Any:
-    if isinstance(node, list):
-        return [_rewrite(item, ids) for item in node]
-    if not isinstance(node, dict):
-        return node
-    rewritten = {}
-    for key, value in node.items():
-        if key in ("reference", "url") and isinstance(value, str) and value in ids:
-            rewritten[key] = ids[value]
-        elif key == "reference" and isinstance(value, str) and value.startswith("urn:uuid:"):
+# `"reference": "…"` / `"url": "…"` pairs in a resource's JSON. A quote inside a JSON string is
+# always escaped, so this never matches inside a value.
+_LINK = re.compile(rb'"(reference|url)":"((?:[^"\\]|\\.)*)"')
+
+
+def _rewrite(resource: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+    """`resource` with every reference (or url) naming a fullUrl of the bundle replaced by the
+    `Type/id` it was given; a `urn:uuid:` reference to nothing in the bundle is refused.
+
+    Done on the serialised resource: walking every dict of a letter in Python cost more than
+    the rest of the planning."""
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        key, raw = match.group(1), match.group(2)
+        value = orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
+        if value in ids:
+            return b'"' + key + b'":' + orjson.dumps(ids[value])
+        if key == b"reference" and value.startswith("urn:uuid:"):
             raise BadRequest(f"reference {value} matches no fullUrl of the bundle")
-        else:
-            rewritten[key] = _rewrite(value, ids)
-    return rewritten
+        return match.group(0)
+
+    return orjson.loads(_LINK.sub(replace, orjson.dumps(resource)))
 
 
 def _exists(session: Session, resource_type: str, resource_id: str) -> bool:
@@ -226,12 +271,21 @@ class Plan:
         self.session = session
         self.entries = entries
         self.ids: dict[str, str] = {}  # fullUrl → Type/id
+        self._tokens: dict[search.TokenKey, list[str]] = {}
 
     def _match(self, entry: Entry) -> list[str]:
         assert entry.criteria is not None
+        key = search.exact_token(entry.resource_type, entry.criteria)
+        if key is not None and key in self._tokens:
+            return self._tokens[key]
         return search.matching_ids(self.session, entry.resource_type, entry.criteria)
 
     def decide_ids(self) -> None:
+        # every `identifier=system|value` criterion of the bundle looked up in one query
+        keys = {search.exact_token(e.resource_type, e.criteria) for e in self.entries
+                if e.criteria is not None and e.method not in ("GET", "HEAD")}
+        keys.discard(None)
+        self._tokens = search.token_matches(self.session, keys)  # type: ignore[arg-type]
         chosen: dict[str, str] = {}  # conditional key → id, for repeated criteria in one bundle
         for entry in sorted(self.entries, key=lambda e: (_ORDER[e.method], e.index)):
             if entry.method in ("GET", "HEAD"):
@@ -246,6 +300,7 @@ class Plan:
                     )
                 if entry.method == "POST":
                     entry.matched = bool(found)
+                    entry.fresh = not found
                     entry.resource_id = found[0] if found else new_id()
                 elif entry.method == "PUT":
                     body_id = (entry.resource or {}).get("id")
@@ -256,6 +311,7 @@ class Plan:
                                                          body_id):
                         raise Conflict(f"entry {entry.index}: {entry.resource_type}/{body_id} "
                                        "exists but does not match the criteria")
+                    entry.fresh = not (found or body_id)
                     entry.resource_id = found[0] if found else (body_id or new_id())
                 else:  # DELETE
                     entry.resource_id = found[0] if found else None
@@ -263,6 +319,7 @@ class Plan:
                     chosen[key] = entry.resource_id
             elif entry.method == "POST":
                 entry.resource_id = new_id()
+                entry.fresh = True
             if entry.full_url and entry.resource_id:
                 if entry.full_url in self.ids:
                     raise BadRequest(f"entry {entry.index}: fullUrl {entry.full_url} is repeated")
@@ -276,17 +333,18 @@ class Plan:
 
     def execute_write(self, writer: Writer, entry: Entry) -> Result:
         if entry.method == "DELETE":
-            row = current(self.session, entry.resource_type, entry.resource_id or "")
+            row = writer.current(entry.resource_type, entry.resource_id or "")
             if row is None or row.deleted:
                 return Result(204, entry.resource_type, entry.resource_id)
             check_if_match(row, entry.if_match)
-            writer.delete(row)
-            return Result(204, entry.resource_type, entry.resource_id, row.version_id)
+            deleted = writer.delete(row)
+            return Result(204, entry.resource_type, entry.resource_id, deleted.version_id)
         assert entry.resource is not None
         if entry.matched:
-            row = current(self.session, entry.resource_type, entry.resource_id or "")
+            row = writer.current(entry.resource_type, entry.resource_id or "")
             if row is None:  # matched ids come from this very transaction's search
                 raise Conflict(f"entry {entry.index}: matched resource disappeared")
             return Result(200, row.resource_type, row.resource_id, row.version_id,
                           instant(row.last_updated), loads(row.body))
-        return _written(writer.write(entry.resource, entry.method, entry.if_match))
+        return _written(writer.write(entry.resource, entry.method, entry.if_match,
+                                     fresh=entry.fresh))

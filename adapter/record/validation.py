@@ -1,14 +1,19 @@
-"""Incoming resources are checked against the FHIR R4 models (fhir.resources R4B) before storing."""
+"""Incoming resources are checked against the FHIR R4 models (fhir.resources R4B) before storing.
+
+The check is the mapping's validator (`adapter.mapping.validation.validate_resource`): the same
+fhir.resources models, run once per distinct *shape* of resource and per distinct leaf value,
+with the results cached. A letter's bundle is made of resources seen before (the same doctor,
+the same hospital) or of known shapes, so the record does not pay the ~1 ms per resource a
+model costs again for each entry, while anything from outside is judged as strictly.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
-
 from adapter.errors import BadRequest, InvalidResource, NotFound
+from adapter.mapping.validation import validate_resource as model_problems
 from adapter.record.params import is_supported
 
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -38,14 +43,11 @@ def validate_resource(resource: Any, expected_type: str | None = None) -> dict[s
     check_type(resource_type)
     if "id" in resource:
         check_id(str(resource["id"]))
-    try:
-        get_fhir_model_class(resource_type).model_validate(resource)
-    except ValidationError as error:
-        problems = [
-            f"{'.'.join(str(part) for part in problem['loc']) or resource_type}: {problem['msg']}"
-            for problem in error.errors(include_input=False)[:_MAX_PROBLEMS]
-        ]
+    problems = model_problems(resource)  # "Type: element.path: rule", never the value
+    if problems:
+        prefix = f"{resource_type}: "
         raise InvalidResource(
-            f"{resource_type} is not a valid FHIR R4 resource: " + "; ".join(problems)
-        ) from None
+            f"{resource_type} is not a valid FHIR R4 resource: "
+            + "; ".join(p.removeprefix(prefix) for p in problems[:_MAX_PROBLEMS])
+        )
     return resource

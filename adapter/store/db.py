@@ -7,6 +7,9 @@ Each part defines its own tables in its own module; `init_db` imports the module
 from __future__ import annotations
 
 import importlib
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -43,7 +46,36 @@ def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Checkpoints are run by `_checkpoint_in_background`; the automatic one (in whichever
+    # commit crosses the threshold, holding the write lock) only as a backstop.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
     cursor.close()
+
+
+_BACKSTOP_PAGES = 8000  # 32 MB of WAL
+_CHECKPOINT_SECONDS = 0.5
+
+
+def _checkpoint_in_background(engine: Engine) -> None:
+    """Copy the WAL back into the database file from a thread of its own (PASSIVE: never blocks
+    readers or writers), so a commit does not pay a checkpoint — several ms, with its fsyncs —
+    while every other writer waits for it. Ends when the engine is dropped."""
+    reference = weakref.ref(engine)
+
+    def run() -> None:
+        while True:
+            time.sleep(_CHECKPOINT_SECONDS)
+            current = reference()
+            if current is None:
+                return
+            try:
+                with current.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # the file is gone (tests) or busy: the backstop remains
+                pass
+            del current
+
+    threading.Thread(target=run, name="sqlite-checkpoint", daemon=True).start()
 
 
 def engine_for(url: str) -> Engine:
@@ -51,6 +83,8 @@ def engine_for(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _tune_sqlite)
+        if ":memory:" not in url and url.rstrip("/") not in ("sqlite:", "sqlite+pysqlite:"):
+            _checkpoint_in_background(engine)
     else:
         engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     return engine

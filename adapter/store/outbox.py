@@ -93,15 +93,16 @@ def _sql(statement: str, params: dict[str, Any]) -> TextClause:
     return text(statement).bindparams(*typed)
 
 
-def write_scope(engine: Engine) -> AbstractContextManager[Session]:
+def write_scope(engine: Engine, *, urgent: bool = False) -> AbstractContextManager[Session]:
     """One write transaction. On SQLite, writers of this process queue on one lock (shared with
     the record's writes) and begin IMMEDIATE: waiting on SQLite's own busy handler, which sleeps
-    in growing steps, made concurrent ingestion ten times slower."""
+    in growing steps, made concurrent ingestion ten times slower. `urgent`: a client waits for
+    this write (acceptance), it goes before background writes (delivery)."""
     try:
         from adapter.record.locking import write_session
     except ModuleNotFoundError:
         return session_scope(engine)
-    return write_session(engine)
+    return write_session(engine, urgent=urgent)
 
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any] | bytes, key: str) -> OutboxEntry:

@@ -4,17 +4,21 @@ connection settings put back, an interrupted import resumed by running it again.
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from adapter.directory.forked_writer import WriterFailed
 from adapter.directory.importer import import_path
 from adapter.directory.models import DirectoryPractitioner, DirectoryRole
-from adapter.directory.national import NATIONAL_ROLE_COLUMNS
+from adapter.directory.national import NATIONAL_ROLE_COLUMNS, NationalImporter, RowWriter
+from adapter.directory.sources import open_source
 from adapter.directory.synthetic import write_national_extract
-from adapter.directory.writer import table_of
+from adapter.directory.writer import ImportSummary, table_of
 from adapter.store.db import engine_for, init_db
 from tests.directory.conftest import NATIONAL_SAMPLE
 
@@ -116,3 +120,117 @@ def test_the_changed_copy_differs_from_its_extract_in_exactly_the_changed_lines(
     differing = [i for i, (a, b) in enumerate(zip(original, modified, strict=True)) if a != b]
     assert len(differing) == stats.changed_lines == 100
     assert alone.read_text() == changed.read_text()  # the same changes as a changed extract
+
+
+def _import_in_chunks(engine: Engine, path: Path, *, fork_writer: bool = True) -> ImportSummary:
+    """Import with small chunks, so a file of a few thousand lines goes through the forked
+    writer process as a national-size file does."""
+    importer = NationalImporter(engine, chunk_lines=400, fork_writer=fork_writer)
+    with open_source(path, "national") as source:
+        return importer.run(source.stream, source.name)
+
+
+def _check_chunked_imports(engine: Engine, tmp_path: Path) -> None:
+    lines = 3_000
+    extract, changed = tmp_path / "extract.txt", tmp_path / "changed.txt"
+    stats = write_national_extract(extract, lines, seed=4, change_every=10, changed_copy=changed)
+    shorter = tmp_path / "shorter.txt"
+    dropped = write_national_extract(shorter, lines, seed=4, drop_professionals_every=10)
+
+    first = _import_in_chunks(engine, extract)
+    assert (first.inserted, first.updated, first.rejected) == (lines, 0, 0)
+    assert first.entities["practitioners"]["inserted"] == stats.professionals
+    again = _import_in_chunks(engine, extract)
+    assert (again.inserted, again.updated, again.unchanged, again.deactivated) == (0, 0, lines, 0)
+    update = _import_in_chunks(engine, changed)
+    assert (update.inserted, update.updated) == (0, lines // 10)
+    assert update.entities["practitioners"]["updated"] == 0
+    gone = _import_in_chunks(engine, shorter)  # ids seen by the writer process count as seen
+    assert gone.deactivated == dropped.dropped_professionals > 0
+    with engine.connect() as connection:
+        active = connection.execute(
+            select(practitioners.c.id).where(practitioners.c.active.is_(True))
+        ).all()
+        phones = connection.execute(select(roles.c.phone).where(roles.c.active.is_(True))).all()
+    assert len(active) == stats.professionals - dropped.dropped_professionals
+    assert all(phone is not None for (phone,) in phones)
+
+
+def test_a_file_of_many_chunks_written_by_the_forked_writer_imports_the_same(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _check_chunked_imports(engine, tmp_path)
+
+
+def test_the_same_file_written_in_process_gives_the_same_counts(
+    engine: Engine, tmp_path: Path
+) -> None:
+    extract = tmp_path / "extract.txt"
+    write_national_extract(extract, 2_000, seed=6)
+    forked = _import_in_chunks(engine, extract)
+    other = engine_for(f"sqlite:///{tmp_path / 'other.db'}")
+    init_db(other)
+    try:
+        alone = _import_in_chunks(other, extract, fork_writer=False)
+        assert forked.as_dict() | {"source": ""} == alone.as_dict() | {"source": ""}
+        query = select(roles.c.role_key, roles.c.line_hash, roles.c.postcode).order_by(roles.c.id)
+        with engine.connect() as one, other.connect() as two:
+            assert one.execute(query).all() == two.execute(query).all()
+    finally:
+        other.dispose()
+
+
+@pytest.mark.postgres
+def test_the_forked_writer_works_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    engine = engine_for(postgres_url)
+    init_db(engine)
+    try:
+        _check_chunked_imports(engine, tmp_path)
+    finally:
+        engine.dispose()
+
+
+def test_a_failure_in_the_writer_process_stops_the_import_with_its_reason(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A database failing half-way cannot be produced on demand: the forked writer's write fails.
+    extract = tmp_path / "extract.txt"
+    write_national_extract(extract, 2_000, seed=8)
+    importer_pid = os.getpid()
+    write = RowWriter.write
+
+    def failing_in_the_child(self: RowWriter, connection: Any, chunk: Any) -> Any:
+        if os.getpid() != importer_pid:
+            raise OSError("disk full")
+        return write(self, connection, chunk)
+
+    monkeypatch.setattr(RowWriter, "write", failing_in_the_child)
+    with pytest.raises(WriterFailed, match="OSError: disk full"):
+        _import_in_chunks(engine, extract)
+    assert gc.isenabled()
+    with engine.connect() as connection:
+        written = connection.execute(select(roles.c.id)).all()
+    assert len(written) == 400  # the first chunk, written by the importer itself
+    monkeypatch.undo()
+    resumed = _import_in_chunks(engine, extract)
+    assert (resumed.inserted, resumed.unchanged) == (1_600, 400)
+
+
+def test_a_field_holding_the_pipe_separator_character_reaches_the_forked_writer_intact(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Rows cross to the writer process joined by U+001F; a line holding it must survive.
+    extract = tmp_path / "extract.txt"
+    plain = tmp_path / "plain.txt"
+    write_national_extract(plain, 1_000, seed=3)
+    lines = plain.read_text(encoding="utf-8").splitlines()
+    fields = lines[-1].split("|")
+    fields[7] = "MARTIN\x1fDUPONT"  # Nom d'exercice
+    extract.write_text("\n".join([*lines[:-1], "|".join(fields)]) + "\n", encoding="utf-8")
+    summary = _import_in_chunks(engine, extract)
+    assert (summary.inserted, summary.rejected) == (1_000, 0)
+    with engine.connect() as connection:
+        family = connection.execute(
+            select(practitioners.c.family).where(practitioners.c.idnat == fields[2])
+        ).scalar_one()
+    assert family == "MARTIN\x1fDUPONT"

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -56,22 +57,33 @@ def serve_app(app, port: int | None = None, probe_path: str = "/") -> Iterator[s
 
 
 class ServerProcess:
-    """A server started as a separate process (can be killed for real: SIGKILL, restart)."""
+    """A server started as a separate process (can be killed for real: SIGKILL, restart).
 
-    def __init__(self, argv: Sequence[str], probe_url: str, env: dict[str, str] | None = None):
+    Its stderr goes to `log` (appended across restarts), never to an unread pipe that would
+    fill up and block the server in the middle of a long test."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        probe_url: str,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+    ):
         self.argv = list(argv)
         self.probe_url = probe_url
         self.env = {**os.environ, **(env or {})}
+        self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        self.process = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        with self.log.open("ab") if self.log else open(os.devnull, "wb") as stderr:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
         try:
             wait_until_up(self.probe_url, timeout)
         except TimeoutError:
