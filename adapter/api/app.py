@@ -24,10 +24,12 @@ from adapter.store.db import get_engine
 logger = logging.getLogger("liaison.api")
 
 # Routers of the other parts, mounted when the part is installed.
+# (module, attribute), in matching order: the Subscription routes before the record's /fhir.
 OPTIONAL_ROUTERS = (
-    "adapter.record.api",  # /fhir
-    "adapter.directory.api",  # /annuaire/fhir
-    "adapter.coordination.api",  # coordination pages and routes
+    ("adapter.coordination.api", "fhir_router"),  # /fhir/Subscription (rest-hook)
+    ("adapter.record.api", "router"),  # /fhir
+    ("adapter.directory.api", "router"),  # /annuaire/fhir
+    ("adapter.coordination.api", "router"),  # coordination pages and routes
 )
 
 
@@ -90,8 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(discharge_letters.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for module_name in OPTIONAL_ROUTERS:
-        router: APIRouter | None = _optional_attribute(module_name, "router")
+    for module_name, attribute in OPTIONAL_ROUTERS:
+        router: APIRouter | None = _optional_attribute(module_name, attribute)
         if router is not None:
             app.include_router(router)
     return app

@@ -1,7 +1,7 @@
-"""HTTP routes of the coordination part (mounted by `adapter.api.app` as `router`).
+"""HTTP routes of the coordination part (mounted by `adapter.api.app`: `router`, `fhir_router`).
 
 - `POST /coordination/consent` `{ "ins": …, "decision": "oppose" | "withdraw" }`, `GET …?patient=`
-- `/coordination/fhir/Subscription` (R4 rest-hook): POST, GET, GET {id}, DELETE {id}
+- `/fhir/Subscription` (R4 rest-hook; `fhir_router`): create, read, update, delete, search
 - `PUT /coordination/availability`, `POST /coordination/availability/csv`,
   `GET /coordination/fhir/PractitionerRole?available-within=24h&skill=…&address-postalcode=…`
 - `GET /coordination/audit?letter=…` — why something was or was not shared
@@ -114,9 +114,25 @@ def get_consent(
 
 
 # -- Subscriptions -------------------------------------------------------------------------
+# Served at the FHIR base (`/fhir/Subscription`), where community software looks for them; the
+# app mounts `fhir_router` before the record so these routes answer for the Subscription type.
+
+fhir_router = APIRouter(prefix="/fhir", tags=["subscriptions"])
 
 
-@router.post("/fhir/Subscription", status_code=201, summary="Create a rest-hook Subscription")
+def _subscription_response(
+    record: SubscriptionRecord, status_code: int = 200
+) -> JSONResponse:
+    resource = subscriptions.as_fhir(record)
+    return JSONResponse(
+        resource,
+        status_code=status_code,
+        media_type=FHIR_JSON,
+        headers={"Location": f"/fhir/Subscription/{resource['id']}"},
+    )
+
+
+@fhir_router.post("/Subscription", status_code=201, summary="Create a rest-hook Subscription")
 def create_subscription(
     request: Request,
     body: dict[str, Any] = Body(...),
@@ -124,13 +140,7 @@ def create_subscription(
 ) -> JSONResponse:
     with session_scope(_engine(request)) as session:
         record = subscriptions.create(session, body, principal)
-        resource = subscriptions.as_fhir(record)
-    return JSONResponse(
-        resource,
-        status_code=201,
-        media_type=FHIR_JSON,
-        headers={"Location": f"/coordination/fhir/Subscription/{resource['id']}"},
-    )
+        return _subscription_response(record, status_code=201)
 
 
 def _owned(record: SubscriptionRecord, principal: Principal) -> None:
@@ -140,28 +150,44 @@ def _owned(record: SubscriptionRecord, principal: Principal) -> None:
         raise Forbidden("this Subscription belongs to someone else")
 
 
-@router.get("/fhir/Subscription/{subscription_id}")
+@fhir_router.get("/Subscription/{subscription_id}")
 def read_subscription(
     request: Request, subscription_id: str, principal: Principal = Depends(current_principal)
 ) -> JSONResponse:
     with Session(_engine(request)) as session:
         record = subscriptions.get(session, subscription_id)
         _owned(record, principal)
-        return JSONResponse(subscriptions.as_fhir(record), media_type=FHIR_JSON)
+        return _subscription_response(record)
 
 
-@router.get("/fhir/Subscription")
-def list_subscriptions(
+@fhir_router.put("/Subscription/{subscription_id}")
+def update_subscription(
+    request: Request,
+    subscription_id: str,
+    body: dict[str, Any] = Body(...),
+    principal: Principal = Depends(current_principal),
+) -> JSONResponse:
+    with session_scope(_engine(request)) as session:
+        _owned(subscriptions.get(session, subscription_id), principal)
+        record = subscriptions.replace(session, subscription_id, body, principal)
+        return _subscription_response(record)
+
+
+@fhir_router.get("/Subscription")
+def search_subscriptions(
     request: Request, principal: Principal = Depends(current_principal)
 ) -> JSONResponse:
+    wanted = subscriptions.search_filter(list(request.query_params.multi_items()))
     with Session(_engine(request)) as session:
         query = select(SubscriptionRecord)
         if principal.kind != "system":
             query = query.where(SubscriptionRecord.owner_kind == principal.kind).where(
                 SubscriptionRecord.owner_idnat == principal.idnat
             )
-        records = session.exec(query).all()
-        entries = [{"resource": subscriptions.as_fhir(r)} for r in records]
+        records = [r for r in session.exec(query).all() if wanted(r)]
+        entries = [
+            {"resource": subscriptions.as_fhir(r), "search": {"mode": "match"}} for r in records
+        ]
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -171,7 +197,7 @@ def list_subscriptions(
     return JSONResponse(bundle, media_type=FHIR_JSON)
 
 
-@router.delete("/fhir/Subscription/{subscription_id}", status_code=204)
+@fhir_router.delete("/Subscription/{subscription_id}", status_code=204)
 def delete_subscription(
     request: Request, subscription_id: str, principal: Principal = Depends(current_principal)
 ) -> Response:

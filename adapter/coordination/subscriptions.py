@@ -15,7 +15,7 @@ Consent: a resource restricted to named readers is never sent to a subscriber ou
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -154,7 +154,35 @@ def create(
     rules: CoordinationRules | None = None,
 ) -> SubscriptionRecord:
     """Check and store a Subscription; it is active at once."""
-    rules = rules or load_rules()
+    record = _checked(resource, principal, rules or load_rules())
+    session.add(record)
+    return record
+
+
+def replace(
+    session: Session,
+    subscription_id: str,
+    resource: dict[str, Any],
+    principal: Any = None,
+    rules: CoordinationRules | None = None,
+) -> SubscriptionRecord:
+    """Update a Subscription (FHIR update): the new content, checked as on create, same id."""
+    record = get(session, subscription_id)
+    if resource.get("id") not in (None, subscription_id):
+        raise BadRequest(f"the body's id is not {subscription_id}")
+    fresh = _checked(resource, principal, rules or load_rules())
+    for name in ("criteria", "resource_type", "endpoint", "payload", "headers_json", "end"):
+        setattr(record, name, getattr(fresh, name))
+    record.status = "off" if resource.get("status") == "off" else "active"
+    record.error = None
+    record.updated_at = _now()
+    session.add(record)
+    return record
+
+
+def _checked(
+    resource: dict[str, Any], principal: Any, rules: CoordinationRules
+) -> SubscriptionRecord:
     if resource.get("resourceType") != "Subscription":
         raise BadRequest("the body must be a FHIR Subscription")
     channel = resource.get("channel") or {}
@@ -167,7 +195,7 @@ def create(
     resource_type, _ = parse_criteria(criteria, rules)
     headers = [h for h in channel.get("header") or [] if isinstance(h, str) and ":" in h]
     end = resource.get("end")
-    record = SubscriptionRecord(
+    return SubscriptionRecord(
         id=uuid.uuid4().hex,
         status="active",
         criteria=criteria,
@@ -179,8 +207,26 @@ def create(
         owner_idnat=getattr(principal, "idnat", None),
         end=datetime.fromisoformat(end).astimezone(UTC) if end else None,
     )
-    session.add(record)
-    return record
+
+
+def search_filter(params: list[tuple[str, str]]) -> Callable[[SubscriptionRecord], bool]:
+    """The Subscription search parameters the CapabilityStatement declares (`_id`, `status`,
+    `type`, `criteria` — a string: case-insensitive prefix); anything else is a 400."""
+    tests: list[Callable[[SubscriptionRecord], bool]] = []
+    for name, value in params:
+        wanted = value.split(",")
+        if name == "_id":
+            tests.append(lambda r, w=wanted: r.id in w)
+        elif name == "status":
+            tests.append(lambda r, w=wanted: r.status in w)
+        elif name == "type":
+            tests.append(lambda r, w=wanted: "rest-hook" in w)
+        elif name == "criteria":
+            tests.append(lambda r, w=wanted: any(
+                r.criteria.casefold().startswith(x.casefold()) for x in w))
+        elif name not in ("_count", "_format"):
+            raise BadRequest(f"unknown search parameter {name!r} for Subscription")
+    return lambda record: all(test(record) for test in tests)
 
 
 def as_fhir(record: SubscriptionRecord) -> dict[str, Any]:

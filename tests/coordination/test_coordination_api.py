@@ -76,27 +76,41 @@ def test_subscription_lifecycle_over_http() -> None:
         "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook",
                     "payload": "application/fhir+json"},
     }  # fmt: skip
-    created = client.post("/coordination/fhir/Subscription", json=resource, headers=nurse)
+    created = client.post("/fhir/Subscription", json=resource, headers=nurse)
     assert created.status_code == 201, created.text
     subscription = created.json()
     assert subscription["status"] == "active"
     assert created.headers["Location"].endswith(subscription["id"])
-    read = client.get(f"/coordination/fhir/Subscription/{subscription['id']}", headers=nurse)
+    read = client.get(f"/fhir/Subscription/{subscription['id']}", headers=nurse)
     assert read.json()["criteria"] == resource["criteria"]
     other = _auth("professional", idnat="801111111111")
     assert (
         client.get(
-            f"/coordination/fhir/Subscription/{subscription['id']}", headers=other
+            f"/fhir/Subscription/{subscription['id']}", headers=other
         ).status_code
         == 403
     )
-    assert client.get("/coordination/fhir/Subscription", headers=other).json()["total"] == 0
-    deleted = client.delete(f"/coordination/fhir/Subscription/{subscription['id']}", headers=nurse)
+    assert client.get("/fhir/Subscription", headers=other).json()["total"] == 0
+    moved = dict(resource, id=subscription["id"],
+                 channel=dict(resource["channel"], endpoint="http://127.0.0.1:9/other"))
+    updated = client.put(f"/fhir/Subscription/{subscription['id']}", json=moved, headers=nurse)
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["channel"]["endpoint"] == "http://127.0.0.1:9/other"
+    assert client.put(f"/fhir/Subscription/{subscription['id']}", json=moved,
+                      headers=other).status_code == 403
+    mine = client.get("/fhir/Subscription", params={"criteria": "communication?", "status":
+                                                     "active"}, headers=nurse).json()
+    assert [e["resource"]["id"] for e in mine["entry"]] == [subscription["id"]]
+    assert client.get("/fhir/Subscription", params={"criteria": "CarePlan"},
+                      headers=nurse).json()["total"] == 0
+    assert client.get("/fhir/Subscription", params={"colour": "blue"},
+                      headers=nurse).status_code == 400
+    deleted = client.delete(f"/fhir/Subscription/{subscription['id']}", headers=nurse)
     assert deleted.status_code == 204
-    read = client.get(f"/coordination/fhir/Subscription/{subscription['id']}", headers=nurse)
+    read = client.get(f"/fhir/Subscription/{subscription['id']}", headers=nurse)
     assert read.json()["status"] == "off"
     bad = dict(resource, criteria="Patient?name=x")
-    refused = client.post("/coordination/fhir/Subscription", json=bad, headers=nurse)
+    refused = client.post("/fhir/Subscription", json=bad, headers=nurse)
     assert refused.status_code == 400
     assert "not supported" in refused.json()["issue"][0]["diagnostics"]
 

@@ -72,7 +72,7 @@ def test_posted_letter_reaches_a_subscribed_endpoint_with_the_coordinator(
     with serve_app(create_app(get_settings())) as base, serve_app(community, port=port):
         system = {"Authorization": f"Bearer {issue_token('system')}"}
         created = httpx.post(
-            f"{base}/coordination/fhir/Subscription", json=subscription, headers=system
+            f"{base}/fhir/Subscription", json=subscription, headers=system
         )
         assert created.status_code == 201, created.text
         answer = httpx.post(
