@@ -48,9 +48,12 @@ def serve(
             port=port,
             workers=workers,
             log_level="warning",
+            access_log=False,
         )
         return
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    # No access log: search URLs carry patients' INS (`?patient.identifier=…`); the record's
+    # audit table says who read what, without clinical content.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
 
 def worker(
