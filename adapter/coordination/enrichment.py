@@ -158,18 +158,16 @@ def _add_coordinators(
         _info(report, "coordination: no pathway coordinator covers the patient's address")
         return
     present = participant_idnats(view, care_team)
+    patient_value = (getattr(letter, "ins", None) or ("", ""))[1] or None
+
+    def audit(idnat: str, outcome: str, reason: str) -> None:
+        consent.audit(session, letter_id=letter_id, patient_value=patient_value,
+                      action="care-team", target=idnat, outcome=outcome, reason=reason)
+
     for coordinator in coordinators:
         idnat = coordinator.identifier[1]
         if not decision.may_reach(idnat):
-            consent.audit(
-                session,
-                letter_id=letter_id,
-                patient_value=(getattr(letter, "ins", None) or ("", ""))[1] or None,
-                action="care-team",
-                target=idnat,
-                outcome="withheld",
-                reason="coordinator not added: " + "; ".join(decision.reasons),
-            )
+            audit(idnat, "withheld", "coordinator not added: " + "; ".join(decision.reasons))
             _info(report, f"coordination: coordinator of {coordinator.territory_id} withheld")
             continue
         member_url = ensure_practitioner(view, coordinator_practitioner(coordinator, rules))
@@ -206,16 +204,8 @@ def _add_coordinators(
                 recipient_key=idnat,
                 reason=reason,
             )
-        consent.audit(
-            session,
-            letter_id=letter_id,
-            patient_value=(getattr(letter, "ins", None) or ("", ""))[1] or None,
-            action="care-team",
-            target=idnat,
-            outcome="shared",
-            reason=f"pathway coordinator of {coordinator.territory_kind} "
-            f"{coordinator.territory_id}",
-        )
+        audit(idnat, "shared",
+              f"pathway coordinator of {coordinator.territory_kind} {coordinator.territory_id}")
         _info(report, f"coordination: coordinator of {coordinator.territory_id} added")
 
 
