@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     target_max_entries: int | None = Field(
         default=None, description="split bigger transactions for targets that cap them (Medplum: 8)"
     )
+    token_audience: str | None = Field(
+        default=None,
+        description="`aud` bearer tokens must carry (set it when trusting an external issuer)",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -76,8 +76,38 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     return outcome_response(500, operation_outcome("internal error", code="exception"))
 
 
+class _UnexpectedErrors:
+    """Answers an unexpected exception with the 500 OperationOutcome itself. Starlette's own
+    handler for `Exception` answers and then re-raises, so the server logs the traceback with
+    the exception's message — which may quote the letter or the patient."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            logger.error("unexpected %s on %s %s", type(error).__name__, scope.get("method"),
+                         scope.get("path"))
+            if not started:
+                answer = outcome_response(500, operation_outcome("internal error"))
+                await answer(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LiaisonError, _liaison_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(_UnexpectedErrors)

@@ -23,7 +23,7 @@ from adapter.api import metrics
 from adapter.api.directory_cache import CachedDirectory
 from adapter.api.validation import CDA_VALIDATION, check_strictly, validator
 from adapter.config import Settings
-from adapter.errors import LetterTooLarge
+from adapter.errors import Conflict, LetterTooLarge
 from adapter.push import worker
 from adapter.store import outbox
 from adapter.store.letters import (
@@ -75,10 +75,22 @@ def _coordinated(conversion: Any, engine: Engine) -> Any:
     return coordinate(conversion, engine, in_place=True)  # the conversion is ours to change
 
 
-def existing_receipt(engine: Engine, sha1: str) -> dict[str, Any] | None:
+def _receipt_for(session: Session, letter: ReceivedLetter, submitted_by: str | None
+                 ) -> dict[str, Any]:
+    """The receipt of a letter already received, for the sender who posts it again. Another
+    hospital gets no receipt: it lists the patient's identifiers (INS) of a letter it did not
+    send (a document id is easily guessed: the hospital's OID and a sequence number)."""
+    if submitted_by is not None and letter.submitted_by != submitted_by:
+        raise Conflict("a letter with this document id was already received from another sender")
+    return receipt(session, letter)
+
+
+def existing_receipt(
+    engine: Engine, sha1: str, submitted_by: str | None = None
+) -> dict[str, Any] | None:
     with Session(engine) as session:
         letter = find_letter(session, sha1=sha1)
-        return receipt(session, letter) if letter else None
+        return _receipt_for(session, letter, submitted_by) if letter else None
 
 
 def ingest_letter(
@@ -95,7 +107,7 @@ def ingest_letter(
             f"the letter is {len(xml)} bytes, over the limit of {settings.max_letter_bytes} bytes"
         )
     sha1 = hashlib.sha1(xml).hexdigest()
-    known = existing_receipt(engine, sha1)
+    known = existing_receipt(engine, sha1, submitted_by)
     if known is not None:  # the same bytes again: answer before spending time converting
         metrics.LETTERS_DUPLICATE.inc()
         return Accepted(known, created=False)
@@ -117,8 +129,9 @@ def ingest_letter(
         with outbox.write_scope(engine, urgent=True) as session:
             already = find_letter(session, sha1=sha1, document_id=document_id)
             if already is not None:
+                answer = _receipt_for(session, already, submitted_by)
                 metrics.LETTERS_DUPLICATE.inc()
-                return Accepted(receipt(session, already), created=False)
+                return Accepted(answer, created=False)
             entry = outbox.enqueue(session, worker.FHIR_TRANSACTION, payload, key)
             letter = ReceivedLetter(
                 sha1=sha1,
@@ -149,8 +162,9 @@ def ingest_letter(
             already = find_letter(session, sha1=sha1, document_id=document_id)
             if already is None:
                 raise
+            answer = _receipt_for(session, already, submitted_by)
             metrics.LETTERS_DUPLICATE.inc()
-            return Accepted(receipt(session, already), created=False)
+            return Accepted(answer, created=False)
     metrics.LETTERS_ACCEPTED.inc()
     worker.notify()
     logger.info("letter %s accepted (outbox entry %s)", answer["id"], entry.id)

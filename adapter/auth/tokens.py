@@ -16,7 +16,7 @@ import authlib.deprecate  # noqa: F401 — installs an 'always' filter ours must
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    from authlib.jose import JsonWebKey, KeySet, jwt
+    from authlib.jose import JsonWebKey, JsonWebToken, KeySet, jwt
     from authlib.jose.errors import JoseError
 
 from adapter.auth.keys import ALGORITHM, external_keys, local_private_key
@@ -27,6 +27,10 @@ from adapter.errors import BadRequest, Unauthorized
 DEFAULT_LIFETIME_SECONDS = 12 * 3600
 # Claims an external OIDC issuer may use for the professional's idNat_PS (PSC: SubjectNameID).
 _IDNAT_CLAIMS = ("idnat", "SubjectNameID", "preferred_username")
+# Only signatures by a key pair: an HMAC "signed" with a public key (algorithm confusion) or
+# `none` must never be even tried (authlib's default `jwt` accepts every registered algorithm).
+_VERIFIER = JsonWebToken(["ES256", "ES384", "ES512", "RS256", "RS384", "RS512",
+                          "PS256", "PS384", "PS512"])
 
 
 def issue_token(kind: str, *, lifetime: int = DEFAULT_LIFETIME_SECONDS, **claims: Any) -> str:
@@ -42,6 +46,7 @@ def issue_token(kind: str, *, lifetime: int = DEFAULT_LIFETIME_SECONDS, **claims
     now = int(time.time())
     payload = {
         "iss": get_settings().token_issuer,
+        **({"aud": get_settings().token_audience} if get_settings().token_audience else {}),
         "sub": claims.pop("sub", None) or _default_subject(kind, claims),
         "iat": now,
         "exp": now + lifetime,
@@ -71,17 +76,16 @@ def _keys_for(token: str) -> KeySet:
 def verify_token(token: str) -> Principal:
     """The caller a bearer token proves; Unauthorized if it is not valid here and now."""
     settings = get_settings()
+    options: dict[str, Any] = {
+        "iss": {"essential": True, "value": settings.token_issuer},
+        "exp": {"essential": True},
+    }
+    if settings.token_audience:  # an issuer such as Pro Santé Connect serves many services
+        options["aud"] = {"essential": True, "value": settings.token_audience}
     try:
-        claims = jwt.decode(
-            token,
-            _keys_for(token),
-            claims_options={
-                "iss": {"essential": True, "value": settings.token_issuer},
-                "exp": {"essential": True},
-            },
-        )
+        claims = _VERIFIER.decode(token, _keys_for(token), claims_options=options)
         claims.validate(leeway=30)
-    except (JoseError, ValueError) as error:
+    except (JoseError, ValueError, KeyError, TypeError) as error:  # any malformed token: 401
         raise Unauthorized(f"invalid bearer token ({error.__class__.__name__})") from error
     return principal_from_claims(dict(claims))
 

@@ -37,7 +37,7 @@ from adapter.errors import (
     TargetUnavailable,
     operation_outcome,
 )
-from adapter.record.access import RESTRICTED_READER_TAG
+from adapter.record.access import RESTRICTED_READER_TAG, read_filter
 from adapter.store import outbox
 
 OUTBOX_KIND = "subscription-notification"
@@ -279,6 +279,34 @@ def _visible_to_owner(
     return consent.reader_may_see(resource, reader, tag_system)
 
 
+def _granted_to_owner(session: Session, record: SubscriptionRecord, server_ref: str) -> bool:
+    """A professional's Subscription is told only of what the record lets that professional
+    read (active care-team member, Communication recipient): criteria such as
+    `CarePlan?status=active` must not become a feed of every patient's care plan. What is not
+    in this database (an external target) cannot be checked here, so it is withheld."""
+    if record.owner_kind != "professional":
+        return True
+    from sqlalchemy import false
+    from sqlalchemy import select as sql_select
+
+    from adapter.auth.principal import DEFAULT_SCOPES, Principal
+    from adapter.record.storage import RESOURCES
+
+    resource_type, _, resource_id = server_ref.partition("/")
+    if not resource_id:
+        return False
+    reader = Principal(kind="professional", idnat=record.owner_idnat,
+                       scopes=DEFAULT_SCOPES["professional"])
+    clause = read_filter(reader, RESOURCES)
+    query = sql_select(RESOURCES.c.pk).where(
+        RESOURCES.c.resource_type == resource_type,
+        RESOURCES.c.resource_id == resource_id,
+        RESOURCES.c.deleted == false(),
+        *([clause] if clause is not None else []),
+    )
+    return session.execute(query).first() is not None
+
+
 # -- from an accepted bundle to outbox entries -------------------------------------------------
 
 
@@ -329,6 +357,17 @@ def after_push(
                 )
                 continue
             server_ref = ctx.server_ref(entry.get("fullUrl")) or resource_type
+            if not _granted_to_owner(session, subscription, server_ref):
+                consent.audit(
+                    session,
+                    letter_id=None,
+                    patient_value=None,
+                    action="notify",
+                    target=subscription.endpoint,
+                    outcome="withheld",
+                    reason="the subscriber's owner may not read this resource in the record",
+                )
+                continue
             payload = {
                 "subscription": subscription.id,
                 "endpoint": subscription.endpoint,

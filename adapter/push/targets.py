@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapter.config import Settings
 from adapter.errors import LiaisonError, TargetRejected, TargetUnavailable, operation_outcome
@@ -67,7 +67,10 @@ class EmbeddedTarget:
         try:
             return repository.transaction(bundle)
         except LiaisonError as error:
-            if error.http_status in RETRYABLE_STATUSES or error.http_status >= 500:
+            # A 409 caused by a lost race with a concurrent writer (the record says "retry")
+            # succeeds when sent again; parking the letter as failed would need a human.
+            raced = isinstance(error.__cause__, IntegrityError)
+            if error.http_status in RETRYABLE_STATUSES or error.http_status >= 500 or raced:
                 raise TargetUnavailable(
                     error.message, status=error.http_status, outcome=error.operation_outcome()
                 ) from error

@@ -106,8 +106,18 @@ class Pusher:
             kinds=tuple(handlers),
         )
         for claim in held:
-            self.process(claim, handlers[claim.kind])
+            # The entries of one claim share one lease but are sent one after the other: one
+            # whose lease ran low while earlier ones were sent gets a fresh lease first, or is
+            # left to the worker that took it over (never sent by two workers at once).
+            current = self._still_held(claim, lease)
+            if current is not None:
+                self.process(current, handlers[current.kind])
         return len(held)
+
+    def _still_held(self, held: outbox.Claim, lease: float) -> outbox.Claim | None:
+        if (held.lease_until - outbox.utcnow()).total_seconds() >= lease / 2:
+            return held
+        return outbox.renew(self.engine, held, lease_seconds=lease)
 
     def process(self, held: outbox.Claim, handler: Handler) -> None:
         try:

@@ -222,6 +222,7 @@ class Repository:
             plan.resolve_references()
             writer = Writer(session)
             writer.prefetch(entries)
+            self._check_may_change(session, writer, entries, principal)
             for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
                 if entry.method not in ("GET", "HEAD"):
                     results[entry.index] = plan.execute_write(writer, entry)
@@ -230,6 +231,20 @@ class Repository:
                 if entry.method in ("GET", "HEAD"):
                     results[entry.index] = self._get(session, entry, principal, base_url)
         return [results[e.index] for e in entries]
+
+    def _check_may_change(self, session: Session, writer: Writer, entries: list[Entry],
+                          principal: Principal | None) -> None:
+        """A writer whose reads are filtered (a hospital) updates or deletes only what it may
+        read: the scope `cud` must not let one hospital overwrite or erase another's patients."""
+        if principal is None or access.read_filter(principal, RESOURCES) is None:
+            return
+        for entry in entries:
+            if entry.method not in ("PUT", "DELETE") or not entry.resource_id:
+                continue
+            row = writer.current(entry.resource_type, entry.resource_id)
+            if row is not None and row.pk is not None and not row.deleted \
+                    and not self._visible(session, row, principal):  # type: ignore[arg-type]
+                raise access.denied(entry.resource_type, entry.resource_id)
 
     def _one(self, raw_entry: dict[str, Any], principal: Principal | None) -> Result:
         return self._run([parse_entry(0, raw_entry)], principal, self.base_url)[0]

@@ -287,12 +287,16 @@ class Plan:
         keys.discard(None)
         self._tokens = search.token_matches(self.session, keys)  # type: ignore[arg-type]
         chosen: dict[str, str] = {}  # conditional key → id, for repeated criteria in one bundle
+        # deleted by an earlier entry (DELETEs run first): a later conditional create or update
+        # must not match them, or it would answer 200 for a resource the transaction removes
+        gone: set[tuple[str, str]] = set()
         for entry in sorted(self.entries, key=lambda e: (_ORDER[e.method], e.index)):
             if entry.method in ("GET", "HEAD"):
                 continue
             if entry.criteria is not None:
                 key = criteria_key(entry.resource_type, entry.criteria)
                 found = [chosen[key]] if key in chosen else self._match(entry)
+                found = [i for i in found if (entry.resource_type, i) not in gone]
                 if len(found) > 1:
                     raise PreconditionFailed(
                         f"entry {entry.index}: {entry.method} {entry.resource_type} criteria "
@@ -307,19 +311,21 @@ class Plan:
                     if found and body_id and body_id != found[0]:
                         raise BadRequest(f"entry {entry.index}: the resource id is not the one "
                                          "the criteria match")
-                    if not found and body_id and _exists(self.session, entry.resource_type,
-                                                         body_id):
+                    if not found and body_id and (entry.resource_type, body_id) not in gone \
+                            and _exists(self.session, entry.resource_type, body_id):
                         raise Conflict(f"entry {entry.index}: {entry.resource_type}/{body_id} "
                                        "exists but does not match the criteria")
                     entry.fresh = not (found or body_id)
                     entry.resource_id = found[0] if found else (body_id or new_id())
                 else:  # DELETE
                     entry.resource_id = found[0] if found else None
-                if entry.resource_id:
+                if entry.resource_id and entry.method != "DELETE":
                     chosen[key] = entry.resource_id
             elif entry.method == "POST":
                 entry.resource_id = new_id()
                 entry.fresh = True
+            if entry.method == "DELETE" and entry.resource_id:
+                gone.add((entry.resource_type, entry.resource_id))
             if entry.full_url and entry.resource_id:
                 if entry.full_url in self.ids:
                     raise BadRequest(f"entry {entry.index}: fullUrl {entry.full_url} is repeated")

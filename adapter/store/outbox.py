@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -173,6 +173,23 @@ def _finish(engine: Engine, held: Claim, **values: Any) -> bool:
         where = {"entry_id": held.entry_id, "token": held.token}
         outcome = session.execute(statement, {**values, **where})
         return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+def renew(engine: Engine, held: Claim, *, lease_seconds: float) -> Claim | None:
+    """A fresh lease on an entry still ours; None if another worker took it over meanwhile."""
+    until = utcnow() + timedelta(seconds=lease_seconds)
+    statement = _sql(
+        "UPDATE outbox_entry SET claimed_until = :until "
+        "WHERE id = :entry_id AND claim_token = :token",
+        {"until": until},
+    )
+    with write_scope(engine) as session:
+        outcome = session.execute(
+            statement, {"until": until, "entry_id": held.entry_id, "token": held.token}
+        )
+        if not outcome.rowcount:  # type: ignore[attr-defined]
+            return None
+    return replace(held, lease_until=until)
 
 
 def mark_delivered(engine: Engine, held: Claim, result: dict[str, Any] | None = None) -> bool:

@@ -66,6 +66,31 @@ def test_the_same_letter_posted_again_answers_the_existing_receipt(
     assert bundles_enqueued() == 1
 
 
+def test_another_hospital_posting_a_received_letters_id_gets_no_receipt(
+    liaison: Callable[..., Any], hospital: dict[str, str]
+) -> None:
+    from adapter.auth import issue_token
+    from tests.api.conftest import OTHER_HOSPITAL, bearer
+
+    other = bearer(issue_token("hospital", organization=OTHER_HOSPITAL))
+    letter = letter_variant(4)
+    with liaison(push_in_server=False) as client:
+        first = client.post("/discharge-letters", content=letter, headers={**hospital, **CDA})
+        same_bytes = client.post("/discharge-letters", content=letter, headers={**other, **CDA})
+        same_id = client.post(
+            "/discharge-letters",
+            content=letter.replace(b"<title>", b"<title >"),
+            headers={**other, **CDA},
+        )
+        again = client.post("/discharge-letters", content=letter, headers={**hospital, **CDA})
+    assert (first.status_code, same_bytes.status_code, same_id.status_code) == (202, 409, 409)
+    for refused in (same_bytes, same_id):  # the receipt lists the patient's INS: not shown
+        assert ins_of(4) not in refused.text
+        assert refused.json()["resourceType"] == "OperationOutcome"
+    assert again.status_code == 200
+    assert bundles_enqueued() == 1
+
+
 def test_a_letter_can_be_uploaded_as_a_multipart_form(
     liaison: Callable[..., Any], hospital: dict[str, str]
 ) -> None:

@@ -195,3 +195,29 @@ def test_a_subscriber_refusing_the_notification_parks_it_as_failed(pusher: Pushe
             time.sleep(0.05)
     [failed] = outbox.entries(get_engine(), status="failed")
     assert failed.last_status == 410
+
+
+def test_a_professional_is_notified_only_of_what_the_record_lets_them_read() -> None:
+    from adapter.auth import Principal
+    from adapter.push.targets import response_locations
+    from adapter.record.repository import Repository
+
+    bundle = enrich(synthetic_conversion(), CsvCoordinators(DIRECTORY_CSV)).bundle
+    member = Principal(kind="professional", idnat="801984758437")  # the PCP, in the care team
+    stranger = Principal(kind="professional", idnat="809999999999")  # in no care team
+    with Session(get_engine()) as session:
+        for owner, name in ((member, "member"), (stranger, "stranger")):
+            subscriptions.create(
+                session,
+                _subscription("CarePlan?status=active", f"http://127.0.0.1:9/{name}",
+                              payload="application/fhir+json"),
+                owner,
+            )
+        session.commit()
+    answer = Repository(get_engine()).transaction(bundle)  # the embedded record took it
+    with Session(get_engine()) as session:
+        subscriptions.after_push(session, bundle, response_locations(answer))
+        session.commit()
+    endpoints = [e.payload_json()["endpoint"] for e in outbox.entries(get_engine())
+                 if e.kind == subscriptions.OUTBOX_KIND]
+    assert endpoints == ["http://127.0.0.1:9/member"]  # not every patient's care plan to all

@@ -26,3 +26,10 @@ def test_retry_after_in_seconds_or_as_an_http_date() -> None:
     )
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+def test_a_retry_after_of_non_ascii_digits_is_ignored_not_an_error() -> None:
+    # str.isdigit() is true for "¹" or "٣", which float() refuses or reads as another number
+    assert parse_retry_after("¹") is None
+    assert parse_retry_after("٣") is None
+    assert parse_retry_after(" 7 ") == 7.0

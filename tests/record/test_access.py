@@ -63,6 +63,33 @@ def test_a_token_signed_by_another_key_gets_401(base_url: str, tmp_path, monkeyp
         assert client.get("CarePlan").status_code == 401
 
 
+def _forged(header: dict, secret: bytes) -> str:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    claims = {"iss": "liaison-local", "exp": int(time.time()) + 600, "kind": "system"}
+    signed = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = hmac.new(secret, signed.encode(), hashlib.sha256).digest()
+    return f"{signed}.{b64(signature)}"
+
+
+@pytest.mark.parametrize("with_kid", [True, False])
+def test_a_token_hmac_signed_with_the_public_key_gets_401(base_url: str, with_kid: bool):
+    from adapter.auth.keys import local_private_key
+
+    key = local_private_key()
+    header = {"alg": "HS256", **({"kid": key.thumbprint()} if with_kid else {})}
+    with client_for(base_url, _forged(header, key.as_pem(is_private=False))) as client:
+        response = client.get("CarePlan")
+    assert response.status_code == 401
+    assert response.json()["issue"][0]["code"] == "login"
+
+
 def test_the_care_team_member_finds_the_care_plan_and_others_see_nothing(
         hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
     answer = post_bundle(hospital, letter_bundle())
@@ -173,6 +200,22 @@ def test_a_conditional_create_does_not_reveal_another_hospitals_patient(base_url
             "family"] == "Secret"
 
 
+def test_a_hospital_cannot_overwrite_or_delete_another_hospitals_patient_data(base_url: str):
+    with client_for(base_url, issue_token("hospital", organization="1750000001")) as first, \
+            client_for(base_url, issue_token("hospital", organization="1750000002")) as second:
+        answer = post_bundle(first, letter_bundle(ins="1", hospital="1750000001"))
+        plan_path = _location(answer, "CarePlan")
+        plan = first.get(plan_path).json()
+        assert second.put(plan_path, json={**plan, "status": "revoked"}).status_code == 403
+        assert second.delete(plan_path).status_code == 403
+        identifier = "{system}|{value}".format(**plan["identifier"][0])
+        assert second.put("CarePlan", params={"identifier": identifier},
+                          json={**plan, "status": "revoked"}).status_code == 403
+        assert first.get(plan_path).json()["status"] == "active"  # untouched
+        again = first.put(plan_path, json={**plan, "status": "completed"})
+        assert again.status_code == 200  # the sender still updates its own
+
+
 def test_a_coordinator_reads_the_patients_of_its_cpts(hospital: httpx.Client, base_url: str):
     cpts = {"resourceType": "Organization", "name": "CPTS Test",
             "identifier": [{"system": "urn:liaison:cpts", "value": "CPTS-42"}]}
@@ -264,6 +307,35 @@ def test_tokens_from_an_external_issuer_are_checked_against_its_jwks(
         with client_for(base_url, psc_token(PCP, "https://other.example")) as wrong_issuer:
             assert wrong_issuer.get("CarePlan").status_code == 401
     keys.forget_external_keys()
+
+
+def test_with_an_audience_set_tokens_issued_for_another_service_get_401(
+        base_url: str, monkeypatch):  # type: ignore[no-untyped-def]
+    """An issuer such as Pro Santé Connect signs tokens for many services: one meant for
+    another service (its `aud`) must not open liaison's record."""
+    from adapter.auth import verify_token
+    from adapter.auth.keys import local_private_key
+    from adapter.config import get_settings
+
+    monkeypatch.setenv("LIAISON_TOKEN_AUDIENCE", "https://liaison.example")
+    get_settings.cache_clear()
+    key = local_private_key()
+
+    def signed(**claims: object) -> str:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from authlib.jose import jwt
+        now = int(time.time())
+        payload = {"iss": "liaison-local", "exp": now + 60, "SubjectNameID": PCP, **claims}
+        return jwt.encode({"alg": "ES256", "kid": key.thumbprint()}, payload, key).decode()
+
+    for token in (signed(aud="https://other-service.example"), signed()):
+        with client_for(base_url, token) as client:
+            assert client.get("CarePlan").status_code == 401
+    assert verify_token(signed(aud="https://liaison.example")).idnat == PCP
+    assert verify_token(issue_token("professional", idnat=PCP)).idnat == PCP  # ours carry it
 
 
 def _restrict_to(bundle: dict, *readers: str) -> dict:

@@ -97,6 +97,23 @@ def test_conditional_create_matching_several_resources_is_412(hospital: httpx.Cl
     assert hospital.post("", json=bundle).status_code == 412
 
 
+def test_a_conditional_create_after_a_delete_of_its_match_creates_the_resource(
+        system: httpx.Client):
+    patient = {"resourceType": "Patient", "identifier": [{"system": INS, "value": "2"}]}
+    assert system.post("Patient", json=patient).status_code == 201
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": f"Patient?identifier={INS}|2"}},
+        {"fullUrl": "urn:uuid:0b7e7e0c-5d4b-4f0b-9b59-9f43c0a0d002", "resource": patient,
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={INS}|2"}}]}
+    answer = post_bundle(system, bundle)
+    # DELETE runs first: the conditional create finds nothing and creates, it does not answer
+    # 200 with the resource this very transaction deleted
+    assert answer["entry"][1]["response"]["status"] == "201 Created"
+    assert _ids(answer)[0] != _ids(answer)[1]
+    found = system.get("Patient", params={"identifier": f"{INS}|2"}).json()
+    assert found["total"] == 1
+
+
 def test_concurrent_transactions_create_no_duplicates(hospital: httpx.Client,
                                                       system: httpx.Client, base_url: str):
     bundle = letter_bundle()
