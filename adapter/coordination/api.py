@@ -43,6 +43,17 @@ def _patient(body: dict[str, Any]) -> tuple[str, str]:
     raise BadRequest("give the patient as {'ins': …} or {'patient': {'system': …, 'value': …}}")
 
 
+def _require_care_of(engine: Any, principal: Principal, patient: tuple[str, str]) -> None:
+    """403 unless the record lets `principal` read this patient (system tokens always may)."""
+    if principal.kind == "system":
+        return
+    from adapter.record.repository import Repository
+
+    criteria = [("identifier", f"{patient[0]}|{patient[1]}"), ("_summary", "count")]
+    if not Repository(engine).search("Patient", criteria, principal).get("total"):
+        raise Forbidden("only the system or those caring for this patient may do this")
+
+
 def _parse_token(text: str) -> tuple[str, str]:
     system, bar, value = text.rpartition("|")
     return (system if bar else INS_SYSTEM), value
@@ -83,10 +94,13 @@ async def post_consent(
     decision = body.get("decision")
     if decision not in consent.DECISIONS:
         raise BadRequest(f"decision must be one of {consent.DECISIONS}")
+    patient = _patient(body)
+    if decision != "oppose":  # lifting an opposition widens sharing: only those caring for them
+        await run_in_threadpool(_require_care_of, _engine(request), principal, patient)
     resource = await run_in_threadpool(
         record_consent,
         _engine(request),
-        _patient(body),
+        patient,
         decision,
         principal.actor,
         "api",
@@ -101,8 +115,11 @@ def get_consent(
     patient: str = Query(..., description="system|value, or an INS value"),
     principal: Principal = Depends(current_principal),
 ) -> dict[str, Any]:
+    wanted = _parse_token(patient)
+    if principal.kind != "hospital":  # a hospital asks before it sends; others must care for them
+        _require_care_of(_engine(request), principal, wanted)
     with Session(_engine(request)) as session:
-        decision = consent.current_decision(session, [_parse_token(patient)])
+        decision = consent.current_decision(session, [wanted])
     if decision is None:
         return {"decision": None, "opposed": False}
     return {
@@ -281,8 +298,9 @@ def get_audit(
     limit: int = Query(200, le=1000),
     principal: Principal = Depends(current_principal),
 ) -> list[dict[str, Any]]:
-    if principal.kind not in ("system", "hospital", "coordinator"):
-        raise Forbidden("the sharing audit is for hospitals, coordinators and administrators")
+    # The audit names letters and professionals of every hospital: administrators only.
+    if principal.kind != "system":
+        raise Forbidden("the sharing audit is for administrators (system token)")
     with Session(_engine(request)) as session:
         query = select(SharingAudit).order_by(col(SharingAudit.id).desc()).limit(limit)
         if letter:

@@ -35,9 +35,18 @@ def test_opposition_through_the_api_is_registered_and_written_to_the_record_as_c
     shown = client.get(
         "/coordination/consent",
         params={"patient": f"{TEST_INS}|279035121518989"},
-        headers=_auth("coordinator", cpts="CPTS-PARIS-CENTRE"),
+        headers=_auth("hospital", organization="1750803447"),
     ).json()
     assert shown["opposed"] is True
+    # a professional who does not care for the patient can neither see nor lift the opposition
+    stranger = _auth("professional", idnat="809999999999")
+    assert client.get("/coordination/consent", params={"patient": f"{TEST_INS}|279035121518989"},
+                      headers=stranger).status_code == 403
+    lifted = client.post("/coordination/consent", json=dict(body, decision="withdraw"),
+                         headers=stranger)
+    assert lifted.status_code == 403
+    assert client.get("/coordination/audit", headers=_auth("hospital", organization="1")
+                      ).status_code == 403
     engine = get_engine()
     assert Pusher(engine, EmbeddedTarget(engine), threads=1).drain(timeout=20)
     consents = Repository(engine).search("Consent", [])["entry"]
