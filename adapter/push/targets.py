@@ -20,7 +20,10 @@ from adapter.push.backoff import parse_retry_after
 from adapter.push.oauth import ClientCredentials
 from adapter.push.splitting import send_in_chunks
 
-RETRYABLE_STATUSES = frozenset({408, 425, 429})
+# 409: servers such as HAPI answer it when two conditional creates race; every entry liaison
+# sends is conditional, so a resend is harmless, and a lasting conflict still ends `failed`
+# after LIAISON_PUSH_MAX_ATTEMPTS.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 FHIR_JSON = "application/fhir+json"
 
 

@@ -72,3 +72,13 @@ def test_503_is_retryable_with_the_retry_after_and_422_is_a_rejection(
         assert rejected.value.status == 422
         assert rejected.value.outcome["issue"][0]["diagnostics"] == "CarePlan.status is required"  # type: ignore[index]
         assert target.send(letter_bundle(9003))["type"] == "transaction-response"
+
+
+def test_a_409_conflict_is_retried_not_parked(medplum_base_url: str) -> None:
+    with faulty_target(medplum_base_url) as fault:
+        fault.then(409, "conditional create raced with another transaction")
+        target = HttpTarget(fault.base_url)
+        with pytest.raises(TargetUnavailable) as unavailable:
+            target.send(letter_bundle(9004))
+        assert unavailable.value.status == 409
+        assert target.send(letter_bundle(9004))["type"] == "transaction-response"
