@@ -110,7 +110,10 @@ def status(
 @outbox_app.command("retry")
 def retry(entry_id: int = typer.Argument(..., help="outbox entry id")) -> None:
     """Put one entry back in line now."""
-    if not outbox.retry(get_engine(), entry_id):
+    engine = get_engine()
+    if entry_id in outbox.superseded(engine):
+        _fail(f"entry {entry_id} is an older version of a letter whose newer version was pushed")
+    if not outbox.retry(engine, entry_id):
         _fail(f"no outbox entry {entry_id} waiting or failed")
     typer.echo(f"entry {entry_id} will be pushed again")
 
@@ -122,8 +125,12 @@ def replay(
     """Put every failed entry back in line."""
     if not failed:
         _fail("say what to replay: --failed")
-    number = outbox.replay_failed(get_engine())
+    engine = get_engine()
+    number = outbox.replay_failed(engine)
     typer.echo(f"{number} failed entr{'y' if number == 1 else 'ies'} will be pushed again")
+    left = len(outbox.superseded(engine))
+    if left:
+        typer.echo(f"{left} left alone: older versions of letters whose newer version was pushed")
 
 
 def register(app: typer.Typer) -> None:

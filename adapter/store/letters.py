@@ -104,6 +104,7 @@ def receipt(session: Session, letter: ReceivedLetter) -> dict[str, Any]:
         "unmapped": orjson.loads(letter.report),
     }
     if entry is not None:
+        answer["outboxEntry"] = entry.id  # what `liaison outbox retry ID` takes
         if entry.status in (RETRYING, FAILED) and entry.last_error:
             answer["lastError"] = {"status": entry.last_status, "outcome": entry.last_error_json()}
         if entry.status == DELIVERED:

@@ -224,13 +224,31 @@ def mark_failed(
     )
 
 
+# Entries of a letter version whose newer version (same setId) is already delivered: sending
+# them again would roll the CarePlan, CareTeam and Encounter back to the older version.
+_SUPERSEDED = (
+    "SELECT older.outbox_id FROM received_letter older "
+    "JOIN received_letter newer ON newer.set_id = older.set_id AND newer.version > older.version "
+    "JOIN outbox_entry sent ON sent.id = newer.outbox_id AND sent.status = 'delivered' "
+    "WHERE older.outbox_id IS NOT NULL"
+)
+
+
+def superseded(engine: Engine) -> list[int]:
+    """Failed or waiting entries that replay and retry leave alone (a newer version landed)."""
+    with Session(engine) as session:
+        return [int(row[0]) for row in session.execute(text(_SUPERSEDED)).all()]
+
+
 def retry(engine: Engine, entry_id: int) -> bool:
-    """Put one failed (or waiting) entry back in line now; False if it does not exist or is done."""
+    """Put one failed (or waiting) entry back in line now; False if it does not exist, is done,
+    or is superseded by a newer version of its letter already delivered."""
     with write_scope(engine) as session:
         outcome = session.execute(
             _sql(
                 "UPDATE outbox_entry SET status = :pending, attempts = 0, next_attempt_at = :now "
-                "WHERE id = :entry_id AND status IN ('failed', 'retrying', 'pending')",
+                "WHERE id = :entry_id AND status IN ('failed', 'retrying', 'pending') "
+                f"AND id NOT IN ({_SUPERSEDED})",
                 {"now": None},
             ),
             {"pending": PENDING, "now": utcnow(), "entry_id": entry_id},
@@ -239,12 +257,13 @@ def retry(engine: Engine, entry_id: int) -> bool:
 
 
 def replay_failed(engine: Engine) -> int:
-    """Put every failed entry back in line; returns how many."""
+    """Put every failed entry back in line, but those superseded by a newer delivered version of
+    their letter; returns how many."""
     with write_scope(engine) as session:
         outcome = session.execute(
             _sql(
                 "UPDATE outbox_entry SET status = :pending, attempts = 0, next_attempt_at = :now "
-                "WHERE status = 'failed'",
+                f"WHERE status = 'failed' AND id NOT IN ({_SUPERSEDED})",
                 {"now": None},
             ),
             {"pending": PENDING, "now": utcnow()},

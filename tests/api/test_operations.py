@@ -60,6 +60,28 @@ def test_a_letter_the_target_rejects_ends_failed_with_its_message_and_can_be_rep
             wait_for_status(client, answer.headers["Location"], hospital, "pushed")
 
 
+@pytest.mark.medplum
+def test_a_failed_older_version_is_not_replayed_over_its_delivered_newer_version(
+    liaison: Callable[..., Any], hospital: dict[str, str], medplum_base_url: str
+) -> None:
+    with faulty_target(medplum_base_url) as fault:
+        fault.then(422, "Patient.gender: bad code")  # version 1 is refused, once
+        with liaison(target_url=fault.base_url, target_max_entries=8) as client:
+            first = client.post("/discharge-letters", content=letter_variant(41),
+                                headers={**hospital, **CDA})
+            wait_for_status(client, first.headers["Location"], hospital, "failed")
+            second = client.post("/discharge-letters", content=letter_variant(41, version=2),
+                                 headers={**hospital, **CDA})
+            wait_for_status(client, second.headers["Location"], hospital, "pushed")
+            replay = CliRunner().invoke(cli, ["outbox", "replay", "--failed"])
+            assert replay.exit_code == 0, replay.output
+            assert replay.stdout.startswith("0 failed entries") and "1 left alone" in replay.stdout
+            entry = client.get(first.headers["Location"], headers=hospital).json()
+            assert entry["status"] == "failed"  # never sent over version 2
+            retry = CliRunner().invoke(cli, ["outbox", "retry", str(entry["outboxEntry"])])
+            assert retry.exit_code == 1 and "newer version was pushed" in retry.stderr
+
+
 def test_outbox_commands_refuse_what_they_cannot_do() -> None:
     retry = CliRunner().invoke(cli, ["outbox", "retry", "12345"])
     assert retry.exit_code == 1 and "no outbox entry 12345" in retry.stderr
