@@ -64,6 +64,8 @@ class SubscriptionRecord(SQLModel, table=True):
     headers_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     owner_kind: str | None = Field(default=None, max_length=20)
     owner_idnat: str | None = Field(default=None, max_length=100)
+    owner_organization: str | None = Field(default=None, max_length=100)  # a hospital's
+    owner_cpts: str | None = Field(default=None, max_length=100)  # a coordinator's
     end: datetime | None = None
     error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)

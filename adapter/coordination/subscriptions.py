@@ -205,6 +205,8 @@ def _checked(
         headers_json=orjson.dumps(headers).decode(),
         owner_kind=getattr(principal, "kind", None),
         owner_idnat=getattr(principal, "idnat", None),
+        owner_organization=getattr(principal, "organization", None),
+        owner_cpts=getattr(principal, "cpts", None),
         end=datetime.fromisoformat(end).astimezone(UTC) if end else None,
     )
 
@@ -280,11 +282,12 @@ def _visible_to_owner(
 
 
 def _granted_to_owner(session: Session, record: SubscriptionRecord, server_ref: str) -> bool:
-    """A professional's Subscription is told only of what the record lets that professional
-    read (active care-team member, Communication recipient): criteria such as
-    `CarePlan?status=active` must not become a feed of every patient's care plan. What is not
-    in this database (an external target) cannot be checked here, so it is withheld."""
-    if record.owner_kind != "professional":
+    """A Subscription is told only of what the record lets its owner read (a professional: as
+    an active care-team member or a Communication recipient; a hospital: its patients; a
+    coordinator: its CPTS's): criteria such as `CarePlan?status=active` must not become a feed
+    of every patient's care plan. What is not in this database (an external target) cannot be
+    checked here, so it is withheld. System-owned (and internal) subscriptions see all."""
+    if record.owner_kind in (None, "system"):
         return True
     from sqlalchemy import false
     from sqlalchemy import select as sql_select
@@ -295,8 +298,9 @@ def _granted_to_owner(session: Session, record: SubscriptionRecord, server_ref: 
     resource_type, _, resource_id = server_ref.partition("/")
     if not resource_id:
         return False
-    reader = Principal(kind="professional", idnat=record.owner_idnat,
-                       scopes=DEFAULT_SCOPES["professional"])
+    reader = Principal(kind=record.owner_kind, idnat=record.owner_idnat,
+                       organization=record.owner_organization, cpts=record.owner_cpts,
+                       scopes=DEFAULT_SCOPES.get(record.owner_kind, ()))
     clause = read_filter(reader, RESOURCES)
     query = sql_select(RESOURCES.c.pk).where(
         RESOURCES.c.resource_type == resource_type,

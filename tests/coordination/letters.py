@@ -176,6 +176,7 @@ def synthetic_conversion(
                 "identifier": [{"system": "urn:ietf:rfc:3986", "value": document_value}],
                 "status": "current",
                 "subject": {"reference": patient_url},
+                "custodian": {"reference": org_url},
                 "content": [{"attachment": {"contentType": "text/xml"}}],
             },
             document_url,

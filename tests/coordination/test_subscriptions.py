@@ -221,3 +221,33 @@ def test_a_professional_is_notified_only_of_what_the_record_lets_them_read() -> 
     endpoints = [e.payload_json()["endpoint"] for e in outbox.entries(get_engine())
                  if e.kind == subscriptions.OUTBOX_KIND]
     assert endpoints == ["http://127.0.0.1:9/member"]  # not every patient's care plan to all
+
+
+def test_hospital_and_coordinator_subscriptions_are_told_only_of_their_own_patients() -> None:
+    from adapter.auth import Principal
+    from adapter.push.targets import response_locations
+    from adapter.record.repository import Repository
+
+    bundle = enrich(synthetic_conversion(), CsvCoordinators(DIRECTORY_CSV)).bundle
+    owners = {
+        "sender": Principal(kind="hospital", organization="1750803447"),
+        "other-hospital": Principal(kind="hospital", organization="1750000099"),
+        "territory": Principal(kind="coordinator", cpts="CPTS-PARIS-CENTRE"),
+        "other-territory": Principal(kind="coordinator", cpts="CPTS-LYON-EST"),
+    }
+    with Session(get_engine()) as session:
+        for name, owner in owners.items():
+            subscriptions.create(
+                session,
+                _subscription("CarePlan?status=active", f"http://127.0.0.1:9/{name}",
+                              payload="application/fhir+json"),
+                owner,
+            )
+        session.commit()
+    answer = Repository(get_engine()).transaction(bundle)
+    with Session(get_engine()) as session:
+        subscriptions.after_push(session, bundle, response_locations(answer))
+        session.commit()
+    endpoints = sorted(e.payload_json()["endpoint"] for e in outbox.entries(get_engine())
+                       if e.kind == subscriptions.OUTBOX_KIND)
+    assert endpoints == ["http://127.0.0.1:9/sender", "http://127.0.0.1:9/territory"]
