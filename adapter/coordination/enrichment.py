@@ -94,8 +94,7 @@ def enrich(
         bundle, report = copy.deepcopy(conversion.bundle), copy.deepcopy(conversion.report)
     report = report or {"resourceType": "OperationOutcome", "issue": []}
     view = BundleView(bundle)
-    letter_id = getattr(letter, "document_id", ("", ""))[1] or None
-    patient_value = (getattr(letter, "ins", None) or ("", ""))[1] or None
+    letter_id, patient_value = _audit_keys(letter)
     with session_scope(engine or get_engine()) as session:
         decision = consent.decide(letter, session)
         for reason in decision.reasons:
@@ -139,6 +138,18 @@ def _mark_origins(
             )
 
 
+def _audit_keys(letter: Any) -> tuple[str | None, str | None]:
+    """What the sharing audit records of a letter: its document id and the patient's INS."""
+    letter_id = getattr(letter, "document_id", ("", ""))[1] or None
+    return letter_id, (getattr(letter, "ins", None) or ("", ""))[1] or None
+
+
+def _audit_care_team(session: Any, letter: Any, idnat: str, outcome: str, reason: str) -> None:
+    letter_id, patient_value = _audit_keys(letter)
+    consent.audit(session, letter_id=letter_id, patient_value=patient_value,
+                  action="care-team", target=idnat, outcome=outcome, reason=reason)
+
+
 def _add_coordinators(
     view: BundleView,
     care_team: dict[str, Any],
@@ -153,21 +164,15 @@ def _add_coordinators(
         return
     postcode, city = _patient_address(view, letter)
     coordinators = rules.coordinators_for(postcode, city, coordinator_source_from(directory, rules))
-    letter_id = getattr(letter, "document_id", ("", ""))[1] or None
     if not coordinators:
         _info(report, "coordination: no pathway coordinator covers the patient's address")
         return
     present = participant_idnats(view, care_team)
-    patient_value = (getattr(letter, "ins", None) or ("", ""))[1] or None
-
-    def audit(idnat: str, outcome: str, reason: str) -> None:
-        consent.audit(session, letter_id=letter_id, patient_value=patient_value,
-                      action="care-team", target=idnat, outcome=outcome, reason=reason)
-
     for coordinator in coordinators:
         idnat = coordinator.identifier[1]
         if not decision.may_reach(idnat):
-            audit(idnat, "withheld", "coordinator not added: " + "; ".join(decision.reasons))
+            _audit_care_team(session, letter, idnat, "withheld",
+                             "coordinator not added: " + "; ".join(decision.reasons))
             _info(report, f"coordination: coordinator of {coordinator.territory_id} withheld")
             continue
         member_url = ensure_practitioner(view, coordinator_practitioner(coordinator, rules))
@@ -204,8 +209,9 @@ def _add_coordinators(
                 recipient_key=idnat,
                 reason=reason,
             )
-        audit(idnat, "shared",
-              f"pathway coordinator of {coordinator.territory_kind} {coordinator.territory_id}")
+        _audit_care_team(
+            session, letter, idnat, "shared",
+            f"pathway coordinator of {coordinator.territory_kind} {coordinator.territory_id}")
         _info(report, f"coordination: coordinator of {coordinator.territory_id} added")
 
 
@@ -225,22 +231,13 @@ def _merge_known_carers(
     identifiers = list(getattr(letter, "patient_identifiers", None) or [])
     if getattr(letter, "ins", None) and letter.ins not in identifiers:
         identifiers.insert(0, letter.ins)
-    letter_id = getattr(letter, "document_id", ("", ""))[1] or None
-    patient_value = (getattr(letter, "ins", None) or ("", ""))[1] or None
     present = participant_idnats(view, care_team)
     for carer in known_carers(record, identifiers):
         if carer.idnat is None or carer.idnat in present:
             continue
         if not decision.may_reach(carer.idnat):
-            consent.audit(
-                session,
-                letter_id=letter_id,
-                patient_value=patient_value,
-                action="care-team",
-                target=carer.idnat,
-                outcome="withheld",
-                reason="known carer not carried over: " + "; ".join(decision.reasons),
-            )
+            _audit_care_team(session, letter, carer.idnat, "withheld",
+                             "known carer not carried over: " + "; ".join(decision.reasons))
             continue
         member_url = ensure_practitioner(view, carer.practitioner)
         source = carer.care_team_identifier
@@ -257,15 +254,8 @@ def _merge_known_carers(
                 recipient_key=carer.idnat,
                 reason=reason,
             )
-        consent.audit(
-            session,
-            letter_id=letter_id,
-            patient_value=patient_value,
-            action="care-team",
-            target=carer.idnat,
-            outcome="shared",
-            reason="already in the patient's care team: kept and notified",
-        )
+        _audit_care_team(session, letter, carer.idnat, "shared",
+                         "already in the patient's care team: kept and notified")
         _info(
             report, "coordination: a professional of the existing care team was kept and notified"
         )

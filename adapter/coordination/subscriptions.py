@@ -314,6 +314,12 @@ def _granted_to_owner(session: Session, record: SubscriptionRecord, server_ref: 
 # -- from an accepted bundle to outbox entries -------------------------------------------------
 
 
+def _withhold(session: Session, subscription: SubscriptionRecord, reason: str) -> None:
+    """Audit a notification not sent (no patient data: the endpoint and why)."""
+    consent.audit(session, letter_id=None, patient_value=None, action="notify",
+                  target=subscription.endpoint, outcome="withheld", reason=reason)
+
+
 def after_push(
     session: Session,
     bundle: dict[str, Any],
@@ -350,27 +356,13 @@ def after_push(
             if not matches(resource_type, params, resource, ctx):
                 continue
             if not _visible_to_owner(resource, subscription, tag_system):
-                consent.audit(
-                    session,
-                    letter_id=None,
-                    patient_value=None,
-                    action="notify",
-                    target=subscription.endpoint,
-                    outcome="withheld",
-                    reason="restricted resource: the subscriber is not one of its allowed readers",
-                )
+                _withhold(session, subscription,
+                          "restricted resource: the subscriber is not one of its allowed readers")
                 continue
             server_ref = ctx.server_ref(entry.get("fullUrl")) or resource_type
             if not _granted_to_owner(session, subscription, server_ref):
-                consent.audit(
-                    session,
-                    letter_id=None,
-                    patient_value=None,
-                    action="notify",
-                    target=subscription.endpoint,
-                    outcome="withheld",
-                    reason="the subscriber's owner may not read this resource in the record",
-                )
+                _withhold(session, subscription,
+                          "the subscriber's owner may not read this resource in the record")
                 continue
             payload = {
                 "subscription": subscription.id,
