@@ -3,9 +3,9 @@ this file only assembles them, so commands stay next to the code they drive."""
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from adapter.parts import optional
 
 app = typer.Typer(
     name="liaison",
@@ -28,12 +28,9 @@ _COMMAND_MODULES: tuple[tuple[str, str | None], ...] = (
 
 def _mount() -> None:
     for module_name, group in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as missing:
-            if missing.name == module_name or module_name.startswith(str(missing.name) + "."):
-                continue
-            raise
+        module = optional(module_name)
+        if module is None:
+            continue
         if group is None:
             module.register(app)
         else:

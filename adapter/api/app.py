@@ -3,7 +3,6 @@ health and metrics in one FastAPI app, with the pusher running in its lifespan."
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from adapter.api import discharge_letters, health, metrics, validation
 from adapter.api.errors import install_error_handlers
 from adapter.api.mhd import provide_document_interceptor
 from adapter.config import Settings, get_settings
+from adapter.parts import optional
 from adapter.push.targets import target_from_settings
 from adapter.push.worker import Pusher
 from adapter.store.db import get_engine
@@ -38,20 +38,9 @@ def register_outbox_handlers(engine: Engine) -> None:
     transaction bundles: deferred letter validation and, if installed, subscription
     notifications. `liaison serve` and `liaison worker` both call it."""
     validation.register(engine)
-    install_subscriptions = _optional_attribute("adapter.coordination.subscriptions", "install")
+    install_subscriptions = optional("adapter.coordination.subscriptions", "install")
     if install_subscriptions is not None:
         install_subscriptions()
-
-
-def _optional_attribute(module_name: str, name: str) -> Any:
-    """`module.name` of a part that may not be installed (None then)."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as missing:
-        if missing.name and module_name.startswith(missing.name):
-            return None
-        raise
-    return getattr(module, name, None)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -85,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.pusher = None
     app.state.bundle_interceptors = [provide_document_interceptor(engine, settings)]
-    repository_class = _optional_attribute("adapter.record.repository", "Repository")
+    repository_class = optional("adapter.record.repository", "Repository")
     if repository_class is not None:  # the record routes and the pusher share one engine
         app.state.record_repository = repository_class(engine)
     install_error_handlers(app)
@@ -93,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     for module_name, attribute in OPTIONAL_ROUTERS:
-        router: APIRouter | None = _optional_attribute(module_name, attribute)
+        router: APIRouter | None = optional(module_name, attribute)
         if router is not None:
             app.include_router(router)
     return app

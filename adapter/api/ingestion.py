@@ -8,7 +8,6 @@ Routes (REST, MHD) stay thin and call `ingest_letter`.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from adapter.api.directory_cache import CachedDirectory
 from adapter.api.validation import CDA_VALIDATION, check_strictly, validator
 from adapter.config import Settings
 from adapter.errors import Conflict, LetterTooLarge
+from adapter.parts import optional
 from adapter.push import worker
 from adapter.store import outbox
 from adapter.store.letters import (
@@ -54,24 +54,18 @@ def _directory(engine: Engine) -> CachedDirectory | None:
     """The directory of `engine`'s database (None where the directory part is not installed)."""
     key = str(engine.url)
     if key not in _directories:
-        try:
-            module = importlib.import_module("adapter.directory.lookup")
-        except ModuleNotFoundError as missing:
-            if missing.name and "adapter.directory.lookup".startswith(missing.name):
-                return None
-            raise
-        _directories[key] = CachedDirectory(module.SqlDirectory(engine))
+        sql_directory = optional("adapter.directory.lookup", "SqlDirectory")
+        if sql_directory is None:
+            return None
+        _directories[key] = CachedDirectory(sql_directory(engine))
     return _directories[key]
 
 
 def _coordinated(conversion: Any, engine: Engine) -> Any:
     """The conversion with care coordination applied (issue 8), where that part is installed."""
-    try:
-        from adapter.coordination import coordinate
-    except ModuleNotFoundError as missing:
-        if missing.name and "adapter.coordination".startswith(missing.name):
-            return conversion
-        raise
+    coordinate = optional("adapter.coordination", "coordinate")
+    if coordinate is None:
+        return conversion
     return coordinate(conversion, engine, in_place=True)  # the conversion is ours to change
 
 

@@ -8,7 +8,6 @@ report to the receipt shortly after; like everything in the outbox, it survives 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import orjson
@@ -16,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from adapter.errors import RefusedLetter
+from adapter.parts import optional
 from adapter.push import worker
 from adapter.store.db import session_scope
 from adapter.store.letters import ReceivedLetter
@@ -25,13 +25,7 @@ CDA_VALIDATION = "cda-validation"
 
 def validator() -> Any:
     """`validate_letter` of the conformance part, or None where it is not installed."""
-    try:
-        module = importlib.import_module("adapter.conformance.cda_validation")
-    except ModuleNotFoundError as missing:
-        if missing.name and "adapter.conformance.cda_validation".startswith(missing.name):
-            return None
-        raise
-    return module.validate_letter
+    return optional("adapter.conformance.cda_validation", "validate_letter")
 
 
 def check_strictly(xml: bytes) -> dict[str, Any] | None:

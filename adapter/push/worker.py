@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapter.api import metrics
 from adapter.config import Settings, get_settings
 from adapter.errors import TargetError, TargetRejected, operation_outcome
+from adapter.parts import optional
 from adapter.push.backoff import backoff_delay
 from adapter.push.targets import Target, response_locations
 from adapter.store import outbox
@@ -83,13 +84,9 @@ class Pusher:
         Runs before the entry is marked delivered: if it fails, the entry is retried, and the
         resend is harmless (conditional transaction) while nothing queued is lost.
         """
-        try:
-            from adapter.coordination.subscriptions import after_push_in
-        except ModuleNotFoundError as missing:
-            if missing.name and "adapter.coordination.subscriptions".startswith(missing.name):
-                return
-            raise
-        after_push_in(self.engine, bundle, locations)
+        after_push_in = optional("adapter.coordination.subscriptions", "after_push_in")
+        if after_push_in is not None:
+            after_push_in(self.engine, bundle, locations)
 
     # one pass -----------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ Each part defines its own tables in its own module; `init_db` imports the module
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 import weakref
@@ -19,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from adapter.config import get_settings
+from adapter.parts import optional
 
 # Modules that declare SQLModel tables; a missing one is skipped so parts can land independently.
 MODEL_MODULES = (
@@ -32,11 +32,7 @@ MODEL_MODULES = (
 
 def _import_models() -> None:
     for name in MODEL_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as missing:
-            if missing.name != name:
-                raise
+        optional(name)
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
