@@ -1,18 +1,21 @@
 """Writing an import's chunks in a second process while the first one reads the next chunk.
 
 Reading, checking and turning a line into rows costs about as much as handing those rows to
-the database driver, and all of it holds Python's lock: one process uses one core. A forked
-writer process takes each chunk of rows through a pipe and writes it on its own connection
-while the importer reads the next one; at most one chunk is in flight, so memory stays flat.
-Works for SQLite files and PostgreSQL alike; not used where `fork` is missing or the database
-lives in the process's memory (the caller then writes in-process).
+the database driver, and all of it holds Python's lock: one process uses one core. A writer
+process takes each chunk of rows through a pipe and writes it on its own connection while the
+importer reads the next one; at most one chunk is in flight, so memory stays flat. Works for
+SQLite files and PostgreSQL alike; not used where the database lives in the process's memory
+(the caller then writes in-process).
+
+The writer is *spawned*, not forked: a fork copies the locks other threads of the importer
+(SQLite WAL checkpoints, the record's audit writer, a progress bar) hold at that instant, and
+the child then hangs for ever on the first of them (seen in the test suite: in sqlite3.connect).
 """
 
 from __future__ import annotations
 
 import gc
 import multiprocessing
-import os
 from collections.abc import Callable
 from contextlib import suppress
 from multiprocessing.connection import Connection as Pipe
@@ -31,25 +34,24 @@ class WriterFailed(RuntimeError):
     """The writer process stopped on an error (its message) or died."""
 
 
-def can_fork(engine: Engine) -> bool:
-    in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (
-        None,
-        "",
-        ":memory:",
+def can_write_in_a_process(engine: Engine) -> bool:
+    """False for an in-memory SQLite database: another process would not see it."""
+    return not (
+        engine.url.get_backend_name() == "sqlite"
+        and engine.url.database in (None, "", ":memory:")
     )
-    return not in_memory and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _serve(
     pipe: Pipe,
-    parent_end: Pipe,
-    engine: Engine,
+    database_url: str,
     make_writer: Callable[[], ChunkWriter],
     settings: Any,
 ) -> None:
-    parent_end.close()  # else the pipe never reports the importer gone
+    from adapter.store.db import engine_for
+
     gc.disable()  # same reason as the importer: many short-lived rows, no cycles
-    engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+    engine = engine_for(database_url)
     try:
         writer = make_writer()
         with engine.connect() as connection, settings(connection):
@@ -65,9 +67,7 @@ def _serve(
         with suppress(OSError):
             pipe.send(("error", f"{type(error).__name__}: {error}"))
     finally:
-        # Leave without the usual flushing of stdout/stderr: a thread of the importer (a
-        # progress bar) may have held their locks at the fork, and they would never be freed.
-        os._exit(0)
+        engine.dispose()
 
 
 class ForkedWriter:
@@ -81,10 +81,11 @@ class ForkedWriter:
         make_writer: Callable[[], ChunkWriter],
         settings: Callable[[Connection], Any],
     ) -> None:
-        context = multiprocessing.get_context("fork")
+        context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
+        database_url = engine.url.render_as_string(hide_password=False)
         self._process = context.Process(
-            target=_serve, args=(child, self._pipe, engine, make_writer, settings), daemon=True
+            target=_serve, args=(child, database_url, make_writer, settings), daemon=True
         )
         self._process.start()
         child.close()

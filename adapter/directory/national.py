@@ -13,6 +13,7 @@ import gc
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from hashlib import blake2b
 from typing import Any, BinaryIO
@@ -20,7 +21,7 @@ from typing import Any, BinaryIO
 from sqlalchemy.engine import Engine
 
 from adapter.directory import codes
-from adapter.directory.forked_writer import ForkedWriter, can_fork
+from adapter.directory.forked_writer import ForkedWriter, can_write_in_a_process
 from adapter.directory.models import (
     ORGANIZATION_COLUMNS,
     PRACTITIONER_COLUMNS,
@@ -249,13 +250,16 @@ class NationalImporter:
         chunk_lines: int = CHUNK_LINES,
         full: bool = True,
         fork_writer: bool = True,
+        row_writer: Callable[[int, bool], RowWriter] | None = None,
     ) -> None:
         self.engine = engine
         self.on_reject = on_reject
         self.progress = progress
         self.chunk_lines = chunk_lines
         self.full = full
-        self.fork_writer = fork_writer and can_fork(engine)
+        self.fork_writer = fork_writer and can_write_in_a_process(engine)
+        # a module-level class or function: the writer process gets it by name (pickled)
+        self.row_writer = row_writer or RowWriter
         self.fresh = False  # importing into empty tables: plain inserts, no look-ups
         self.forked: ForkedWriter | None = None
         self.layout = _Layout()
@@ -289,7 +293,7 @@ class NationalImporter:
             bulk_settings(connection),
             deferred_indexes(connection, tables) as self.fresh,
         ):
-            writer = RowWriter(run_id, self.fresh)
+            writer = self.row_writer(run_id, self.fresh)
             try:
                 self._read(stream, len(header), connection, writer, summary)
             finally:
@@ -377,10 +381,9 @@ class NationalImporter:
                 people, structures, activities = [], [], []
                 joinable, chunk_people, chunk_sites = True, set(), set()
                 if forked is None and self.fork_writer:
-                    # forked once the first chunk is freed: the copy of this process is smaller
                     forked = self.forked = ForkedWriter(
                         self.engine,
-                        partial(RowWriter, writer.run_id, self.fresh),
+                        partial(self.row_writer, writer.run_id, self.fresh),
                         bulk_settings,
                     )
                 if self.progress:

@@ -122,10 +122,14 @@ def test_the_changed_copy_differs_from_its_extract_in_exactly_the_changed_lines(
     assert alone.read_text() == changed.read_text()  # the same changes as a changed extract
 
 
-def _import_in_chunks(engine: Engine, path: Path, *, fork_writer: bool = True) -> ImportSummary:
-    """Import with small chunks, so a file of a few thousand lines goes through the forked
-    writer process as a national-size file does."""
-    importer = NationalImporter(engine, chunk_lines=400, fork_writer=fork_writer)
+def _import_in_chunks(
+    engine: Engine, path: Path, *, fork_writer: bool = True, row_writer: Any = None
+) -> ImportSummary:
+    """Import with small chunks, so a file of a few thousand lines goes through the writer
+    process as a national-size file does."""
+    importer = NationalImporter(
+        engine, chunk_lines=400, fork_writer=fork_writer, row_writer=row_writer
+    )
     with open_source(path, "national") as source:
         return importer.run(source.stream, source.name)
 
@@ -190,28 +194,29 @@ def test_the_forked_writer_works_on_postgresql(postgres_url: str, tmp_path: Path
         engine.dispose()
 
 
+class _FailingInTheWriterProcess(RowWriter):
+    """A RowWriter whose writes fail in any process but the importer's (named by pid in the
+    environment, which the spawned writer process inherits)."""
+
+    def write(self, connection: Any, chunk: Any) -> Any:
+        if os.getpid() != int(os.environ["LIAISON_TEST_IMPORTER_PID"]):
+            raise OSError("disk full")
+        return super().write(connection, chunk)
+
+
 def test_a_failure_in_the_writer_process_stops_the_import_with_its_reason(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A database failing half-way cannot be produced on demand: the forked writer's write fails.
+    # A database failing half-way cannot be produced on demand: the writer process's write fails.
     extract = tmp_path / "extract.txt"
     write_national_extract(extract, 2_000, seed=8)
-    importer_pid = os.getpid()
-    write = RowWriter.write
-
-    def failing_in_the_child(self: RowWriter, connection: Any, chunk: Any) -> Any:
-        if os.getpid() != importer_pid:
-            raise OSError("disk full")
-        return write(self, connection, chunk)
-
-    monkeypatch.setattr(RowWriter, "write", failing_in_the_child)
+    monkeypatch.setenv("LIAISON_TEST_IMPORTER_PID", str(os.getpid()))
     with pytest.raises(WriterFailed, match="OSError: disk full"):
-        _import_in_chunks(engine, extract)
+        _import_in_chunks(engine, extract, row_writer=_FailingInTheWriterProcess)
     assert gc.isenabled()
     with engine.connect() as connection:
         written = connection.execute(select(roles.c.id)).all()
     assert len(written) == 400  # the first chunk, written by the importer itself
-    monkeypatch.undo()
     resumed = _import_in_chunks(engine, extract)
     assert (resumed.inserted, resumed.unchanged) == (1_600, 400)
 
