@@ -37,9 +37,9 @@ def _pss_kib(pid: int) -> int:
 
 
 def _tree_pss_kib(root: int) -> int:
-    """Summed PSS of a process and its children (the importer and its forked writer): the
-    memory the import really occupies. Each process's RSS counts the pages the fork shares in
-    full, so a sum of RSS would overstate it."""
+    """Summed PSS of a process and its children (the importer and its writer process): the
+    memory the import really occupies. Each process's RSS counts the pages they share (libraries)
+    in full, so a sum of RSS would overstate it."""
     pids = [root]
     for task in Path(f"/proc/{root}/task").glob("*/children"):
         try:

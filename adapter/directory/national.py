@@ -21,7 +21,6 @@ from typing import Any, BinaryIO
 from sqlalchemy.engine import Engine
 
 from adapter.directory import codes
-from adapter.directory.forked_writer import ForkedWriter, can_write_in_a_process
 from adapter.directory.models import (
     ORGANIZATION_COLUMNS,
     PRACTITIONER_COLUMNS,
@@ -42,6 +41,7 @@ from adapter.directory.writer import (
     start_run,
     table_of,
 )
+from adapter.directory.writer_process import WriterProcess, can_write_in_a_process
 from adapter.errors import BadRequest
 
 KIND = "national"
@@ -174,7 +174,7 @@ def organization_row(role: tuple[str, ...]) -> tuple[Any, ...]:
 
 
 # A chunk on its way to the database: Practitioner, Organization and PractitionerRole rows.
-# Through the pipe to the forked writer, role and practitioner rows travel as one string each,
+# Through the pipe to the writer process, role and practitioner rows travel as one string each,
 # fields joined by FIELD_SEPARATOR: pickling 40 strings per line would cost as much as inserting
 # them. A chunk in which a field holds the separator itself travels as tuples.
 Chunk = tuple[list[Any], list[tuple[Any, ...]], list[Any]]
@@ -192,7 +192,7 @@ def _rows(rows: list[Any]) -> dict[str, Any]:
 
 class RowWriter:
     """Writes a chunk's Practitioner, Organization and PractitionerRole rows in one
-    transaction: in the importer's process, or in the forked writer process."""
+    transaction: in the importer's process, or in the writer process process."""
 
     def __init__(self, run_id: int, fresh: bool) -> None:
         self.run_id = run_id
@@ -261,7 +261,7 @@ class NationalImporter:
         # a module-level class or function: the writer process gets it by name (pickled)
         self.row_writer = row_writer or RowWriter
         self.fresh = False  # importing into empty tables: plain inserts, no look-ups
-        self.forked: ForkedWriter | None = None
+        self.writer_process: WriterProcess | None = None
         self.layout = _Layout()
         self.entities: dict[str, Counter[str]] = {name: Counter() for name in ENTITIES}
 
@@ -297,9 +297,9 @@ class NationalImporter:
             try:
                 self._read(stream, len(header), connection, writer, summary)
             finally:
-                if self.forked is not None:  # stopped after the chunk it is writing, if any,
-                    self.forked.close()  # and before the indexes are rebuilt
-                    self.forked = None
+                if self.writer_process is not None:  # stopped after the chunk in hand, if any,
+                    self.writer_process.close()  # and before the indexes are rebuilt
+                    self.writer_process = None
             if self.full:
                 self._deactivate_unseen(connection, writer, summary)
         summary.seconds = time.perf_counter() - started
@@ -315,10 +315,10 @@ class NationalImporter:
         summary: ImportSummary,
     ) -> None:
         """Read and check every line, handing chunks to the writer. The first chunk is written
-        here; if the file has more, a forked writer (`self.forked`) takes the next ones."""
+        here; if the file has more, a writer process (`self.writer_process`) takes the next ones."""
         layout = self.layout
         chunk_lines = self.chunk_lines
-        forked: ForkedWriter | None = None
+        writer_process: WriterProcess | None = None
         read = 0
         last_idnat, ranks = "", dict[str, int]()
         people: list[tuple[str, ...]] = []
@@ -373,15 +373,15 @@ class NationalImporter:
             if len(activities) >= chunk_lines:
                 summary.read = read
                 chunk = (people, structures, activities)
-                if forked is not None:
-                    self._tally(forked.submit(_for_pipe(chunk, joinable)), summary)
+                if writer_process is not None:
+                    self._tally(writer_process.submit(_for_pipe(chunk, joinable)), summary)
                 else:
                     self._tally(writer.write(connection, chunk), summary)
                 del chunk
                 people, structures, activities = [], [], []
                 joinable, chunk_people, chunk_sites = True, set(), set()
-                if forked is None and self.fork_writer:
-                    forked = self.forked = ForkedWriter(
+                if writer_process is None and self.fork_writer:
+                    writer_process = self.writer_process = WriterProcess(
                         self.engine,
                         partial(self.row_writer, writer.run_id, self.fresh),
                         bulk_settings,
@@ -390,10 +390,10 @@ class NationalImporter:
                     self.progress(consumed)
         summary.read = read
         chunk = (people, structures, activities)
-        if forked is not None:
+        if writer_process is not None:
             if activities:
-                self._tally(forked.submit(_for_pipe(chunk, joinable)), summary)
-            last, seen = forked.finish()
+                self._tally(writer_process.submit(_for_pipe(chunk, joinable)), summary)
+            last, seen = writer_process.finish()
             self._tally(last, summary)
             for entity, ids in seen.items():
                 writer.upserters[entity].merge_seen(ids)

@@ -270,7 +270,7 @@ def write_national_extract(
     `change_every` changed (and `path` gets the unchanged lines); without it, `path` gets the
     changed lines. `workers` > 1 writes pieces in parallel processes (other content, same shape).
     """
-    if workers > 1 and n_lines >= 100 * workers and "fork" in mp.get_all_start_methods():
+    if workers > 1 and n_lines >= 100 * workers:
         return _write_in_pieces(
             path, n_lines, seed, change_every, drop_professionals_every, extra_lines, workers
         )
@@ -328,7 +328,8 @@ def _write_in_pieces(
         (piece, n_lines, seed, change_every, drop, (index, workers))
         for index, piece in enumerate(pieces)
     ]
-    with mp.get_context("fork").Pool(workers) as pool:
+    # spawned, not forked: a fork would copy locks other threads of the caller hold
+    with mp.get_context("spawn").Pool(workers) as pool:
         results = pool.starmap(_write_piece, jobs)
     total = ExtractStats()
     with path.open("wb") as handle:

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from adapter.directory.forked_writer import WriterFailed
 from adapter.directory.importer import import_path
 from adapter.directory.models import DirectoryPractitioner, DirectoryRole
 from adapter.directory.national import NATIONAL_ROLE_COLUMNS, NationalImporter, RowWriter
 from adapter.directory.sources import open_source
 from adapter.directory.synthetic import write_national_extract
 from adapter.directory.writer import ImportSummary, table_of
+from adapter.directory.writer_process import WriterFailed
 from adapter.store.db import engine_for, init_db
 from tests.directory.conftest import NATIONAL_SAMPLE
 
@@ -160,7 +160,7 @@ def _check_chunked_imports(engine: Engine, tmp_path: Path) -> None:
     assert all(phone is not None for (phone,) in phones)
 
 
-def test_a_file_of_many_chunks_written_by_the_forked_writer_imports_the_same(
+def test_a_file_of_many_chunks_written_by_the_writer_process_imports_the_same(
     engine: Engine, tmp_path: Path
 ) -> None:
     _check_chunked_imports(engine, tmp_path)
@@ -185,7 +185,7 @@ def test_the_same_file_written_in_process_gives_the_same_counts(
 
 
 @pytest.mark.postgres
-def test_the_forked_writer_works_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+def test_the_writer_process_works_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     engine = engine_for(postgres_url)
     init_db(engine)
     try:
@@ -221,7 +221,7 @@ def test_a_failure_in_the_writer_process_stops_the_import_with_its_reason(
     assert (resumed.inserted, resumed.unchanged) == (1_600, 400)
 
 
-def test_a_field_holding_the_pipe_separator_character_reaches_the_forked_writer_intact(
+def test_a_field_holding_the_pipe_separator_character_reaches_the_writer_process_intact(
     engine: Engine, tmp_path: Path
 ) -> None:
     # Rows cross to the writer process joined by U+001F; a line holding it must survive.

@@ -70,7 +70,7 @@ def _serve(
         engine.dispose()
 
 
-class ForkedWriter:
+class WriterProcess:
     """Parent side: `submit(chunk)` returns the previous chunk's outcome (None for the first)
     once it is written, so the caller reads the next chunk meanwhile; `finish()` returns the
     last outcome and the writer's `result()`."""
