@@ -71,12 +71,27 @@ class Settings(BaseSettings):
     push_backoff_max_seconds: float = 300.0
     push_workers: int = 2
     push_in_server: bool = Field(default=True, description="run the pusher inside `liaison serve`")
+    push_process: bool = Field(
+        default=True,
+        description="`liaison serve` delivers from a process of its own (the second core); "
+        "false: from threads of the server process",
+    )
     target_max_entries: int | None = Field(
         default=None, description="split bigger transactions for targets that cap them (Medplum: 8)"
     )
     token_audience: str | None = Field(
         default=None,
         description="`aud` bearer tokens must carry (set it when trusting an external issuer)",
+    )
+    convert_processes: int = Field(
+        default=2,
+        description="processes beside the server that convert letters before their 202 "
+        "(0: in the server process)",
+    )
+    record_database_url: str | None = Field(
+        default=None,
+        description="database of the embedded record; default: on SQLite a file of its own "
+        "beside liaison's (`liaison.record.db`), on PostgreSQL liaison's database",
     )
 
     @property

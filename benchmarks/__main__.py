@@ -17,8 +17,8 @@ from datetime import date
 
 # Order of the table: the data flow (read → map → store → push / serve).
 BENCHMARKS = (
-    "convert", "conformance", "coordination", "ingest", "directory_import", "record_search",
-    "medplum_push",
+    "convert", "conformance", "coordination", "ingest", "delivery", "directory_import",
+    "record_search", "medplum_push",
 )
 
 

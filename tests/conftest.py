@@ -22,6 +22,11 @@ def liaison_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     monkeypatch.setenv("LIAISON_DATA_DIR", str(data_dir))
     monkeypatch.delenv("LIAISON_DATABASE_URL", raising=False)
     monkeypatch.delenv("LIAISON_TARGET_URL", raising=False)
+    # Apps built by tests convert and deliver in the test process (tests hand them settings
+    # objects other processes would not see); tests/push/test_pusher_process.py and
+    # tests/api/test_conversion_pool.py cover the processes `liaison serve` starts by default.
+    monkeypatch.setenv("LIAISON_PUSH_PROCESS", "false")
+    monkeypatch.setenv("LIAISON_CONVERT_PROCESSES", "0")
     get_settings.cache_clear()
     db.get_engine.cache_clear()
     yield data_dir

@@ -9,17 +9,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 
 from adapter import __version__
 from adapter.api import discharge_letters, health, metrics, validation
 from adapter.api.errors import install_error_handlers
 from adapter.api.mhd import provide_document_interceptor
+from adapter.api.preparation import ConversionPool
 from adapter.config import Settings, get_settings
 from adapter.parts import optional
+from adapter.push.process import PusherProcess
 from adapter.push.targets import target_from_settings
 from adapter.push.worker import Pusher
-from adapter.store.db import get_engine
+from adapter.store.db import can_share, get_engine
 
 logger = logging.getLogger("liaison.api")
 
@@ -49,7 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.push_in_server:
+        if settings.convert_processes > 0 and can_share(engine):
+            app.state.converters = await run_in_threadpool(
+                ConversionPool(settings.resolved_database_url, settings.convert_processes).start
+            )
+        if settings.push_in_server and settings.push_process and can_share(engine):
+            app.state.pusher = PusherProcess().start()
+        elif settings.push_in_server:
             register_outbox_handlers(engine)
             app.state.pusher = Pusher(
                 engine, target_from_settings(settings, engine), settings=settings
@@ -60,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pusher: Any = getattr(app.state, "pusher", None)
             if pusher is not None:
                 pusher.stop()
+            if app.state.converters is not None:
+                app.state.converters.stop()
 
     app = FastAPI(
         title="liaison",
@@ -73,7 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.pusher = None
-    app.state.bundle_interceptors = [provide_document_interceptor(engine, settings)]
+    app.state.converters = None  # letters are prepared in this process until the pool starts
+    app.state.bundle_interceptors = [
+        provide_document_interceptor(engine, settings, lambda: app.state.converters)
+    ]
     repository_class = optional("adapter.record.repository", "Repository")
     if repository_class is not None:  # the record routes and the pusher share one engine
         app.state.record_repository = repository_class(engine)

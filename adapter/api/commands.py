@@ -26,12 +26,14 @@ def _fail(message: str) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8080, help="port to listen on"),
-    workers: int = typer.Option(1, help="server processes (each with its own pusher threads)"),
+    workers: int = typer.Option(1, help="server processes (each with its own pusher)"),
     pusher: bool | None = typer.Option(
-        None, help="run the pusher in this process (default: LIAISON_PUSH_IN_SERVER, true)"
+        None, help="run a pusher with the server (default: LIAISON_PUSH_IN_SERVER, true)"
     ),
 ) -> None:
-    """Serve the ingestion API, the embedded record and the pusher in one process."""
+    """Serve the ingestion API, the embedded record and the directory; deliver from a pusher
+    process and convert letters in processes beside the server (LIAISON_PUSH_PROCESS,
+    LIAISON_CONVERT_PROCESSES)."""
     import uvicorn
 
     from adapter.api.app import create_app

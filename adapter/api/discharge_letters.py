@@ -134,6 +134,7 @@ async def submit_letter(
         engine=request.app.state.engine,
         settings=settings,
         submitted_by=principal.organization,
+        converters=request.app.state.converters,
     )
     letter_id = accepted.receipt["id"]
     return JSONResponse(

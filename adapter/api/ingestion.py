@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,54 +18,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from adapter.api import metrics
-from adapter.api.directory_cache import CachedDirectory
+from adapter.api.preparation import ConversionPool, prepare_here
 from adapter.api.validation import CDA_VALIDATION, check_strictly, validator
 from adapter.config import Settings
 from adapter.errors import Conflict, LetterTooLarge
-from adapter.parts import optional
 from adapter.push import worker
 from adapter.store import outbox
-from adapter.store.letters import (
-    ReceivedLetter,
-    find_letter,
-    patient_key,
-    produced_resources,
-    receipt,
-)
+from adapter.store.letters import ReceivedLetter, find_letter, receipt
 
 logger = logging.getLogger("liaison.ingest")
-
-# Conversion is CPU work under the GIL: more concurrent conversions would not go faster, and
-# would hold more database connections (directory look-ups) than the pool keeps open.
-_converting = threading.BoundedSemaphore(4)
 
 
 @dataclass(frozen=True)
 class Accepted:
     receipt: dict[str, Any]
     created: bool  # False: this letter had already been received, nothing was created
-
-
-_directories: dict[str, CachedDirectory] = {}
-
-
-def _directory(engine: Engine) -> CachedDirectory | None:
-    """The directory of `engine`'s database (None where the directory part is not installed)."""
-    key = str(engine.url)
-    if key not in _directories:
-        sql_directory = optional("adapter.directory.lookup", "SqlDirectory")
-        if sql_directory is None:
-            return None
-        _directories[key] = CachedDirectory(sql_directory(engine))
-    return _directories[key]
-
-
-def _coordinated(conversion: Any, engine: Engine) -> Any:
-    """The conversion with care coordination applied (issue 8), where that part is installed."""
-    coordinate = optional("adapter.coordination", "coordinate")
-    if coordinate is None:
-        return conversion
-    return coordinate(conversion, engine, in_place=True)  # the conversion is ours to change
 
 
 def _receipt_for(session: Session, letter: ReceivedLetter, submitted_by: str | None
@@ -94,6 +60,7 @@ def ingest_letter(
     engine: Engine,
     settings: Settings,
     submitted_by: str | None = None,
+    converters: ConversionPool | None = None,
 ) -> Accepted:
     """Accept one CDA letter (or refuse it with a `RefusedLetter` saying why)."""
     if len(xml) > settings.max_letter_bytes:
@@ -106,19 +73,10 @@ def ingest_letter(
         metrics.LETTERS_DUPLICATE.inc()
         return Accepted(known, created=False)
 
-    from adapter.mapping import convert_letter  # the mapping part: imported when first needed
-
-    with _converting:
-        validation = check_strictly(xml) if settings.validation_mode == "strict" else None
-        conversion = _coordinated(convert_letter(xml, directory=_directory(engine)), engine)
-    summary = conversion.letter
-    document_id = "|".join(summary.document_id)
-    key = patient_key([summary.ins] if summary.ins else summary.patient_identifiers)
-    # Serialised before taking the database's single write lock: every millisecond spent
-    # holding it is a millisecond every other hospital and the pusher wait.
-    payload = orjson.dumps(conversion.bundle)
-    resources = orjson.dumps(produced_resources(conversion.bundle)).decode()
-    report = orjson.dumps(conversion.report).decode()
+    validation = check_strictly(xml) if settings.validation_mode == "strict" else None
+    letter = (converters.prepare(xml, engine) if converters is not None
+              else prepare_here(xml, engine))
+    document_id = letter.document_id
     try:
         with outbox.write_scope(engine, urgent=True) as session:
             already = find_letter(session, sha1=sha1, document_id=document_id)
@@ -126,30 +84,32 @@ def ingest_letter(
                 answer = _receipt_for(session, already, submitted_by)
                 metrics.LETTERS_DUPLICATE.inc()
                 return Accepted(answer, created=False)
-            entry = outbox.enqueue(session, worker.FHIR_TRANSACTION, payload, key)
-            letter = ReceivedLetter(
+            entry = outbox.enqueue(
+                session, worker.FHIR_TRANSACTION, letter.payload, letter.patient_key
+            )
+            received = ReceivedLetter(
                 sha1=sha1,
                 document_id=document_id,
-                set_id="|".join(summary.set_id),
-                version=summary.version,
-                kind=summary.kind,
-                model=summary.model,
-                patient_key=key,
+                set_id=letter.set_id,
+                version=letter.version,
+                kind=letter.kind,
+                model=letter.model,
+                patient_key=letter.patient_key,
                 content_type=content_type,
                 content=xml,
                 submitted_by=submitted_by,
                 outbox_id=entry.id,
-                resources=resources,
-                report=report,
+                resources=letter.resources,
+                report=letter.report,
                 validation=orjson.dumps(validation).decode() if validation else None,
             )
-            session.add(letter)
+            session.add(received)
             session.flush()
             if settings.validation_mode == "report" and validator() is not None:
                 outbox.enqueue(
-                    session, CDA_VALIDATION, {"letter": letter.id}, f"validate:{letter.id}"
+                    session, CDA_VALIDATION, {"letter": received.id}, f"validate:{received.id}"
                 )
-            answer = receipt(session, letter)
+            answer = receipt(session, received)
     except IntegrityError:
         # The same letter was accepted concurrently by another request: answer with its receipt.
         with Session(engine) as session:

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
 from adapter.api.ingestion import ingest_letter
+from adapter.api.preparation import ConversionPool
 from adapter.config import Settings
 from adapter.errors import BadRequest, Forbidden
 
@@ -98,7 +99,10 @@ def _transaction_response(bundle: dict[str, Any], receipt: dict[str, Any]) -> di
     }
 
 
-def provide_document_interceptor(engine: Engine, settings: Settings) -> Interceptor:
+def provide_document_interceptor(
+    engine: Engine, settings: Settings, converters: Callable[[], ConversionPool | None]
+) -> Interceptor:
+    """`converters`: the app's conversion pool once started (None: prepare in this process)."""
     async def intercept(bundle: dict[str, Any], principal: Any) -> Response | None:
         found = letter_of(bundle)
         if found is None:
@@ -113,6 +117,7 @@ def provide_document_interceptor(engine: Engine, settings: Settings) -> Intercep
             engine=engine,
             settings=settings,
             submitted_by=getattr(principal, "organization", None),
+            converters=converters(),
         )
         return JSONResponse(
             _transaction_response(bundle, accepted.receipt),

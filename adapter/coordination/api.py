@@ -329,6 +329,6 @@ def coordinator_page(
         from adapter.record.repository import Repository
     except ModuleNotFoundError as missing:
         raise Forbidden("the embedded record is not installed") from missing
-    repository = Repository(_engine(request))
-    found = page.discharges(repository, principal)
+    engine = _engine(request)
+    found = page.discharges(Repository(engine), principal, letters_engine=engine)
     return HTMLResponse(page.render(found, principal))

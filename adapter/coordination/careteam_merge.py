@@ -8,11 +8,13 @@ about the new letter like its named recipients.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from adapter.coordination.bundle_tools import IDNAT_PS, BundleView
+from adapter.coordination.record_reader import Members, care_team_reader
 
 
 class RecordReader(Protocol):
@@ -48,19 +50,45 @@ def _idnat(practitioner: dict[str, Any]) -> str | None:
     return None
 
 
-def _resolve_member(record: RecordReader, reference: str) -> dict[str, Any] | None:
-    """The Practitioner behind a member reference (PractitionerRole → its practitioner)."""
+def _resolve_member(
+    record: RecordReader, reference: str, known: Members | None = None
+) -> dict[str, Any] | None:
+    """The Practitioner behind a member reference (PractitionerRole → its practitioner);
+    `known`: members already fetched with the CareTeams (None: not in the record), read only
+    when missing there."""
     kind, _, resource_id = reference.partition("/")
     if kind not in ("Practitioner", "PractitionerRole") or not resource_id:
         return None
-    try:
-        resource = record.read(kind, resource_id.split("/")[0])
-    except Exception:  # a dangling reference in the record must not stop a letter
-        return None
+    key = f"{kind}/{resource_id.split('/')[0]}"
+    if known is not None and key in known:
+        resource = known[key]
+        if resource is None:
+            return None
+    else:
+        try:
+            resource = record.read(kind, resource_id.split("/")[0])
+        except Exception:  # a dangling reference in the record must not stop a letter
+            return None
     if kind == "PractitionerRole":
         practitioner_ref = (resource.get("practitioner") or {}).get("reference")
-        return _resolve_member(record, practitioner_ref) if practitioner_ref else None
+        return _resolve_member(record, practitioner_ref, known) if practitioner_ref else None
     return resource
+
+
+def _patient_ids(record: RecordReader, patient_identifiers: list[tuple[str, str]]) -> list[str]:
+    patient_ids: set[str] = set()
+    for system, value in patient_identifiers:
+        found = record.search("Patient", [("identifier", f"{system}|{value}")])
+        patient_ids |= {p["id"] for p in _entries(found) if p.get("resourceType") == "Patient"}
+    return sorted(patient_ids)
+
+
+def _care_teams(record: RecordReader, patient_ids: list[str]) -> list[dict[str, Any]]:
+    teams: list[dict[str, Any]] = []
+    for patient_id in patient_ids:
+        found = record.search("CareTeam", [("subject", f"Patient/{patient_id}")])
+        teams += [t for t in _entries(found) if t.get("resourceType") == "CareTeam"]
+    return teams
 
 
 def known_carers(
@@ -69,36 +97,38 @@ def known_carers(
     """Practitioners of every CareTeam of the patient in the record, one per person."""
     if record is None:
         return []
-    patient_ids: set[str] = set()
-    for system, value in patient_identifiers:
-        found = record.search("Patient", [("identifier", f"{system}|{value}")])
-        patient_ids |= {p["id"] for p in _entries(found) if p.get("resourceType") == "Patient"}
+    members: Members = {}
+    fast = care_team_reader(record)
+    if fast is not None:  # the embedded record: one look-up, then one search and two reads
+        teams, members = fast.care_teams(fast.patient_ids(patient_identifiers))
+    else:
+        teams = _care_teams(record, _patient_ids(record, patient_identifiers))
     carers: dict[str, KnownCarer] = {}
-    for patient_id in sorted(patient_ids):
-        teams = record.search("CareTeam", [("subject", f"Patient/{patient_id}")])
-        for team in _entries(teams):
-            if team.get("resourceType") != "CareTeam":
+    for team in teams:
+        identifiers = [i for i in team.get("identifier") or [] if i.get("value")]
+        team_identifier = (
+            (identifiers[0].get("system", ""), identifiers[0]["value"]) if identifiers else None
+        )
+        for participant in team.get("participant") or []:
+            reference = (participant.get("member") or {}).get("reference") or ""
+            practitioner = _resolve_member(record, reference, members)
+            if practitioner is None:
                 continue
-            identifiers = [i for i in team.get("identifier") or [] if i.get("value")]
-            team_identifier = (
-                (identifiers[0].get("system", ""), identifiers[0]["value"]) if identifiers else None
+            key = _idnat(practitioner) or reference
+            if key in carers:
+                continue
+            # copies: the new CareTeam gets them, the record reader's objects stay its own
+            roles, period, extensions = orjson.loads(orjson.dumps(
+                [participant.get("role") or [], participant.get("period"),
+                 participant.get("extension") or []]))
+            carers[key] = KnownCarer(
+                practitioner=practitioner,
+                idnat=_idnat(practitioner),
+                roles=roles,
+                period=period,
+                extensions=extensions,
+                care_team_identifier=team_identifier,
             )
-            for participant in team.get("participant") or []:
-                reference = (participant.get("member") or {}).get("reference") or ""
-                practitioner = _resolve_member(record, reference)
-                if practitioner is None:
-                    continue
-                key = _idnat(practitioner) or reference
-                if key in carers:
-                    continue
-                carers[key] = KnownCarer(
-                    practitioner=practitioner,
-                    idnat=_idnat(practitioner),
-                    roles=copy.deepcopy(participant.get("role") or []),
-                    period=copy.deepcopy(participant.get("period")),
-                    extensions=copy.deepcopy(participant.get("extension") or []),
-                    care_team_identifier=team_identifier,
-                )
     return list(carers.values())
 
 

@@ -8,10 +8,14 @@ A coordinator is a local-directory row whose `role` is one of the coordinator ro
 from __future__ import annotations
 
 import csv
+import threading
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -126,7 +130,16 @@ def coordinator_from_card(card: ProfessionalCard, rules: CoordinationRules) -> C
 
 
 class DirectoryCoordinators:
-    """Coordinators from the imported directory (`adapter.directory` tables, read only)."""
+    """Coordinators from the imported directory (`adapter.directory` tables, read only).
+
+    Every accepted letter asks for them, and rebuilding them from the tables cost ≈0.6 ms a
+    letter (with no index on the local role, a scan of every activity of a national extract).
+    So the list is kept per database and rebuilt when the directory's *generation* changes:
+    every write to the directory tables is an import run (`directory_import_run`: a row when
+    it starts, `finished_at` when it ends), so one look-up at that small table tells whether
+    anything may have changed since. Not a time-to-live: a coordinator just imported must be
+    used by the very next letter.
+    """
 
     def __init__(self, engine: Engine, rules: CoordinationRules | None = None) -> None:
         self.engine = engine
@@ -134,9 +147,25 @@ class DirectoryCoordinators:
 
     def coordinators(self) -> Sequence[Coordinator]:
         try:
-            from adapter.directory.models import DirectoryPractitioner, DirectoryRole
+            from adapter.directory.models import DirectoryImportRun
         except ModuleNotFoundError:
             return []
+        key = (str(self.engine.url), self.rules.coordinator)
+        generation = _generation(self.engine, DirectoryImportRun)
+        with _cache_lock:
+            cached = _cache.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        found = tuple(self._load())  # read after the generation: a later import shows next time
+        with _cache_lock:
+            if len(_cache) >= _CACHED_DATABASES and key not in _cache:
+                _cache.clear()  # many databases in one process: tests, not a server
+            _cache[key] = (generation, found)
+        return found
+
+    def _load(self) -> list[Coordinator]:
+        from adapter.directory.models import DirectoryPractitioner, DirectoryRole
+
         roles = list(self.rules.coordinator.directory_roles)
         query = (
             select(DirectoryRole, DirectoryPractitioner)
@@ -169,3 +198,23 @@ class DirectoryCoordinators:
                 if coordinator is not None:
                     found.append(coordinator)
         return found
+
+
+Generation = tuple[Any, ...]
+_cache: dict[tuple[str, Any], tuple[Generation, tuple[Coordinator, ...]]] = {}
+_cache_lock = threading.Lock()
+_CACHED_DATABASES = 16
+
+
+@lru_cache(maxsize=4)
+def _generation_query(runs: Any) -> Any:
+    return sa_select(
+        func.max(runs.c.id), func.count(), func.count(runs.c.finished_at),
+        func.max(runs.c.finished_at),
+    )
+
+
+def _generation(engine: Engine, runs_model: Any) -> Generation:
+    """Changes whenever an import run starts or ends (concurrent runs may end in any order)."""
+    with engine.connect() as connection:
+        return tuple(connection.execute(_generation_query(runs_model.__table__)).one())

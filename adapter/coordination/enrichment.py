@@ -120,6 +120,7 @@ def enrich(
             if decision.restricted:
                 consent.apply_to_bundle(bundle, decision, rules)  # labels the event too
             _info(report, "notification: SOR discharge event emitted (CommunicationRequest)")
+        consent.write_audit(session)  # the letter's decisions in one insert, then the commit
     return dataclasses.replace(conversion, bundle=bundle, report=report)
 
 

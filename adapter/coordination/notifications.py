@@ -9,9 +9,10 @@ Codes, systems and URLs come from `mappings/coordination.yaml` (section `dischar
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.rules import CoordinationRules
@@ -28,7 +29,8 @@ def _contained(
     resource["meta"] = {"profile": [profile]}
     for key in keys:
         if source.get(key):
-            resource[key] = copy.deepcopy(source[key])
+            # a copy (the patient's fields are the bundle's own); orjson's is 10x deepcopy's speed
+            resource[key] = orjson.loads(orjson.dumps(source[key]))
     return resource
 
 

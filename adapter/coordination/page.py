@@ -264,9 +264,20 @@ def letter_statuses(engine: Any, patient: dict[str, Any]) -> list[dict[str, str]
 
 
 def discharges(
-    repository: Any, principal: Any, rules: CoordinationRules | None = None, limit: int = 20
+    repository: Any,
+    principal: Any,
+    rules: CoordinationRules | None = None,
+    limit: int = 20,
+    *,
+    letters_engine: Any = None,
 ) -> list[Discharge]:
-    """The territory's recent discharges as the coordinator may see them."""
+    """The territory's recent discharges as the coordinator may see them; `letters_engine`:
+    liaison's database, where received letters are (the record may have a database of its
+    own; default: the configured one)."""
+    if letters_engine is None:
+        from adapter.store.db import get_engine
+
+        letters_engine = get_engine()
     rules = rules or load_rules()
     recent = [("_sort", "-_lastUpdated"), ("_count", "100")]
     teams = _entries(repository.search("CareTeam", recent, principal), principal)
@@ -311,7 +322,7 @@ def discharges(
                 members=members,
                 missing_roles=missing_roles(activities, members, rules.missing_roles),
                 communications=communications,
-                letters=letter_statuses(getattr(repository, "engine", None), patient),
+                letters=letter_statuses(letters_engine, patient),
             )
         )
         if len(found) >= limit:

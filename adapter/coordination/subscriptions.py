@@ -308,7 +308,17 @@ def _granted_to_owner(session: Session, record: SubscriptionRecord, server_ref: 
         RESOURCES.c.deleted == false(),
         *([clause] if clause is not None else []),
     )
-    return session.execute(query).first() is not None
+    with _record_engine(session).connect() as connection:
+        return connection.execute(query).first() is not None
+
+
+def _record_engine(session: Session) -> Engine:
+    """The embedded record's database for liaison's (`session`'s): it may be a file of its own,
+    which the Repository resolves."""
+    from adapter.record.repository import Repository
+
+    bind = session.get_bind()
+    return Repository(getattr(bind, "engine", bind)).engine
 
 
 # -- from an accepted bundle to outbox entries -------------------------------------------------

@@ -41,8 +41,9 @@ from adapter.directory.writer import (
     start_run,
     table_of,
 )
-from adapter.directory.writer_process import WriterProcess, can_write_in_a_process
+from adapter.directory.writer_process import WriterProcess
 from adapter.errors import BadRequest
+from adapter.store.db import can_share
 
 KIND = "national"
 CHUNK_LINES = 20_000
@@ -257,7 +258,7 @@ class NationalImporter:
         self.progress = progress
         self.chunk_lines = chunk_lines
         self.full = full
-        self.fork_writer = fork_writer and can_write_in_a_process(engine)
+        self.fork_writer = fork_writer and can_share(engine)
         # a module-level class or function: the writer process gets it by name (pickled)
         self.row_writer = row_writer or RowWriter
         self.fresh = False  # importing into empty tables: plain inserts, no look-ups

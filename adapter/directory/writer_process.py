@@ -34,14 +34,6 @@ class WriterFailed(RuntimeError):
     """The writer process stopped on an error (its message) or died."""
 
 
-def can_write_in_a_process(engine: Engine) -> bool:
-    """False for an in-memory SQLite database: another process would not see it."""
-    return not (
-        engine.url.get_backend_name() == "sqlite"
-        and engine.url.database in (None, "", ":memory:")
-    )
-
-
 def _serve(
     pipe: Pipe,
     database_url: str,

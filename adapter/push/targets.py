@@ -15,7 +15,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapter.config import Settings
-from adapter.errors import LiaisonError, TargetRejected, TargetUnavailable, operation_outcome
+from adapter.errors import (
+    LiaisonError,
+    TargetError,
+    TargetRejected,
+    TargetUnavailable,
+    operation_outcome,
+)
 from adapter.push.backoff import parse_retry_after
 from adapter.push.oauth import ClientCredentials
 from adapter.push.splitting import send_in_chunks
@@ -70,24 +76,41 @@ class EmbeddedTarget:
         try:
             return repository.transaction(bundle)
         except LiaisonError as error:
-            # A 409 caused by a lost race with a concurrent writer (the record says "retry")
-            # succeeds when sent again; parking the letter as failed would need a human.
-            raced = isinstance(error.__cause__, IntegrityError)
-            if error.http_status in RETRYABLE_STATUSES or error.http_status >= 500 or raced:
-                raise TargetUnavailable(
-                    error.message, status=error.http_status, outcome=error.operation_outcome()
-                ) from error
-            raise TargetRejected(
-                error.message, status=error.http_status, outcome=error.operation_outcome()
-            ) from error
-        except OperationalError as error:  # database locked or gone: try again later
-            raise TargetUnavailable(
-                "the record database is unavailable",
-                outcome=operation_outcome("the record database is unavailable", code="transient"),
-            ) from error
+            raise _target_error(error) from error
+        except OperationalError as error:
+            raise _unavailable() from error
+
+    def send_many(self, bundles: list[dict[str, Any]]) -> list[dict[str, Any] | TargetError]:
+        """Several bundles in one record transaction (see `Repository.transactions`): each
+        answer is its response bundle, or the error `send` would have raised for it alone."""
+        repository = self._repo()
+        try:
+            answers = repository.transactions(bundles)
+        except OperationalError as error:
+            raise _unavailable() from error
+        return [_target_error(answer) if isinstance(answer, LiaisonError) else answer
+                for answer in answers]
 
     def close(self) -> None:
         return None
+
+
+def _target_error(error: LiaisonError) -> TargetError:
+    # A 409 caused by a lost race with a concurrent writer (the record says "retry") succeeds
+    # when sent again; parking the letter as failed would need a human.
+    raced = isinstance(error.__cause__, IntegrityError)
+    kind = TargetUnavailable if (error.http_status in RETRYABLE_STATUSES
+                                 or error.http_status >= 500 or raced) else TargetRejected
+    translated = kind(error.message, status=error.http_status,
+                      outcome=error.operation_outcome())
+    translated.__cause__ = error
+    return translated
+
+
+def _unavailable() -> TargetUnavailable:
+    """The record database is locked or gone: try again later."""
+    message = "the record database is unavailable"
+    return TargetUnavailable(message, outcome=operation_outcome(message, code="transient"))
 
 
 class HttpTarget:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from adapter.api import metrics
 from adapter.config import Settings, get_settings
@@ -29,6 +30,9 @@ from adapter.store import outbox
 logger = logging.getLogger("liaison.push")
 
 FHIR_TRANSACTION = "fhir-transaction"
+# Letters handed at once to a target that takes several (the embedded record: one database
+# transaction, one grants refresh, one commit for all), and marked delivered in one write.
+BATCH_SIZE = 8
 
 # payload → what to remember as the result; raises TargetUnavailable / TargetRejected
 Handler = Callable[[Any], "dict[str, Any] | None"]
@@ -42,9 +46,17 @@ def register_handler(kind: str, handler: Handler) -> None:
 
 
 def notify() -> None:
-    """Wake the pushers of this process: something was just enqueued."""
+    """Wake the pushers of this process (and of its pusher process): something was enqueued."""
     for event in list(_running):
         event.set()
+
+
+def wake_also(event: Any, *, remove: bool = False) -> None:
+    """Let `notify` also set `event` (e.g. shared with a pusher process), or stop doing so."""
+    if remove:
+        _running.discard(event)
+    else:
+        _running.add(event)
 
 
 class Pusher:
@@ -57,6 +69,7 @@ class Pusher:
         threads: int | None = None,
         poll_seconds: float = 0.5,
         rng: random.Random | None = None,
+        batch_size: int = BATCH_SIZE,
     ) -> None:
         self.engine = engine
         self.target = target
@@ -64,6 +77,7 @@ class Pusher:
         self.thread_count = threads or self.settings.push_workers
         self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()
+        self.batch_size = batch_size
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -90,19 +104,33 @@ class Pusher:
 
     # one pass -----------------------------------------------------------------------------
 
-    def run_once(self, limit: int = 4) -> int:
+    def _batching(self, handlers: dict[str, Handler]) -> bool:
+        """Letters go several at a time when the target takes them so (not HTTP targets: one
+        bundle per request, split by their own rules) and no subclass replaced their handler."""
+        return (self.batch_size > 1 and callable(getattr(self.target, "send_many", None))
+                and handlers.get(FHIR_TRANSACTION) == self._send_bundle)
+
+    def run_once(self, limit: int | None = None) -> int:
         """Claim and process what is due now; returns how many entries were processed."""
         handlers = self.handlers()
+        batching = self._batching(handlers)
         # A lease shorter than a send (a timeout, a token refresh and a second try) would let
         # another worker take the entry while it is still being sent.
         lease = max(self.settings.push_lease_seconds, 2 * self.settings.push_timeout_seconds)
         held = outbox.claim(
             self.engine,
             lease_seconds=lease,
-            limit=limit,
+            limit=limit or (self.batch_size if batching else 4),
             kinds=tuple(handlers),
         )
+        letters = [claim for claim in held if batching and claim.kind == FHIR_TRANSACTION]
+        for start in range(0, len(letters), self.batch_size):
+            chunk = [c for c in (self._still_held(claim, lease)
+                                 for claim in letters[start:start + self.batch_size]) if c]
+            self.process_many(chunk)
         for claim in held:
+            if batching and claim.kind == FHIR_TRANSACTION:
+                continue
             # The entries of one claim share one lease but are sent one after the other: one
             # whose lease ran low while earlier ones were sent gets a fresh lease first, or is
             # left to the worker that took it over (never sent by two workers at once).
@@ -119,19 +147,89 @@ class Pusher:
     def process(self, held: outbox.Claim, handler: Handler) -> None:
         try:
             result = handler(held.payload_json())
-        except TargetRejected as error:
+        except Exception as error:
+            self._settle(held, error)
+        else:
+            outbox.mark_delivered(self.engine, held, result)
+            metrics.PUSH_DELIVERED.inc()
+
+    def process_many(self, held: list[outbox.Claim]) -> None:
+        """Letters sent in one `send_many` call; each entry's outcome is its own (delivered,
+        retried or failed), and those delivered are recorded in one write transaction."""
+        if len(held) <= 1:
+            for claim in held:
+                self.process(claim, self._send_bundle)
+            return
+        bundles = [claim.payload_json() for claim in held]
+        started = time.perf_counter()
+        try:
+            answers = self.target.send_many(bundles)  # type: ignore[attr-defined]
+            if len(answers) != len(bundles):
+                raise RuntimeError(f"{len(answers)} answers for {len(bundles)} bundles")
+        except TargetError as error:  # the whole call failed (e.g. the record database is busy)
+            for claim in held:
+                self._settle(claim, error)
+            return
+        except Exception:  # unexpected: each alone, so only the culprit's entry pays for it
+            for claim in held:
+                self.process(claim, self._send_bundle)
+            return
+        per_bundle = (time.perf_counter() - started) / len(held)
+        landed: list[tuple[outbox.Claim, dict[str, Any], list[str]]] = []
+        for claim, bundle, answer in zip(held, bundles, answers, strict=True):
+            if isinstance(answer, Exception):
+                self._settle(claim, answer)
+                continue
+            metrics.PUSH_SECONDS.observe(per_bundle)
+            landed.append((claim, bundle, response_locations(answer)))
+        # notifications queued before the entries count as delivered, as for one letter alone
+        failures = self._after_push_many([(bundle, locations) for _, bundle, locations in landed])
+        delivered: list[tuple[outbox.Claim, dict[str, Any] | None]] = []
+        for (claim, _, locations), failure in zip(landed, failures, strict=True):
+            if failure is not None:
+                self._settle(claim, failure)
+            else:
+                delivered.append((claim, {"locations": locations}))
+        outbox.mark_delivered_many(self.engine, delivered)
+        metrics.PUSH_DELIVERED.inc(len(delivered))
+
+    def _after_push_many(self, pushed: list[tuple[dict[str, Any], list[str]]]
+                         ) -> list[Exception | None]:
+        """`_after_push` of several bundles in one transaction; if that fails, one by one, so
+        only the bundle at fault is retried. The failure of each (None: done)."""
+        after_push = optional("adapter.coordination.subscriptions", "after_push")
+        if after_push is None or not pushed:
+            return [None] * len(pushed)
+        try:
+            with Session(self.engine) as session:
+                queued = sum(after_push(session, bundle, locations)
+                             for bundle, locations in pushed)
+                session.commit()
+        except Exception:
+            failures: list[Exception | None] = []
+            for bundle, locations in pushed:
+                try:
+                    self._after_push(bundle, locations)
+                    failures.append(None)
+                except Exception as error:
+                    failures.append(error)
+            return failures
+        if queued:
+            notify()  # the notifications just queued are this process's pushers' work
+        return [None] * len(pushed)
+
+    def _settle(self, held: outbox.Claim, error: Exception) -> None:
+        """What a failed send of `held` leads to: failed (rejected) or retried later."""
+        if isinstance(error, TargetRejected):
             self._fail(held, error.status, error.outcome or error.operation_outcome())
-        except TargetError as error:
+        elif isinstance(error, TargetError):
             self._retry_later(held, error)
-        except Exception as error:  # a bug or an unexpected failure: keep the entry, retry later
+        else:  # a bug or an unexpected failure: keep the entry, retry later
             # No traceback in the log: an exception message may quote the bundle (patient data);
             # the message is kept with the entry, for `liaison outbox status --failed`.
             logger.error("outbox entry %s: unexpected %s", held.entry_id, type(error).__name__)
             outcome = operation_outcome(f"internal error: {type(error).__name__}: {error}")
             self._retry_later(held, TargetError("internal error", outcome=outcome))
-        else:
-            outbox.mark_delivered(self.engine, held, result)
-            metrics.PUSH_DELIVERED.inc()
 
     def _retry_later(self, held: outbox.Claim, error: TargetError) -> None:
         outcome = error.outcome or error.operation_outcome()

@@ -16,16 +16,17 @@ import queue
 import threading
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from adapter.auth.principal import Principal
 from adapter.record.locking import write_session
 from adapter.record.models import RecordAudit
-from adapter.record.storage import utcnow
+from adapter.record.storage import insert_rows, utcnow
 
 _AUDIT = RecordAudit.__table__
 _BATCH = 500
+_COLUMNS = ("at", "actor_kind", "actor", "action", "resource_type", "resource_id", "outcome",
+            "result_count")
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +64,8 @@ class _AuditWriter:
         for engine, rows in by_engine.values():
             try:
                 with write_session(engine) as session:
-                    session.execute(insert(_AUDIT), rows)
+                    insert_rows(session, _AUDIT, _COLUMNS,
+                                [tuple(row[name] for name in _COLUMNS) for row in rows])
             except Exception as error:  # the trail must not take the API down; say so loudly
                 log.error("could not write %d audit rows: %s", len(rows),
                           error.__class__.__name__)

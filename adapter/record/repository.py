@@ -21,8 +21,9 @@ from adapter.auth.principal import Principal
 from adapter.config import get_settings
 from adapter.errors import BadRequest, Conflict, Gone, LiaisonError, NotFound
 from adapter.record import access, audit, grants, search
+from adapter.record.database import record_engine
 from adapter.record.indexing import index_rows
-from adapter.record.locking import write_session
+from adapter.record.locking import is_sqlite, write_session
 from adapter.record.models import RecordResource, RecordVersion
 from adapter.record.storage import (
     RESOURCES,
@@ -60,7 +61,7 @@ class Repository:
             from adapter.store.db import get_engine
 
             engine = get_engine()
-        self.engine = engine
+        self.engine = record_engine(engine)  # on SQLite, a file of its own (see database.py)
         self.base_url = (base_url or get_settings().public_base_url.rstrip("/") + "/fhir")
 
     # --- reads ----------------------------------------------------------------------------
@@ -208,29 +209,41 @@ class Repository:
             return
         with self._session() as session:
             for entry, result in zip(entries, results, strict=True):
-                if entry.matched and result.resource is not None:
+                if entry.matched and result.stored() is not None:
                     row = current(session, result.resource_type, result.resource_id or "")
                     if row is None or not self._visible(session, row, principal):
                         result.resource = None
 
     def _run_locked(self, entries: list[Entry], principal: Principal | None,
                     base_url: str) -> list[Result]:
-        results: dict[int, Result] = {}
-        with write_session(self.engine, lock_keys(entries)) as session:
-            plan = Plan(session, entries)
-            plan.decide_ids()
-            plan.resolve_references()
+        with write_session(self.engine, self._lock_keys([entries])) as session:
             writer = Writer(session)
-            writer.prefetch(entries)
-            self._check_may_change(session, writer, entries, principal)
-            for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-                if entry.method not in ("GET", "HEAD"):
-                    results[entry.index] = plan.execute_write(writer, entry)
+            results = self._write_entries(session, writer, entries, principal)
             writer.finish()
             for entry in entries:
                 if entry.method in ("GET", "HEAD"):
                     results[entry.index] = self._get(session, entry, principal, base_url)
         return [results[e.index] for e in entries]
+
+    def _lock_keys(self, group: list[list[Entry]]) -> list[str]:
+        """PostgreSQL's advisory lock keys (SQLite has one writer at a time: none needed)."""
+        if is_sqlite(self.engine):
+            return []
+        return [key for entries in group for key in lock_keys(entries)]
+
+    def _write_entries(self, session: Session, writer: Writer, entries: list[Entry],
+                       principal: Principal | None) -> dict[int, Result]:
+        """Plan one bundle's entries and run its writes (grants and reads come after)."""
+        plan = Plan(session, entries)
+        plan.decide_ids()
+        plan.resolve_references()
+        writer.prefetch(entries)
+        self._check_may_change(session, writer, entries, principal)
+        results: dict[int, Result] = {}
+        for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+            if entry.method not in ("GET", "HEAD"):
+                results[entry.index] = plan.execute_write(writer, entry)
+        return results
 
     def _check_may_change(self, session: Session, writer: Writer, entries: list[Entry],
                           principal: Principal | None) -> None:
@@ -247,7 +260,9 @@ class Repository:
                 raise access.denied(entry.resource_type, entry.resource_id)
 
     def _one(self, raw_entry: dict[str, Any], principal: Principal | None) -> Result:
-        return self._run([parse_entry(0, raw_entry)], principal, self.base_url)[0]
+        result = self._run([parse_entry(0, raw_entry)], principal, self.base_url)[0]
+        result.stored()  # the caller answers with the resource
+        return result
 
     def create(self, resource: dict[str, Any], *, principal: Principal | None = None,
                if_none_exist: str | None = None) -> Result:
@@ -295,9 +310,93 @@ class Repository:
             raise BadRequest("the Bundle type must be transaction or batch")
         entries = [parse_entry(i, raw) for i, raw in enumerate(raw_entries)]
         results = self._run(entries, principal, base_url)
-        return {"resourceType": "Bundle", "type": "transaction-response",
-                "entry": [r.response(return_resources or (r.status == 200 and _is_get(e)))
-                          for r, e in zip(results, entries, strict=True)]}
+        return _transaction_response(entries, results, return_resources)
+
+    def transactions(self, bundles: list[dict[str, Any]], principal: Principal | None = None,
+                     *, base_url: str | None = None) -> list[dict[str, Any] | LiaisonError]:
+        """Several transaction Bundles (e.g. the letters a pusher holds) in ONE database
+        transaction: one lock, one grants refresh, one commit for all. Each answer is what
+        `transaction(bundle)` would have given — its response Bundle, or its error.
+
+        Each bundle keeps its own plan, and sees what the earlier ones wrote (same order as one
+        by one). If any of them fails, the group is rolled back and each bundle is applied on
+        its own, so one bad bundle costs the others nothing but time. Bundles that read (GET
+        entries), batches and callers with a principal go one by one: their answers depend on
+        what is visible between bundles.
+        """
+        base_url = base_url or self.base_url
+        answers: list[dict[str, Any] | LiaisonError | None] = [None] * len(bundles)
+        run: list[tuple[int, list[Entry]]] = []  # consecutive bundles that can go together
+        for number, bundle in enumerate(bundles):
+            entries = None
+            if principal is None and isinstance(bundle, dict) \
+                    and bundle.get("resourceType") == "Bundle" \
+                    and bundle.get("type") == "transaction":
+                try:
+                    entries = [parse_entry(i, raw)
+                               for i, raw in enumerate(bundle.get("entry") or [])]
+                except LiaisonError as error:
+                    answers[number] = error  # refused before anything is written
+                    continue
+            if entries is not None and not any(_is_get(e) for e in entries):
+                run.append((number, entries))
+                continue
+            self._answer_group(run, bundles, answers, base_url)
+            run = []
+            answers[number] = self._answer_alone(bundle, principal, base_url)
+        self._answer_group(run, bundles, answers, base_url)
+        assert None not in answers  # every bundle was answered, in its place
+        return answers  # type: ignore[return-value]
+
+    def _answer_alone(self, bundle: dict[str, Any], principal: Principal | None,
+                      base_url: str) -> dict[str, Any] | LiaisonError:
+        try:
+            return self.transaction(bundle, principal, base_url=base_url)
+        except LiaisonError as error:
+            return error
+
+    def _answer_group(self, run: list[tuple[int, list[Entry]]], bundles: list[dict[str, Any]],
+                      answers: list[dict[str, Any] | LiaisonError | None], base_url: str) -> None:
+        if len(run) == 1:  # nothing to share: the ordinary path (same statements, same answer)
+            number, entries = run[0]
+            try:
+                answers[number] = _transaction_response(
+                    entries, self._run(entries, None, base_url), False)
+            except LiaisonError as error:
+                answers[number] = error
+            return
+        if not run:
+            return
+        try:
+            grouped = self._run_group([entries for _, entries in run])
+        except (LiaisonError, IntegrityError):
+            # rolled back as a whole: each alone, so the failing one gets its own error
+            for number, _ in run:
+                answers[number] = self._answer_alone(bundles[number], None, base_url)
+            return
+        for (number, entries), results in zip(run, grouped, strict=True):
+            for entry, result in zip(entries, results, strict=True):
+                audit.record(self.engine, None, entry.method.lower(),
+                             resource_type=result.resource_type,
+                             resource_id=result.resource_id, outcome=result.status)
+            answers[number] = _transaction_response(entries, results, False)
+
+    def _run_group(self, group: list[list[Entry]]) -> list[list[Result]]:
+        """The write-only bundles of `group`, one after the other, in one database transaction
+        (trusted caller: no principal). Raises the first failure; nothing is then written."""
+        answers = []
+        # PostgreSQL: every bundle's advisory locks at the start, in one sorted pass (no cycle)
+        with write_session(self.engine, self._lock_keys(group)) as session:
+            writer = Writer(session)
+            for number, entries in enumerate(group):
+                if number:
+                    # a later bundle's conditionals must match what the earlier ones created
+                    writer.batch.flush(session)
+                    session.expire_all()  # ORM rows read earlier may have changed since
+                results = self._write_entries(session, writer, entries, None)
+                answers.append([results[e.index] for e in entries])
+            writer.finish()
+        return answers
 
     def _batch(self, raw_entries: list[Any], principal: Principal | None, base_url: str,
                return_resources: bool) -> dict[str, Any]:
@@ -355,6 +454,13 @@ class Repository:
         with write_session(self.engine) as session:
             grants.refresh(session, patients, communications)
         return len(resources)
+
+
+def _transaction_response(entries: list[Entry], results: list[Result],
+                          return_resources: bool) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction-response",
+            "entry": [r.response(return_resources or (r.status == 200 and _is_get(e)))
+                      for r, e in zip(results, entries, strict=True)]}
 
 
 def _is_get(entry: Entry) -> bool:

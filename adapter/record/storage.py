@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, insert, text, update
+from sqlalchemy import Table, bindparam, delete, text, update
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session
 from sqlmodel import select as model_select
 
@@ -116,22 +117,22 @@ class WriteBatch:
     (grants, GET entries): a few multi-row statements instead of several per resource."""
 
     created: list[tuple[Stored, IndexRows]] = field(default_factory=list)  # new rows, no pk yet
-    versions: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[tuple[Any, ...]] = field(default_factory=list)  # `_VERSION_COLUMNS`
     cleared: set[int] = field(default_factory=set)  # pks whose stored index rows go
     indexed: dict[int, tuple[str, IndexRows]] = field(default_factory=dict)  # pk → new rows
 
     def flush(self, session: Session) -> None:
-        if self.created:  # one multi-row INSERT … RETURNING gives every new row its pk
-            rows = [{"resource_type": row.resource_type, "resource_id": row.resource_id,
-                     "version_id": row.version_id, "last_updated": row.last_updated,
-                     "deleted": False, "patient_id": row.patient_id, "body": row.body}
-                    for row, _ in self.created]
-            pks = session.execute(
-                insert(RESOURCES).returning(RESOURCES.c.pk, sort_by_parameter_order=True), rows
-            ).scalars().all()
-            for (row, index), pk in zip(self.created, pks, strict=True):
-                row.pk = pk
-                self.indexed[pk] = (row.resource_type, index)
+        if self.created:
+            # One executemany, then the pks read back by identity (unique): SQLite cannot
+            # promise the order of a multi-row RETURNING, so SQLAlchemy sent one INSERT a row.
+            insert_rows(session, RESOURCES, _RESOURCE_COLUMNS, [
+                (row.resource_type, row.resource_id, row.version_id, row.last_updated, False,
+                 row.patient_id, row.body) for row, _ in self.created])
+            pks = stored_pks(session, [(row.resource_type, row.resource_id)
+                                       for row, _ in self.created])
+            for row, index in self.created:
+                row.pk = pks[(row.resource_type, row.resource_id)]
+                self.indexed[row.pk] = (row.resource_type, index)
             self.created = []
         if self.cleared:
             ordered = sorted(self.cleared)
@@ -140,7 +141,7 @@ class WriteBatch:
         if self.indexed:
             insert_index(session, [(pk, kind, rows) for pk, (kind, rows) in self.indexed.items()])
         if self.versions:
-            session.execute(insert(VERSIONS), self.versions)
+            insert_rows(session, VERSIONS, _VERSION_COLUMNS, self.versions)
         self.versions, self.cleared, self.indexed = [], set(), {}
 
 
@@ -217,9 +218,8 @@ def write_version(
             body=body))
         batch.cleared.add(row.pk)
         batch.indexed[row.pk] = (row.resource_type, index_rows(resource))
-    batch.versions.append({"resource_type": row.resource_type, "resource_id": row.resource_id,
-                           "version_id": version, "last_updated": now, "method": method,
-                           "deleted": False, "body": body})
+    batch.versions.append((row.resource_type, row.resource_id, version, now, method, False,
+                           body))
     created = existing is None or existing.deleted
     return Written(row, resource, created=created, changed=True)
 
@@ -233,9 +233,8 @@ def write_deletion(session: Session, row: Stored, batch: WriteBatch) -> Stored:
                      row.patient_id, row.body)
     session.execute(update(RESOURCES).where(RESOURCES.c.pk == row.pk).values(
         version_id=deleted.version_id, last_updated=now, deleted=True))
-    batch.versions.append({"resource_type": row.resource_type, "resource_id": row.resource_id,
-                           "version_id": deleted.version_id, "last_updated": now,
-                           "method": "DELETE", "deleted": True, "body": None})
+    batch.versions.append((row.resource_type, row.resource_id, deleted.version_id, now,
+                           "DELETE", True, None))
     batch.cleared.add(row.pk)
     batch.indexed.pop(row.pk, None)
     return deleted
@@ -249,12 +248,71 @@ def clear_index(session: Session, pks: list[int]) -> None:
 def insert_index(session: Session, indexed: list[tuple[int, str, IndexRows]]) -> None:
     tokens, references, dates, strings = [], [], [], []
     for pk, resource_type, rows in indexed:
-        base = {"resource_pk": pk, "resource_type": resource_type}
-        tokens += [{**base, "param": p, "system": s, "code": c} for p, s, c in rows.tokens]
-        references += [{**base, "param": p, "target_type": t, "target_id": i}
-                       for p, t, i in rows.references]
-        dates += [{**base, "param": p, "low": lo, "high": hi} for p, lo, hi in rows.dates]
-        strings += [{**base, "param": p, "normalized": n, "exact": e} for p, n, e in rows.strings]
+        tokens += [(pk, resource_type, *values) for values in rows.tokens]
+        references += [(pk, resource_type, *values) for values in rows.references]
+        dates += [(pk, resource_type, *values) for values in rows.dates]
+        strings += [(pk, resource_type, *values) for values in rows.strings]
     for table, values in zip(INDEX_TABLES, (tokens, references, dates, strings), strict=True):
         if values:
-            session.execute(insert(table), values)
+            insert_rows(session, table, _INDEX_COLUMNS[table.name], values)
+
+
+_RESOURCE_COLUMNS = ("resource_type", "resource_id", "version_id", "last_updated", "deleted",
+                     "patient_id", "body")
+_VERSION_COLUMNS = ("resource_type", "resource_id", "version_id", "last_updated", "method",
+                    "deleted", "body")
+_INDEX_COLUMNS = {
+    "record_token": ("resource_pk", "resource_type", "param", "system", "code"),
+    "record_reference": ("resource_pk", "resource_type", "param", "target_type", "target_id"),
+    "record_date": ("resource_pk", "resource_type", "param", "low", "high"),
+    "record_string": ("resource_pk", "resource_type", "param", "normalized", "exact"),
+}
+
+
+def insert_rows(session: Session, table: Table, columns: tuple[str, ...],
+                rows: list[tuple[Any, ...]]) -> None:
+    """INSERT of many rows given as tuples, straight to the driver's executemany: the same
+    values as `session.execute(insert(table), dicts)` (each column's bind processing, e.g.
+    SQLite's datetime text), without building and reading one dict per row — the index rows
+    of a letter are a few hundred."""
+    connection = session.connection()
+    dialect = connection.dialect
+    processors = _processors(dialect, table, columns)
+    if any(processors):
+        rows = [tuple(value if process is None else process(value)
+                      for process, value in zip(processors, row, strict=True)) for row in rows]
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                 f"VALUES ({', '.join([marker] * len(columns))})")
+    connection.exec_driver_sql(statement, rows)  # type: ignore[arg-type]
+
+
+_PROCESSORS: dict[tuple[str, str, tuple[str, ...]], list[Any]] = {}
+
+
+def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> list[Any]:
+    key = (dialect.name, table.name, columns)
+    if key not in _PROCESSORS:
+        _PROCESSORS[key] = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                            for name in columns]
+    return _PROCESSORS[key]
+
+
+_PKS = text(
+    "SELECT pk, resource_type, resource_id FROM record_resource "
+    "WHERE resource_type IN :kinds AND resource_id IN :ids"
+).bindparams(bindparam("kinds", expanding=True), bindparam("ids", expanding=True))
+
+
+def stored_pks(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The pks of the (type, id) `keys` that exist, in one query per 500 ids."""
+    wanted = set(keys)
+    kinds = sorted({kind for kind, _ in wanted})
+    ids = sorted({resource_id for _, resource_id in wanted})
+    found: dict[tuple[str, str], int] = {}
+    for start in range(0, len(ids), 500):
+        for pk, kind, resource_id in session.execute(
+                _PKS, {"kinds": kinds, "ids": ids[start:start + 500]}):
+            if (kind, resource_id) in wanted:
+                found[(kind, resource_id)] = pk
+    return found

@@ -64,6 +64,14 @@ class Result:
     version: int | None = None
     last_updated: str | None = None
     resource: dict[str, Any] | None = None  # what was stored / read (GET: the answer)
+    # or the stored JSON of `resource`, parsed only if asked for (`stored()`): a conditional
+    # create that matched answers with the existing resource, which a transaction rarely returns
+    body: str | None = field(default=None, repr=False)
+
+    def stored(self) -> dict[str, Any] | None:
+        if self.resource is None and self.body is not None:
+            self.resource, self.body = loads(self.body), None
+        return self.resource
 
     def response(self, with_resource: bool = False) -> dict[str, Any]:
         response: dict[str, Any] = {"status": _STATUS_TEXT.get(self.status, str(self.status))}
@@ -75,7 +83,7 @@ class Result:
         if self.last_updated:
             response["lastModified"] = self.last_updated
         entry: dict[str, Any] = {"response": response}
-        if with_resource and self.resource is not None:
+        if with_resource and self.stored() is not None:
             entry["resource"] = self.resource
         return entry
 
@@ -247,16 +255,70 @@ def _rewrite(resource: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     Done on the serialised resource: walking every dict of a letter in Python cost more than
     the rest of the planning."""
 
+    resource, set_aside = _without_documents(resource)
+    replaced = False
+
     def replace(match: re.Match[bytes]) -> bytes:
+        nonlocal replaced
         key, raw = match.group(1), match.group(2)
         value = orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
         if value in ids:
+            replaced = True
             return b'"' + key + b'":' + orjson.dumps(ids[value])
         if key == b"reference" and value.startswith("urn:uuid:"):
             raise BadRequest(f"reference {value} matches no fullUrl of the bundle")
         return match.group(0)
 
-    return orjson.loads(_LINK.sub(replace, orjson.dumps(resource)))
+    rewritten = _LINK.sub(replace, orjson.dumps(resource))
+    # nothing to replace (a Patient, a Practitioner…): the resource as it is, not parsed again
+    result = orjson.loads(rewritten) if replaced else dict(resource)
+    for index, data in set_aside:
+        result["content"][index]["attachment"]["data"] = data
+    return result
+
+
+_LARGE_DATA = 4096
+
+
+def _without_documents(resource: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+    """`resource` with the large `content[].attachment.data` (a DocumentReference's copy of the
+    letter, ~100 KB of base64: no reference can be in it) emptied, and what was taken out, by
+    position: the rewrite need not serialise, scan and parse it again."""
+    content = resource.get("content")
+    if type(content) is not list:
+        return resource, []
+    light: dict[str, Any] | None = None
+    set_aside: list[tuple[int, str]] = []
+    for index, item in enumerate(content):
+        attachment = item.get("attachment") if type(item) is dict else None
+        data = attachment.get("data") if type(attachment) is dict else None
+        if type(data) is str and len(data) > _LARGE_DATA:
+            if light is None:
+                light = {**resource, "content": list(content)}
+            light["content"][index] = {**item, "attachment": {**attachment, "data": ""}}
+            set_aside.append((index, data))
+    return (light if light is not None else resource), set_aside
+
+
+_UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+_ESCAPE = re.compile(r"\\([\\|,$])")
+
+
+def exact_token(resource_type: str, criteria: list[tuple[str, str]]) -> search.TokenKey | None:
+    """`search.exact_token`, also for a value with FHIR escapes (an escaped pipe in the code,
+    as in a discharge event's identifier): one exact token all the same, looked up with the
+    bundle's others instead of by a search of its own (a search costs ten times more)."""
+    key = search.exact_token(resource_type, criteria)
+    if key is not None or len(criteria) != 1 or "\\" not in criteria[0][1]:
+        return key
+    name, value = criteria[0]
+    parts = _UNESCAPED_PIPE.split(value, maxsplit=1)
+    if len(parts) != 2 or re.search(r"(?<!\\),", value) or value.endswith("\\"):
+        return None  # no system, alternatives, or a dangling escape: the search decides
+    if search.exact_token(resource_type, [(name, "s|c")]) is None:
+        return None  # not a plain token parameter
+    system, code = (_ESCAPE.sub(r"\1", part) for part in parts)
+    return (resource_type, name, system, code) if system and code else None
 
 
 def _exists(session: Session, resource_type: str, resource_id: str) -> bool:
@@ -275,18 +337,19 @@ class Plan:
 
     def _match(self, entry: Entry) -> list[str]:
         assert entry.criteria is not None
-        key = search.exact_token(entry.resource_type, entry.criteria)
+        key = exact_token(entry.resource_type, entry.criteria)
         if key is not None and key in self._tokens:
             return self._tokens[key]
         return search.matching_ids(self.session, entry.resource_type, entry.criteria)
 
     def decide_ids(self) -> None:
         # every `identifier=system|value` criterion of the bundle looked up in one query
-        keys = {search.exact_token(e.resource_type, e.criteria) for e in self.entries
+        keys = {exact_token(e.resource_type, e.criteria) for e in self.entries
                 if e.criteria is not None and e.method not in ("GET", "HEAD")}
         keys.discard(None)
         self._tokens = search.token_matches(self.session, keys)  # type: ignore[arg-type]
-        chosen: dict[str, str] = {}  # conditional key → id, for repeated criteria in one bundle
+        # conditional key → id, for repeated criteria in one bundle
+        chosen: dict[tuple[Any, ...], str] = {}
         # deleted by an earlier entry (DELETEs run first): a later conditional create or update
         # must not match them, or it would answer 200 for a resource the transaction removes
         gone: set[tuple[str, str]] = set()
@@ -294,7 +357,7 @@ class Plan:
             if entry.method in ("GET", "HEAD"):
                 continue
             if entry.criteria is not None:
-                key = criteria_key(entry.resource_type, entry.criteria)
+                key = (entry.resource_type, *sorted(entry.criteria))
                 found = [chosen[key]] if key in chosen else self._match(entry)
                 found = [i for i in found if (entry.resource_type, i) not in gone]
                 if len(found) > 1:
@@ -351,6 +414,6 @@ class Plan:
             if row is None:  # matched ids come from this very transaction's search
                 raise Conflict(f"entry {entry.index}: matched resource disappeared")
             return Result(200, row.resource_type, row.resource_id, row.version_id,
-                          instant(row.last_updated), loads(row.body))
+                          instant(row.last_updated), body=row.body)
         return _written(writer.write(entry.resource, entry.method, entry.if_match,
                                      fresh=entry.fresh))

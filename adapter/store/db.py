@@ -86,6 +86,14 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
+def can_share(engine: Engine) -> bool:
+    """Whether another process can open this database (not an in-memory SQLite one)."""
+    return not (
+        engine.url.get_backend_name() == "sqlite"
+        and engine.url.database in (None, "", ":memory:")
+    )
+
+
 @lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for `url` (default: the configured database), schema created."""

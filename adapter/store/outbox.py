@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, Index, LargeBinary, Text, bindparam, text
+from sqlalchemy import Column, Index, LargeBinary, Text, bindparam, func, insert, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import TextClause
 from sqlmodel import Field, Session, SQLModel, select
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -68,6 +69,22 @@ class OutboxEntry(SQLModel, table=True):
         return orjson.loads(self.result) if self.result else None
 
 
+class OutboxPayload(SQLModel, table=True):
+    """The body of an entry, in a table of its own: SQLite rewrites a whole row on UPDATE, so a
+    letter's bundle (~150 KB) kept in the entry's row was written again by its claim and again
+    by its result — most of the cost of the bookkeeping, and of the WAL checkpoints after it.
+    (Entries queued before this table keep their body in `outbox_entry.payload`.)"""
+
+    __tablename__ = "outbox_payload"
+
+    entry_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+_ENTRIES = OutboxEntry.__table__
+_PAYLOADS = OutboxPayload.__table__
+
+
 @dataclass(frozen=True)
 class Claim:
     """An entry a worker holds until `lease_until`; results are recorded only with its token."""
@@ -108,10 +125,25 @@ def write_scope(engine: Engine, *, urgent: bool = False) -> AbstractContextManag
 def enqueue(session: Session, kind: str, payload: dict[str, Any] | bytes, key: str) -> OutboxEntry:
     """Add an entry in the caller's transaction (committed, or rolled back, with its cause)."""
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    entry = OutboxEntry(kind=kind, key=key, payload=body)
+    entry = OutboxEntry(kind=kind, key=key, payload=b"")  # the body goes beside (OutboxPayload)
     session.add(entry)
     session.flush()  # assigns the id, which also fixes the entry's place in its key's order
+    session.execute(insert(_PAYLOADS).values(entry_id=entry.id, payload=body))
+    set_committed_value(entry, "payload", body)  # for the caller, without writing it twice
     return entry
+
+
+def _with_payloads(session: Session, found: list[OutboxEntry]) -> list[OutboxEntry]:
+    """`found` with each body read from where it is kept (see `OutboxPayload`)."""
+    ids = [entry.id for entry in found if not entry.payload]
+    bodies: dict[int, bytes] = {}
+    for start in range(0, len(ids), 500):
+        bodies.update(session.execute(select(_PAYLOADS.c.entry_id, _PAYLOADS.c.payload).where(
+            _PAYLOADS.c.entry_id.in_(ids[start:start + 500]))).all())
+    for entry in found:
+        if entry.id in bodies:  # not marked changed: these objects are only read
+            set_committed_value(entry, "payload", bodies[entry.id])
+    return found
 
 
 _ELIGIBLE = """
@@ -150,15 +182,14 @@ def claim(
         f"attempts = attempts + 1 WHERE id IN ({eligible})",
         params,
     )
+    held = (select(_ENTRIES.c.id, _ENTRIES.c.kind, _ENTRIES.c.key,
+                   func.coalesce(_PAYLOADS.c.payload, _ENTRIES.c.payload), _ENTRIES.c.attempts)
+            .select_from(_ENTRIES.outerjoin(_PAYLOADS, _PAYLOADS.c.entry_id == _ENTRIES.c.id))
+            .where(_ENTRIES.c.claim_token == token).order_by(_ENTRIES.c.id))
     with write_scope(engine) as session:
         session.execute(statement, params)
-        rows = session.exec(
-            select(OutboxEntry).where(OutboxEntry.claim_token == token).order_by(OutboxEntry.id)
-        ).all()
-        return [
-            Claim(row.id or 0, row.kind, row.key, row.payload, row.attempts, token, lease_until)
-            for row in rows
-        ]
+        return [Claim(entry_id, kind, key, bytes(payload), attempts, token, lease_until)
+                for entry_id, kind, key, payload, attempts in session.execute(held)]
 
 
 def _finish(engine: Engine, held: Claim, **values: Any) -> bool:
@@ -201,6 +232,32 @@ def mark_delivered(engine: Engine, held: Claim, result: dict[str, Any] | None = 
         result=orjson.dumps(result).decode() if result is not None else None,
         last_status=None,
     )
+
+
+def mark_delivered_many(
+    engine: Engine, delivered: list[tuple[Claim, dict[str, Any] | None]]
+) -> list[bool]:
+    """`mark_delivered` for several claims in ONE write transaction (a pusher's batch); each is
+    recorded only if its claim is still held, as alone. True for each one recorded."""
+    if not delivered:
+        return []
+    now = utcnow()
+    statement = _sql(
+        "UPDATE outbox_entry SET status = :status, delivered_at = :delivered_at, "
+        "result = :result, last_status = NULL, claimed_until = NULL, claim_token = NULL "
+        "WHERE id = :entry_id AND claim_token = :token",
+        {"delivered_at": now},
+    )
+    recorded = []
+    with write_scope(engine) as session:
+        for held, result in delivered:  # rowcount per entry: a lost claim must be told apart
+            outcome = session.execute(statement, {
+                "status": DELIVERED, "delivered_at": now, "entry_id": held.entry_id,
+                "token": held.token,
+                "result": orjson.dumps(result).decode() if result is not None else None,
+            })
+            recorded.append(bool(outcome.rowcount))  # type: ignore[attr-defined]
+    return recorded
 
 
 def mark_retrying(
@@ -273,7 +330,8 @@ def replay_failed(engine: Engine) -> int:
 
 def get_entry(engine: Engine, entry_id: int) -> OutboxEntry | None:
     with Session(engine, expire_on_commit=False) as session:
-        return session.get(OutboxEntry, entry_id)
+        entry = session.get(OutboxEntry, entry_id)
+        return _with_payloads(session, [entry])[0] if entry is not None else None
 
 
 def counts(engine: Engine) -> dict[str, int]:
@@ -292,7 +350,7 @@ def entries(engine: Engine, *, status: str | None = None, limit: int = 100) -> l
         query = select(OutboxEntry).order_by(OutboxEntry.id).limit(limit)
         if status:
             query = query.where(OutboxEntry.status == status)
-        return list(session.exec(query).all())
+        return _with_payloads(session, list(session.exec(query).all()))
 
 
 def next_due_in(engine: Engine) -> float | None:

@@ -20,6 +20,7 @@ from adapter.api.app import create_app
 from adapter.auth import issue_token
 from adapter.config import get_settings
 from adapter.directory.importer import import_path
+from adapter.parts import optional
 from adapter.push import worker
 from adapter.store.db import get_engine
 from tests.support.paths import FIXTURES, LDL_SES_EXAMPLE
@@ -27,7 +28,11 @@ from tests.support.servers import free_port, serve_app
 
 
 def _integrated() -> bool:
-    return "coordinat" in inspect.getsource(ingestion) and "after_push" in inspect.getsource(worker)
+    # ingestion prepares letters itself or through adapter.api.preparation
+    preparation = optional("adapter.api.preparation")
+    accepting = inspect.getsource(ingestion) + (inspect.getsource(preparation) if preparation
+                                                else "")
+    return "coordinat" in accepting and "after_push" in inspect.getsource(worker)
 
 
 pytestmark = pytest.mark.skipif(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from adapter.coordination import consent, living_directory, subscriptions
 from adapter.coordination.bundle_tools import BundleView
@@ -55,3 +55,38 @@ def test_opposition_subscriptions_and_availability_on_postgresql(postgres_url: s
         living_directory.save(session, update, "test")
     found = living_directory.search(engine, available_within_hours=24, skills=("wound-care",))
     assert [r["practitioner"]["identifier"]["value"] for r in found] == ["810000000041"]
+
+
+def test_accept_path_reads_on_postgresql(postgres_url: str) -> None:
+    """The coordinator cache's generation, the lean consent look-up, the audit insert and the
+    record's care-team reader, on PostgreSQL (where the record shares liaison's database)."""
+    from adapter.coordination.coordinators import DirectoryCoordinators
+    from adapter.coordination.models import SharingAudit
+    from adapter.directory.importer import import_path
+    from adapter.record.repository import Repository
+
+    def team_of(bundle: dict) -> set[str]:
+        view = BundleView(bundle)
+        return {idnat for p in (view.first("CareTeam") or {}).get("participant", [])
+                for idnat in view.idnats_of(p["member"]["reference"])}
+
+    engine = get_engine(postgres_url)
+    before = enrich(synthetic_conversion(), DirectoryCoordinators(engine), engine=engine)
+    assert "810000000017" not in team_of(before.bundle)  # the directory is empty
+    import_path(engine, FIXTURES / "coordination" / "local_directory.csv")
+    repository = Repository(engine)
+    first = enrich(synthetic_conversion(), DirectoryCoordinators(engine), repository,
+                   engine=engine)
+    repository.transaction(first.bundle)
+    second = enrich(
+        synthetic_conversion(set_id="1.2.250.1.888.1", recipients=()),
+        DirectoryCoordinators(engine), repository, engine=engine,
+    )
+    # the coordinator just imported, and the nurse carried over from the record's care team
+    assert {"810000000017", "801234567896"} <= team_of(second.bundle)
+    with session_scope(engine) as session:
+        consent.record_decision(session, (INS, "279035121518989"), "oppose", source="cli")
+        assert consent.is_opposed(session, [(INS, "279035121518989")])
+    with Session(engine) as session:
+        shared = session.exec(select(SharingAudit).where(SharingAudit.outcome == "shared")).all()
+    assert shared  # the letters' decisions, written by the multi-row insert

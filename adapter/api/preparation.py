@@ -1,0 +1,204 @@
+"""Preparing a letter for acceptance: convert it, apply care coordination, serialise what will
+be stored — in processes beside the server when it has them, in the calling thread otherwise.
+
+Preparing is ~80 % of the CPU a letter costs before its 202, all of it under Python's lock: in
+the server process, one core answers every hospital. `ConversionPool` runs it in spawned
+processes (the machine's other cores), so the server process only reads requests and writes
+to the database. The pool is started (and its imports paid) with the server, not on the first
+letter; a pool process that dies is replaced, and the letter it held is prepared again.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Engine
+
+from adapter.api.directory_cache import CachedDirectory
+from adapter.errors import LiaisonError
+from adapter.parts import optional
+from adapter.store.letters import patient_key, produced_resources
+
+logger = logging.getLogger("liaison.ingest")
+
+# Preparing in threads of the server process: more at once would not go faster (the GIL), and
+# would hold more database connections (directory look-ups) than the pool keeps open.
+_preparing_here = threading.BoundedSemaphore(4)
+
+
+@dataclass(frozen=True)
+class PreparedLetter:
+    """What acceptance stores, computed from the letter alone (no write yet)."""
+
+    document_id: str  # "system|value" of ClinicalDocument/id
+    set_id: str
+    version: int
+    kind: str
+    model: str
+    patient_key: str
+    payload: bytes  # the transaction Bundle, serialised
+    resources: str  # what the receipt lists (JSON)
+    report: str  # OperationOutcome of what was not mapped (JSON)
+
+
+_directories: dict[str, CachedDirectory] = {}
+
+
+def _directory(engine: Engine) -> CachedDirectory | None:
+    """The directory of `engine`'s database (None where the directory part is not installed)."""
+    key = str(engine.url)
+    if key not in _directories:
+        sql_directory = optional("adapter.directory.lookup", "SqlDirectory")
+        if sql_directory is None:
+            return None
+        _directories[key] = CachedDirectory(sql_directory(engine))
+    return _directories[key]
+
+
+def _coordinated(conversion: Any, engine: Engine) -> Any:
+    """The conversion with care coordination applied (issue 8), where that part is installed."""
+    coordinate = optional("adapter.coordination", "coordinate")
+    if coordinate is None:
+        return conversion
+    return coordinate(conversion, engine, in_place=True)  # the conversion is ours to change
+
+
+def prepare(xml: bytes, engine: Engine) -> PreparedLetter:
+    """Convert and coordinate one letter; raises `RefusedLetter` (and kin) saying why not."""
+    from adapter.mapping import convert_letter  # the mapping part: imported when first needed
+
+    conversion = _coordinated(convert_letter(xml, directory=_directory(engine)), engine)
+    summary = conversion.letter
+    return PreparedLetter(
+        document_id="|".join(summary.document_id),
+        set_id="|".join(summary.set_id),
+        version=summary.version,
+        kind=summary.kind,
+        model=summary.model,
+        patient_key=patient_key([summary.ins] if summary.ins else summary.patient_identifiers),
+        payload=orjson.dumps(conversion.bundle),
+        resources=orjson.dumps(produced_resources(conversion.bundle)).decode(),
+        report=orjson.dumps(conversion.report).decode(),
+    )
+
+
+def prepare_here(xml: bytes, engine: Engine) -> PreparedLetter:
+    with _preparing_here:
+        return prepare(xml, engine)
+
+
+# --- in pool processes --------------------------------------------------------------------
+# Each process has its own pipe, and the request thread that checks a process out talks to it
+# directly: one send, one blocking receive (outside Python's lock). A ProcessPoolExecutor
+# passes every letter through two helper threads of the server, each needing the server's
+# Python lock between requests: measured, requests then waited on their conversion ~10 times
+# longer than it took.
+
+
+def _serve(pipe: Connection, database_url: str) -> None:
+    """Child side: prepare each letter received; answer the prepared letter or the error.
+    Ends at EOF (the server closed its end, or is gone)."""
+    from adapter.store.db import get_engine
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the pool stops
+    import adapter.mapping  # noqa: F401  (imports paid before the first letter)
+
+    optional("adapter.coordination")
+    engine = get_engine(database_url)
+    pipe.send(os.getpid())  # ready
+    while True:
+        try:
+            xml = pipe.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            answer: PreparedLetter | LiaisonError = prepare(xml, engine)
+        except LiaisonError as error:  # a refusal travels back and is raised in the server
+            answer = error
+        pipe.send(answer)
+
+
+class _Worker:
+    def __init__(self, context: Any, database_url: str) -> None:
+        self.pipe, child_end = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child_end, database_url), name="liaison-converter",
+            daemon=True,
+        )
+        self.process.start()
+        child_end.close()
+        self.pid: int = self.pipe.recv()  # waits for its imports
+
+    def prepare(self, xml: bytes) -> PreparedLetter:
+        self.pipe.send_bytes(xml)
+        answer = self.pipe.recv()
+        if isinstance(answer, LiaisonError):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        self.pipe.close()  # EOF: the process ends
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+class ConversionPool:
+    """`processes` spawned processes preparing letters of the database at `database_url`."""
+
+    def __init__(self, database_url: str, processes: int) -> None:
+        self.database_url = database_url
+        self.processes = processes
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    @property
+    def pids(self) -> set[int]:
+        return {worker.pid for worker in self._workers}
+
+    def _add(self) -> None:
+        worker = _Worker(self._context, self.database_url)
+        with self._lock:
+            self._workers.append(worker)
+        self._idle.put(worker)
+
+    def start(self) -> ConversionPool:
+        for _ in range(self.processes - len(self._workers)):
+            self._add()
+        return self
+
+    def prepare(self, xml: bytes, engine: Engine) -> PreparedLetter:
+        worker = self._idle.get()
+        try:
+            letter = worker.prepare(xml)
+        except (EOFError, OSError):
+            # The process died (killed, out of memory): a new one takes its place, and this
+            # letter is prepared here rather than refused.
+            logger.error("a conversion process died: starting a new one")
+            with self._lock:
+                self._workers.remove(worker)
+            worker.close()
+            self._add()
+            return prepare_here(xml, engine)
+        except BaseException:
+            self._idle.put(worker)
+            raise
+        self._idle.put(worker)
+        return letter
+
+    def stop(self) -> None:
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.close()

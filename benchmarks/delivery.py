@@ -1,0 +1,104 @@
+"""Delivery of accepted letters to the embedded record: CPU per letter, one by one vs batched.
+
+Maps N discharge letters (quick: 60; full: 400; plus 20 to warm up) once, queues them in the
+outbox of two fresh SQLite databases, and lets a pusher deliver them: one letter per record
+transaction, then up to `BATCH_SIZE` letters per record transaction (`send_many`). The figure is
+the CPU time of the process (every thread: pusher, audit trail) per letter, with the wall-clock
+rate.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def _bundles(count: int, scratch: Path) -> list[bytes]:
+    from adapter.coordination import coordinate
+    from adapter.mapping import convert_letter
+    from adapter.store.db import engine_for, init_db
+    from tests.support.letter_variants import letter_variant
+
+    engine = engine_for(f"sqlite:///{scratch / 'mapping.db'}")
+    init_db(engine)
+    try:
+        return [orjson.dumps(coordinate(convert_letter(letter_variant(n)), engine,
+                                        in_place=True).bundle) for n in range(count)]
+    finally:
+        engine.dispose()
+
+
+_WARM_UP = 20
+
+
+def _enqueue(engine: Any, bundles: list[bytes]) -> None:
+    from adapter.push.worker import FHIR_TRANSACTION
+    from adapter.store import outbox
+    from adapter.store.db import session_scope
+
+    with session_scope(engine) as session:
+        for bundle in bundles:  # one key per letter: each its own patient
+            outbox.enqueue(session, FHIR_TRANSACTION, bundle, f"letter-{uuid.uuid4()}")
+
+
+def _deliver(bundles: list[bytes], folder: Path, batch_size: int) -> tuple[float, float]:
+    """(CPU ms per letter, letters per second) of delivering `bundles` from a fresh outbox."""
+    from adapter.push.targets import EmbeddedTarget
+    from adapter.push.worker import Pusher
+    from adapter.record import audit
+    from adapter.store import outbox
+    from adapter.store.db import engine_for, init_db
+
+    folder.mkdir()
+    engine = engine_for(f"sqlite:///{folder / 'liaison.db'}")
+    init_db(engine)
+    try:
+        pusher = Pusher(engine, EmbeddedTarget(engine), threads=1, batch_size=batch_size)
+        _enqueue(engine, bundles[:_WARM_UP])  # validation caches, connections: warm first
+        pusher.drain(timeout=600)
+        _enqueue(engine, bundles[_WARM_UP:])
+        wall, cpu = time.perf_counter(), time.process_time()
+        if not pusher.drain(timeout=600):
+            raise RuntimeError("delivery did not finish")
+        audit.flush()  # the audit rows of the writes are part of their cost
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        delivered = outbox.counts(engine)[outbox.DELIVERED]
+        if delivered != len(bundles):
+            raise RuntimeError(f"{delivered} of {len(bundles)} letters delivered")
+        timed = len(bundles) - _WARM_UP
+        return cpu / timed * 1000, timed / wall
+    finally:
+        engine.dispose()
+
+
+def run(quick: bool = False) -> list[tuple[str, str, str]]:
+    from adapter.push.worker import BATCH_SIZE
+
+    count = 60 if quick else 400
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="liaison-delivery-") as name:
+        scratch = Path(name)
+        bundles = _bundles(_WARM_UP + count, scratch)
+        for batch_size, label in ((1, "one letter per transaction"),
+                                  (BATCH_SIZE, f"batches of {BATCH_SIZE}")):
+            cpu, rate = _deliver(bundles, scratch / f"batch-{batch_size}", batch_size)
+            what = f"delivery to the embedded record, {label} ({count} letters)"
+            rows.append((what, "ms CPU / letter", f"{cpu:.1f}"))
+            rows.append((what, "letters / s", f"{rate:.0f}"))
+    return rows
+
+
+def main(argv: Any = None) -> None:  # `python -m benchmarks.delivery [--quick]`
+    import sys
+
+    for row in run(quick="--quick" in (argv or sys.argv[1:])):
+        print(" | ".join(row))
+
+
+if __name__ == "__main__":
+    main()
