@@ -1,15 +1,15 @@
 """Ingestion under load: concurrent hospital clients posting distinct discharge letters to a
-real `liaison serve` process (SQLite, embedded record, pusher threads in the process,
-schematron validation off — in `report` mode it is deferred work, not on the accept path).
+real `liaison serve` process with its defaults (SQLite, the embedded record in its own file,
+two conversion processes, a pusher process; schematron validation off — in `report` mode it is
+deferred work, not on the accept path).
 
 Reports accepted letters/s with the p50/p95/p99 of the accept latency, the letters/s delivered
-to the embedded record (first post → outbox drained, every receipt `pushed`), and for 50
-clients × 1,000 letters (pusher paused, to measure acceptance alone): errors, and letters lost
-(a 202 whose receipt cannot be read back afterwards).
+to the embedded record (first post → outbox drained, every receipt `pushed`), the CPU each
+process spent per letter, and for 50 clients × 1,000 letters (pusher paused, to measure
+acceptance alone): errors, and letters lost (a 202 whose receipt cannot be read back).
 
-One server process: with SQLite, a second process only adds cross-process waits on the single
-database writer (measured: half the throughput, p95 × 4; again with a separate `liaison worker`
-for delivery after the record got 3 × faster: no gain in delivery, accept p95 × 3).
+The load generator runs on the same two cores: its clients use `http.client` keep-alive
+connections (a quarter of httpx's CPU per request), and its CPU is reported too.
 
 Each server first takes `WARM_UP` letters of its own, delivered before the clock starts: the
 figures are those of a running server, not of its first seconds (imports, FHIR model classes
@@ -19,6 +19,7 @@ built, validation shape caches filled — a one-off ~1 s per process).
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -43,6 +44,8 @@ def _server(data_dir: Path, port: int, pusher: bool) -> ServerProcess:
         "LIAISON_DATA_DIR": str(data_dir),
         "LIAISON_VALIDATION_MODE": "off",
         "LIAISON_PUSH_WORKERS": "2",
+        "LIAISON_PUSH_PROCESS": "true",  # the defaults, whatever the caller's environment says
+        "LIAISON_CONVERT_PROCESSES": "2",
         "LIAISON_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "LIAISON_DATABASE_URL": "",  # the SQLite file of the scratch data dir
         "LIAISON_TARGET_URL": "",  # the embedded record
@@ -117,8 +120,11 @@ def _burst(
 
 def _wait_delivered(base: str, expected: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
+    address = urlsplit(base)
+    connection = HTTPConnection(address.hostname, address.port, timeout=30)  # polled 20 × /s
     while time.monotonic() < deadline:
-        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+        connection.request("GET", "/metrics")
+        metrics = connection.getresponse().read().decode()
         pending = sum(
             float(line.rsplit(" ", 1)[1])
             for line in metrics.splitlines()
@@ -160,6 +166,35 @@ def _receipts(
     return missing, not_pushed
 
 
+def _cpu_by_role(server: int) -> dict[str, float]:
+    """CPU seconds so far of the server process and of the processes it spawned, by role: the
+    pusher runs at a lower priority than the server, conversion processes at the same."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_and_nice(pid: int) -> tuple[float, int]:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick, int(fields[16])
+
+    roles = {"server": 0.0, "converters": 0.0, "pusher": 0.0}
+    seconds, own_nice = cpu_and_nice(server)
+    roles["server"] = seconds
+    for task in Path(f"/proc/{server}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                if b"spawn_main" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                    continue
+                seconds, nice = cpu_and_nice(int(child))
+            except FileNotFoundError:
+                continue
+            roles["pusher" if nice > own_nice else "converters"] += seconds
+    return roles
+
+
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _ms(values: list[float], q: int) -> float:
     return (
         statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else values[0] * 1000
@@ -178,10 +213,13 @@ def _measure(clients: int, letters: range, deliver: bool) -> dict[str, float]:
             warmed = len(_burst(base, token, warm_up, 4)[1])
             if deliver:
                 _wait_delivered(base, warmed, timeout=60)
+            assert server.process is not None
+            cpu_before, client_before = _cpu_by_role(server.process.pid), _client_cpu()
             started = time.perf_counter()
             latencies, locations, errors, seconds = _burst(base, token, letters, clients)
             drained = deliver and _wait_delivered(base, warmed + len(locations), timeout=120)
             delivered_seconds = time.perf_counter() - started
+            cpu_after, client_after = _cpu_by_role(server.process.pid), _client_cpu()
             missing, not_pushed = _receipts(base, token, locations, check_pushed=deliver)
         finally:
             server.stop()
@@ -194,6 +232,9 @@ def _measure(clients: int, letters: range, deliver: bool) -> dict[str, float]:
         "errors": errors,
         "missing": missing,
         "not_pushed": not_pushed,
+        **{f"cpu_{role}": (cpu_after[role] - cpu_before[role]) * 1000 / len(letters)
+           for role in cpu_after},
+        "cpu_client": (client_after - client_before) * 1000 / len(letters),
     }
 
 
@@ -207,6 +248,12 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
     rows.append((f"{label}: accept latency p50 / p95 / p99", "ms", latency))
     rows.append(
         (f"{label}: delivered to the embedded record", "letters/s", f"{first['delivered']:.1f}")
+    )
+    cpu = " / ".join(
+        f"{first[f'cpu_{role}']:.1f}" for role in ("server", "converters", "pusher", "client")
+    )
+    rows.append(
+        (f"{label}: CPU per letter, server / converters / pusher / load generator", "ms", cpu)
     )
     rows.append(
         (

@@ -8,6 +8,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from adapter.record.params import SearchParam, params_for
@@ -57,6 +58,9 @@ def parse_reference(reference: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+# Names, addresses and dates repeat from letter to letter (the same doctors, hospitals, days):
+# indexing a letter's bundle looked each of them up again.
+@lru_cache(maxsize=65536)
 def normalize_text(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower().strip()
@@ -64,7 +68,12 @@ def normalize_text(text: str) -> str:
 
 def date_range(value: str) -> tuple[datetime, datetime] | None:
     """The inclusive [low, high] range a FHIR date/dateTime/instant covers, in naive UTC."""
-    match = _DATE.match(value.strip()) if isinstance(value, str) else None
+    return _date_range(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=65536)
+def _date_range(value: str) -> tuple[datetime, datetime] | None:
+    match = _DATE.match(value.strip())
     if not match:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()

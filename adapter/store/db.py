@@ -94,12 +94,19 @@ def can_share(engine: Engine) -> bool:
     )
 
 
+_creating = threading.Lock()
+
+
 @lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    """The process-wide engine for `url` (default: the configured database), schema created."""
-    engine = engine_for(url or get_settings().resolved_database_url)
-    init_db(engine)
-    return engine
+    """The process-wide engine for `url` (default: the configured database), schema created.
+
+    Threads asking for a new database at once (the first letters of a fresh data dir) create
+    its schema one after the other: two concurrent `create_all` fail with "already exists"."""
+    with _creating:
+        engine = engine_for(url or get_settings().resolved_database_url)
+        init_db(engine)
+        return engine
 
 
 def init_db(engine: Engine) -> None:

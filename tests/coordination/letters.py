@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from adapter.coordination.bundle_tools import BundleView
 from adapter.mapping.identity import full_url
 from adapter.mapping.summary import LetterSummary
 
@@ -246,3 +247,14 @@ def synthetic_conversion(
     )
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     return Conversion(bundle, {"resourceType": "OperationOutcome", "issue": []}, letter)
+
+
+def addressed(bundle: dict[str, Any]) -> set[str]:
+    """idNat_PS of everyone a Communication of the bundle is addressed to."""
+    view = BundleView(bundle)
+    return {
+        idnat
+        for communication in view.resources("Communication")
+        for recipient in communication["recipient"]
+        for idnat in view.idnats_of(recipient["reference"])
+    }

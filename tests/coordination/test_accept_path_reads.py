@@ -19,7 +19,7 @@ from adapter.directory.importer import import_path
 from adapter.mapping import convert_letter
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine, session_scope
-from tests.coordination.letters import INS, synthetic_conversion
+from tests.coordination.letters import INS, addressed, synthetic_conversion
 from tests.support.letter_variants import INS_SYSTEM, ins_of, letter_variant
 from tests.support.paths import FIXTURES
 
@@ -27,16 +27,6 @@ DIRECTORY_CSV = FIXTURES / "coordination" / "local_directory.csv"
 COORDINATOR = "810000000017"  # CPTS-PARIS-CENTRE, covers 75005-75015
 INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
 PATIENT = "279035121518989"
-
-
-def _addressed(bundle: dict[str, Any]) -> set[str]:
-    view = BundleView(bundle)
-    return {
-        idnat
-        for communication in view.resources("Communication")
-        for recipient in communication["recipient"]
-        for idnat in view.idnats_of(recipient["reference"])
-    }
 
 
 def _team(bundle: dict[str, Any]) -> set[str]:
@@ -62,16 +52,16 @@ def test_a_coordinator_imported_into_the_directory_is_added_by_the_next_letter(
 ) -> None:
     engine = get_engine()
     before = enrich(synthetic_conversion(), DirectoryCoordinators(engine), engine=engine)
-    assert COORDINATOR not in _addressed(before.bundle)  # the directory is empty
+    assert COORDINATOR not in addressed(before.bundle)  # the directory is empty
 
     import_path(engine, DIRECTORY_CSV)
     after = enrich(synthetic_conversion(), DirectoryCoordinators(engine), engine=engine)
-    assert COORDINATOR in _addressed(after.bundle) and COORDINATOR in _team(after.bundle)
+    assert COORDINATOR in addressed(after.bundle) and COORDINATOR in _team(after.bundle)
 
     # a full re-import without the coordinator rows leaves them inactive: no longer added
     import_path(engine, _directory_without_coordinators(tmp_path))
     gone = enrich(synthetic_conversion(), DirectoryCoordinators(engine), engine=engine)
-    assert COORDINATOR not in _addressed(gone.bundle)
+    assert COORDINATOR not in addressed(gone.bundle)
 
 
 def test_coordinators_are_read_from_the_directory_once_until_it_changes() -> None:
@@ -95,14 +85,14 @@ def test_a_withdrawn_opposition_is_seen_by_the_next_letter() -> None:
     with session_scope(engine) as session:
         _record(session, "oppose")  # under the INS-NIR; the letter carries the test INS
     opposed = coordinate(synthetic_conversion(), engine)
-    assert COORDINATOR not in _addressed(opposed.bundle)
+    assert COORDINATOR not in addressed(opposed.bundle)
     with session_scope(engine) as session:
         _record(session, "withdraw")
     withdrawn = coordinate(synthetic_conversion(), engine)
-    assert COORDINATOR in _addressed(withdrawn.bundle)
+    assert COORDINATOR in addressed(withdrawn.bundle)
     with session_scope(engine) as session:
         _record(session, "oppose")
-    assert COORDINATOR not in _addressed(coordinate(synthetic_conversion(), engine).bundle)
+    assert COORDINATOR not in addressed(coordinate(synthetic_conversion(), engine).bundle)
 
 
 @pytest.mark.parametrize("history", [[], ["oppose"], ["oppose", "withdraw"],
@@ -205,7 +195,7 @@ def test_a_professional_added_to_the_care_team_in_the_record_is_kept_by_the_next
         record=repository,
     )
     assert {newcomer, "801234567896"} <= _team(third.bundle)
-    assert newcomer in _addressed(third.bundle)
+    assert newcomer in addressed(third.bundle)
 
 
 def _audit_rows(engine: Any) -> int:

@@ -5,25 +5,14 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from adapter.cli import app
-from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.coordinators import CsvCoordinators
 from adapter.coordination.enrichment import enrich
 from adapter.store import outbox
 from adapter.store.db import get_engine
-from tests.coordination.letters import synthetic_conversion
+from tests.coordination.letters import addressed, synthetic_conversion
 from tests.support.paths import FIXTURES
 
 DIRECTORY_CSV = FIXTURES / "coordination" / "local_directory.csv"
-
-
-def _addressed(bundle: dict) -> set[str]:
-    view = BundleView(bundle)
-    return {
-        idnat
-        for communication in view.resources("Communication")
-        for recipient in communication["recipient"]
-        for idnat in view.idnats_of(recipient["reference"])
-    }
 
 
 def test_opposition_from_the_command_line_holds_for_the_patients_letters() -> None:
@@ -36,10 +25,10 @@ def test_opposition_from_the_command_line_holds_for_the_patients_letters() -> No
     shown = runner.invoke(app, ["consent", "show", "--ins", "279035121518989"])
     assert shown.output.startswith("oppose since")
     enriched = enrich(synthetic_conversion(), CsvCoordinators(DIRECTORY_CSV))
-    assert _addressed(enriched.bundle) == {"801234567896"}
+    assert addressed(enriched.bundle) == {"801234567896"}
     assert runner.invoke(app, ["consent", "withdraw", "--ins", "279035121518989"]).exit_code == 0
     enriched = enrich(synthetic_conversion(), CsvCoordinators(DIRECTORY_CSV))
-    assert "810000000017" in _addressed(enriched.bundle)
+    assert "810000000017" in addressed(enriched.bundle)
 
 
 def test_consent_without_an_ins_fails_with_one_line_on_stderr() -> None:

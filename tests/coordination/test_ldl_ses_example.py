@@ -11,6 +11,7 @@ from adapter.directory.importer import import_path
 from adapter.mapping import convert_letter
 from adapter.mapping.validation import validate_bundle
 from adapter.store.db import get_engine
+from tests.coordination.letters import addressed
 from tests.support.paths import FIXTURES, LDL_SES_EXAMPLE
 
 DIRECTORY_CSV = FIXTURES / "coordination" / "local_directory.csv"
@@ -30,16 +31,6 @@ def _coordinators_in(bundle: dict) -> set[str]:
     return found
 
 
-def _addressed(bundle: dict) -> set[str]:
-    view = BundleView(bundle)
-    return {
-        idnat
-        for communication in view.resources("Communication")
-        for recipient in communication["recipient"]
-        for idnat in view.idnats_of(recipient["reference"])
-    }
-
-
 def test_example_letter_gets_the_cpts_coordinator_of_75005_75015() -> None:
     engine = get_engine()
     import_path(engine, DIRECTORY_CSV)
@@ -47,9 +38,9 @@ def test_example_letter_gets_the_cpts_coordinator_of_75005_75015() -> None:
     assert conversion.letter.patient_postal_code == "75007"
     enriched = coordinate(conversion, engine)
     assert _coordinators_in(enriched.bundle) == {COORDINATOR}
-    assert COORDINATOR in _addressed(enriched.bundle)
+    assert COORDINATOR in addressed(enriched.bundle)
     # the letter's own recipients and médecin traitant still get theirs
-    assert {"801234567897", "801234567896", "801984758437"} <= _addressed(enriched.bundle)
+    assert {"801234567897", "801234567896", "801984758437"} <= addressed(enriched.bundle)
     assert validate_bundle(enriched.bundle) == []
 
 
@@ -61,5 +52,5 @@ def test_example_letter_without_a_covering_rule_gets_no_coordinator(tmp_path: Pa
     import_path(engine, elsewhere)
     enriched = coordinate(convert_letter(LDL_SES_EXAMPLE.read_bytes()), engine)
     assert _coordinators_in(enriched.bundle) == set()
-    assert COORDINATOR not in _addressed(enriched.bundle)
+    assert COORDINATOR not in addressed(enriched.bundle)
     assert any("no pathway coordinator" in i["diagnostics"] for i in enriched.report["issue"])
