@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlmodel import Session
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartParser
@@ -114,7 +115,7 @@ async def _letter_from_multipart(request: Request, body: bytes) -> bytes:
 )
 async def submit_letter(
     request: Request, principal: Principal = Depends(current_principal)
-) -> JSONResponse:
+) -> Response:
     _writer(principal)
     settings = request.app.state.settings
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -137,8 +138,9 @@ async def submit_letter(
         converters=request.app.state.converters,
     )
     letter_id = accepted.receipt["id"]
-    return JSONResponse(
-        accepted.receipt,
+    return Response(  # the receipt lists every resource: orjson, not the json module
+        orjson.dumps(accepted.receipt),
+        media_type="application/json",
         status_code=202 if accepted.created else 200,
         headers={"Location": f"/discharge-letters/{letter_id}"},
     )

@@ -16,10 +16,10 @@ import authlib.deprecate  # noqa: F401 — installs an 'always' filter ours must
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    from authlib.jose import JsonWebKey, JsonWebToken, KeySet, jwt
+    from authlib.jose import JsonWebToken, KeySet, jwt
     from authlib.jose.errors import JoseError
 
-from adapter.auth.keys import ALGORITHM, external_keys, local_private_key
+from adapter.auth.keys import ALGORITHM, external_keys, local_private_key, local_public_key
 from adapter.auth.principal import DEFAULT_SCOPES, KINDS, Principal
 from adapter.config import get_settings
 from adapter.errors import BadRequest, Unauthorized
@@ -65,8 +65,7 @@ def _default_subject(kind: str, claims: dict[str, Any]) -> str:
 
 
 def _keys_for(token: str) -> KeySet:
-    local = local_private_key()
-    keys = [JsonWebKey.import_key(local.as_dict(is_private=False), {"kid": local.thumbprint()})]
+    keys = [local_public_key()]
     jwks_url = get_settings().jwks_url
     if jwks_url:
         keys.extend(external_keys(jwks_url).keys)

@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, LargeBinary, Text, or_
+from sqlalchemy import Column, LargeBinary, Text, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel
 
 from adapter.store.outbox import DELIVERED, FAILED, PENDING, RETRYING, OutboxEntry, utcnow
 
@@ -67,14 +67,25 @@ def produced_resources(bundle: dict[str, Any]) -> list[dict[str, str]]:
     return produced
 
 
+_BY_SHA1 = text("SELECT id FROM received_letter WHERE sha1 = :sha1 LIMIT 1")
+_BY_SHA1_OR_ID = text(
+    "SELECT id FROM received_letter WHERE sha1 = :sha1 OR document_id = :document_id LIMIT 1"
+)
+
+
 def find_letter(
     session: Session, *, sha1: str, document_id: str | None = None
 ) -> ReceivedLetter | None:
-    """The letter already received with these bytes or this document id, if any."""
-    condition = ReceivedLetter.sha1 == sha1
+    """The letter already received with these bytes or this document id, if any.
+
+    Asked for every letter posted, and almost always answered "none": a plain indexed query
+    (the ORM's was a tenth of the server's time per letter), the row loaded only when found."""
     if document_id:
-        condition = or_(condition, ReceivedLetter.document_id == document_id)
-    return session.exec(select(ReceivedLetter).where(condition).limit(1)).first()
+        found = session.execute(_BY_SHA1_OR_ID, {"sha1": sha1, "document_id": document_id})
+    else:
+        found = session.execute(_BY_SHA1, {"sha1": sha1})
+    letter_id = found.scalar()
+    return session.get(ReceivedLetter, letter_id) if letter_id is not None else None
 
 
 def get_letter(engine: Engine, letter_id: str) -> ReceivedLetter | None:
