@@ -1,5 +1,5 @@
 """Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers and
-the in-process pusher, when configured, is running)."""
+the pusher (its threads or its process), when configured, is running)."""
 
 from __future__ import annotations
 
