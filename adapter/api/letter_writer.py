@@ -172,7 +172,10 @@ class LetterWriter:
         except Exception as error:
             if len(group) > 1:  # one letter spoilt the group: each alone, it fails by itself
                 for pending in group:
-                    self._write(engine, [pending])
+                    try:
+                        self._write(engine, [pending])
+                    except Exception as alone:
+                        pending.answer.set_exception(alone)
                 return
             found = _already_stored(engine, group[0]) \
                 if isinstance(error, IntegrityError) else None

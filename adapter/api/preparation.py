@@ -124,6 +124,9 @@ def _serve(pipe: Connection, database_url: str) -> None:
             answer: PreparedLetter | LiaisonError = prepare(xml, engine)
         except LiaisonError as error:  # a refusal travels back and is raised in the server
             answer = error
+        except Exception as error:  # a bug: a 500 for this letter, not a dead process
+            # (the class only: a message may quote the letter)
+            answer = LiaisonError(f"internal error while converting ({type(error).__name__})")
         pipe.send(answer)
 
 
@@ -182,20 +185,27 @@ class ConversionPool:
         worker = self._idle.get()
         try:
             letter = worker.prepare(xml)
-        except (EOFError, OSError):
-            # The process died (killed, out of memory): a new one takes its place, and this
-            # letter is prepared here rather than refused.
-            logger.error("a conversion process died: starting a new one")
-            with self._lock:
-                self._workers.remove(worker)
-            worker.close()
-            self._add()
-            return prepare_here(xml, engine)
-        except BaseException:
+        except LiaisonError:  # the process answered (a refusal): it is ready for the next
             self._idle.put(worker)
             raise
+        except BaseException as error:
+            # Dead (killed, out of memory) or out of step with its pipe: never reused, a new
+            # process takes its place; a letter that met a dead one is prepared here instead.
+            self._replace(worker)
+            if not isinstance(error, EOFError | OSError):
+                raise
+            logger.error("a conversion process died: starting a new one")
+            return prepare_here(xml, engine)
         self._idle.put(worker)
         return letter
+
+    def _replace(self, worker: _Worker) -> None:
+        with self._lock:
+            if worker not in self._workers:  # the pool is stopping
+                return
+            self._workers.remove(worker)
+        worker.close()
+        self._add()
 
     def stop(self) -> None:
         with self._lock:
