@@ -9,28 +9,17 @@ Routes (REST, MHD) stay thin and call `ingest_letter`.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from adapter.api import metrics
-from adapter.api.letter_writer import Accepted, Pending, receipt_for, writer_for
+from adapter.api.letter_writer import Accepted, Pending, existing_receipt, writer_for
 from adapter.api.preparation import ConversionPool, prepare_here
 from adapter.api.validation import check_strictly
 from adapter.config import Settings
 from adapter.errors import LetterTooLarge
-from adapter.store.letters import find_letter
 
 __all__ = ["Accepted", "existing_receipt", "ingest_letter"]
-
-
-def existing_receipt(
-    engine: Engine, sha1: str, submitted_by: str | None = None
-) -> dict[str, Any] | None:
-    with Session(engine) as session:
-        letter = find_letter(session, sha1=sha1)
-        return receipt_for(session, letter, submitted_by) if letter else None
 
 
 def ingest_letter(

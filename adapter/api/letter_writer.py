@@ -98,15 +98,12 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
     return Accepted(receipt(session, received), created=True), entry.id
 
 
-def _already_stored(engine: Engine, pending: Pending) -> Accepted | None:
-    """After an IntegrityError: the same letter accepted meanwhile (another process)."""
+def existing_receipt(engine: Engine, sha1: str, submitted_by: str | None = None,
+                     document_id: str | None = None) -> dict[str, Any] | None:
+    """The receipt of the letter already received with these bytes (or this document id)."""
     with Session(engine) as session:
-        already = find_letter(
-            session, sha1=pending.sha1, document_id=pending.letter.document_id
-        )
-        if already is None:
-            return None
-        return Accepted(receipt_for(session, already, pending.submitted_by), created=False)
+        already = find_letter(session, sha1=sha1, document_id=document_id)
+        return receipt_for(session, already, submitted_by) if already is not None else None
 
 
 class LetterWriter:
@@ -177,11 +174,14 @@ class LetterWriter:
                     except Exception as alone:
                         pending.answer.set_exception(alone)
                 return
-            found = _already_stored(engine, group[0]) \
+            # the same letter accepted meanwhile by another process: its receipt
+            pending = group[0]
+            found = existing_receipt(engine, pending.sha1, pending.submitted_by,
+                                     pending.letter.document_id) \
                 if isinstance(error, IntegrityError) else None
             if found is None:
                 raise
-            outcomes, entries = [found], [None]
+            outcomes, entries = [Accepted(found, created=False)], [None]
         for pending, outcome, entry in zip(group, outcomes, entries, strict=True):
             self._answer(pending, outcome, entry)
         if any(entries):
