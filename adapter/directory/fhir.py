@@ -61,6 +61,21 @@ def _coding(system: str | None, code: str | None, display: str | None) -> Resour
     return coding
 
 
+def _address(row: Any) -> Resource | None:
+    """The FHIR Address of a directory row's address columns (None when it has none)."""
+    if not (row.address_line or row.postcode or row.city):
+        return None
+    address: Resource = {}
+    if row.address_line:
+        address["line"] = [row.address_line]
+    if row.city:
+        address["city"] = row.city
+    if row.postcode:
+        address["postalCode"] = row.postcode
+    address["country"] = "FR"
+    return address
+
+
 def _identifier(system: str, value: str, type_code: str | None = None) -> Resource:
     identifier: Resource = {"use": "official", "system": system, "value": value}
     if type_code:
@@ -159,16 +174,10 @@ def role_resource(row: Any, practitioner: Any | None) -> Resource:
     if telecom:
         resource["telecom"] = telecom
     # the site's address: PractitionerRole has no address, a contained Location carries it
-    if row.address_line or row.postcode or row.city:
-        address: Resource = {"use": "work"}
-        if row.address_line:
-            address["line"] = [row.address_line]
-        if row.city:
-            address["city"] = row.city
-        if row.postcode:
-            address["postalCode"] = row.postcode
-        address["country"] = "FR"
-        resource["contained"] = [{"resourceType": "Location", "id": "site", "address": address}]
+    address = _address(row)
+    if address is not None:
+        resource["contained"] = [{"resourceType": "Location", "id": "site",
+                                  "address": {"use": "work", **address}}]
         resource["location"] = [{"reference": "#site"}]
     extensions = []
     if row.cpts_id:
@@ -205,14 +214,7 @@ def organization_resource(row: Any, mailboxes: list[Any]) -> Resource:
     telecom.extend(mailbox_telecom(box.address, box.mailbox_type) for box in mailboxes)
     if telecom:
         resource["telecom"] = telecom
-    if row.address_line or row.postcode or row.city:
-        address: Resource = {}
-        if row.address_line:
-            address["line"] = [row.address_line]
-        if row.city:
-            address["city"] = row.city
-        if row.postcode:
-            address["postalCode"] = row.postcode
-        address["country"] = "FR"
+    address = _address(row)
+    if address is not None:
         resource["address"] = [address]
     return resource

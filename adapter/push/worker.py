@@ -37,7 +37,7 @@ BATCH_SIZE = 8
 # payload → what to remember as the result; raises TargetUnavailable / TargetRejected
 Handler = Callable[[Any], "dict[str, Any] | None"]
 _registered: dict[str, Handler] = {}
-_running: set[threading.Event] = set()
+_running: set[Any] = set()  # what `notify` sets: our threads' events, pusher processes' pipes
 
 
 def register_handler(kind: str, handler: Handler) -> None:

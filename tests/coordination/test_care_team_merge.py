@@ -12,7 +12,7 @@ from adapter.coordination.enrichment import enrich
 from adapter.errors import Forbidden
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine, session_scope
-from tests.coordination.letters import INS, synthetic_conversion
+from tests.coordination.letters import INS, addressed, synthetic_conversion
 from tests.support.paths import FIXTURES
 
 DIRECTORY = CsvCoordinators(FIXTURES / "coordination" / "local_directory.csv")
@@ -52,15 +52,6 @@ def _participant_of(bundle: dict, idnat: str) -> dict | None:
     return None
 
 
-def _recipients(bundle: dict) -> set[str]:
-    view = BundleView(bundle)
-    found: set[str] = set()
-    for communication in view.resources("Communication"):
-        for recipient in communication["recipient"]:
-            found |= view.idnats_of(recipient["reference"])
-    return found
-
-
 def test_second_letter_from_another_hospital_keeps_the_nurse_and_notifies_her() -> None:
     repository = Repository(get_engine())
     _first_stay(repository)
@@ -70,7 +61,7 @@ def test_second_letter_from_another_hospital_keeps_the_nurse_and_notifies_her() 
     assert nurse["period"] == {"start": "2026-11-20T10:00:00+01:00"}  # her period is kept
     origin = {p["url"]: p for p in nurse["extension"][0]["extension"]}
     assert origin["source"]["valueIdentifier"]["value"] == "1.2.250.1.999.1.1"  # first letter
-    assert NURSE in _recipients(second.bundle)
+    assert NURSE in addressed(second.bundle)
     repository.transaction(second.bundle)  # the record takes the merged bundle
     # in the record, the nurse now finds the second hospital's message addressed to her
     messages = repository.search("Communication", [], _reader(NURSE))["entry"]
@@ -95,7 +86,7 @@ def test_opposed_patient_letter_reaches_named_recipients_only_and_outsiders_cann
     with session_scope(get_engine()) as session:
         consent.record_decision(session, (INS, PATIENT), "oppose", source="cli")
     letter = enrich(synthetic_conversion(), DIRECTORY, repository)
-    assert _recipients(letter.bundle) == {NURSE}
+    assert addressed(letter.bundle) == {NURSE}
     assert _participant_of(letter.bundle, PCP) is None  # not named: not in the care team either
     assert _participant_of(letter.bundle, "810000000017") is None
     repository.transaction(letter.bundle)
@@ -116,7 +107,7 @@ def test_opposed_patient_letter_reaches_named_recipients_only_and_outsiders_cann
     assert [e["resource"]["id"] for e in mine["entry"]] == [document["resource"]["id"]]
 
 
-def test_restricted_letter_is_filtered_out_for_readers_outside_its_recipients() -> None:
+def test_restricted_letter_is_filtered_out_for_readers_outside_itsaddressed() -> None:
     repository = Repository(get_engine())
     letter = enrich(synthetic_conversion(confidentiality="R"), DIRECTORY, repository)
     repository.transaction(letter.bundle)

@@ -41,14 +41,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LIAISON_PUSH_BACKOFF_BASE_SECONDS", "0.05")
-    monkeypatch.setenv("LIAISON_PUSH_BACKOFF_MAX_SECONDS", "0.3")
-    monkeypatch.setenv("LIAISON_PUSH_MAX_ATTEMPTS", "1000")
-    get_settings.cache_clear()
-
-
 def test_posted_letter_reaches_a_subscribed_endpoint_with_the_coordinator(
     fast_retries: None,
 ) -> None:

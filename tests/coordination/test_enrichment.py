@@ -15,7 +15,7 @@ from adapter.coordination.enrichment import enrich
 from adapter.coordination.models import SharingAudit
 from adapter.coordination.rules import load_rules, parse_rules
 from adapter.store.db import get_engine, session_scope
-from tests.coordination.letters import INS, synthetic_conversion
+from tests.coordination.letters import INS, addressed, synthetic_conversion
 from tests.support.paths import FIXTURES, REPO
 
 DIRECTORY_CSV = FIXTURES / "coordination" / "local_directory.csv"
@@ -37,15 +37,6 @@ def _coordinator_participants(bundle: dict) -> list[dict]:
     ]
 
 
-def _recipients(bundle: dict) -> set[str]:
-    view = BundleView(bundle)
-    found: set[str] = set()
-    for communication in view.resources("Communication"):
-        for recipient in communication["recipient"]:
-            found |= view.idnats_of(recipient["reference"])
-    return found
-
-
 def test_coordinator_of_the_territory_joins_the_care_team_and_gets_a_communication() -> None:
     conversion = synthetic_conversion(postal_code="75007")
     enriched = enrich(conversion, CsvCoordinators(DIRECTORY_CSV))
@@ -55,16 +46,16 @@ def test_coordinator_of_the_territory_joins_the_care_team_and_gets_a_communicati
     assert participant["period"]["start"] == conversion.letter.effective_time
     origin = participant["extension"][0]["extension"]
     assert any("CPTS-PARIS-CENTRE" in part.get("valueString", "") for part in origin)
-    assert COORDINATOR in _recipients(enriched.bundle)
+    assert COORDINATOR in addressed(enriched.bundle)
     assert conversion.bundle is not enriched.bundle  # the input is left untouched
-    assert COORDINATOR not in _recipients(conversion.bundle)
+    assert COORDINATOR not in addressed(conversion.bundle)
 
 
 def test_without_a_covering_rule_no_coordinator_is_added(tmp_path: Path) -> None:
     conversion = synthetic_conversion(postal_code="13001")
     enriched = enrich(conversion, CsvCoordinators(DIRECTORY_CSV))
     assert _coordinator_participants(enriched.bundle) == []
-    assert COORDINATOR not in _recipients(enriched.bundle)
+    assert COORDINATOR not in addressed(enriched.bundle)
     messages = [i["diagnostics"] for i in enriched.report["issue"]]
     assert any("no pathway coordinator" in m for m in messages)
     # and with the rule switched off in the YAML, not even in the covered territory
@@ -119,12 +110,12 @@ def _oppose(ins: str) -> None:
         consent.record_decision(session, (INS, ins), "oppose", recorded_by="test", source="cli")
 
 
-def test_opposed_patient_gets_nothing_beyond_the_named_recipients() -> None:
+def test_opposed_patient_gets_nothing_beyond_the_namedaddressed() -> None:
     _oppose("279035121518989")
     conversion = synthetic_conversion()
     enriched = enrich(conversion, CsvCoordinators(DIRECTORY_CSV))
     # the letter names only the nurse 801234567896; the PCP and the coordinator are not named
-    assert _recipients(enriched.bundle) == {"801234567896"}
+    assert addressed(enriched.bundle) == {"801234567896"}
     assert _coordinator_participants(enriched.bundle) == []
     with session_scope(get_engine()) as session:
         withheld = session.exec(
@@ -140,7 +131,7 @@ def test_withdrawn_opposition_shares_again() -> None:
     with session_scope(get_engine()) as session:
         consent.record_decision(session, (INS, "279035121518989"), "withdraw", source="api")
     enriched = enrich(synthetic_conversion(), CsvCoordinators(DIRECTORY_CSV))
-    assert {COORDINATOR, "801984758437", "801234567896"} <= _recipients(enriched.bundle)
+    assert {COORDINATOR, "801984758437", "801234567896"} <= addressed(enriched.bundle)
 
 
 def test_restricted_letter_is_labelled_readable_by_named_recipients_only() -> None:

@@ -10,7 +10,6 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from sqlmodel import Session
 
-from adapter.config import get_settings
 from adapter.coordination import subscriptions
 from adapter.coordination.coordinators import CsvCoordinators
 from adapter.coordination.enrichment import enrich
@@ -80,14 +79,6 @@ def _locations(bundle: dict) -> list[str]:
     return [
         f"{e['resource']['resourceType']}/{n}/_history/1" for n, e in enumerate(bundle["entry"])
     ]
-
-
-@pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LIAISON_PUSH_BACKOFF_BASE_SECONDS", "0.05")
-    monkeypatch.setenv("LIAISON_PUSH_BACKOFF_MAX_SECONDS", "0.3")
-    monkeypatch.setenv("LIAISON_PUSH_MAX_ATTEMPTS", "1000")
-    get_settings.cache_clear()
 
 
 @pytest.fixture
