@@ -30,3 +30,33 @@ def test_errors_carry_http_status_and_operation_outcome() -> None:
     outcome = error.operation_outcome()
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["diagnostics"].startswith("the letter is 30 MiB")
+
+
+def test_a_new_sqlite_file_gets_large_pages_and_an_existing_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from adapter.store import db
+
+    old = tmp_path / "old.db"  # a database created before the page size changed
+    with sqlite3.connect(old) as connection:
+        connection.execute("PRAGMA page_size=4096")
+        connection.execute("CREATE TABLE kept (value TEXT)")
+        connection.execute("INSERT INTO kept VALUES ('still here')")
+    for path, page_size in ((tmp_path / "new.db", db.PAGE_SIZE), (old, 4096)):
+        engine = db.engine_for(f"sqlite:///{path}")
+        try:
+            db.init_db(engine)
+            with engine.connect() as connection:
+                def pragma(name: str) -> int:
+                    return int(connection.exec_driver_sql(f"PRAGMA {name}").scalar_one())
+
+                assert pragma("page_size") == page_size
+                assert pragma("cache_size") == -db.CACHE_KIB
+                # the automatic checkpoint stays at the same WAL size whatever the page size
+                assert pragma("wal_autocheckpoint") * page_size == 32 * 1024 * 1024
+        finally:
+            engine.dispose()
+    with sqlite3.connect(old) as connection:
+        assert connection.execute("SELECT value FROM kept").fetchall() == [("still here",)]

@@ -96,8 +96,9 @@ def table_of(model: type[SQLModel]) -> Table:
 # any setting: running it again resumes it (rows already written compare equal and are skipped).
 BULK_PRAGMAS = {
     "cache_size": -65536,  # 64 MiB: the B-tree pages being appended to stay in memory
-    "wal_autocheckpoint": 100_000,  # pages: fewer, larger checkpoints during the import
+    "wal_autocheckpoint": 0,  # pages for BULK_WAL_BYTES (files differ in page size): set below
 }
+BULK_WAL_BYTES = 400 * 1024 * 1024  # fewer, larger checkpoints during the import
 
 
 @contextmanager
@@ -109,7 +110,9 @@ def bulk_settings(connection: Connection) -> Iterator[None]:
     before = {
         name: connection.exec_driver_sql(f"PRAGMA {name}").scalar_one() for name in BULK_PRAGMAS
     }
-    for name, value in BULK_PRAGMAS.items():
+    page_size = connection.exec_driver_sql("PRAGMA page_size").scalar_one()
+    settings = {**BULK_PRAGMAS, "wal_autocheckpoint": BULK_WAL_BYTES // page_size}
+    for name, value in settings.items():
         connection.exec_driver_sql(f"PRAGMA {name}={int(value)}")
     connection.commit()
     try:

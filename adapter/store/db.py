@@ -35,20 +35,31 @@ def _import_models() -> None:
         optional(name)
 
 
+# Pages of a new database file. A letter writes ~100 KB bodies (the letter, its bundle, its
+# DocumentReference) and index rows spread over a dozen B-trees; SQLite writes each page of a
+# commit to the WAL with two system calls, then copies it at the checkpoint. With 4 KB pages a
+# delivered letter cost ~900 such calls; 32 KB pages cut delivery's CPU by ~15 % (measured:
+# `python -m benchmarks --only delivery`). A file that exists keeps the page size it has.
+PAGE_SIZE = 32768
+CACHE_KIB = 16384  # page cache per connection (SQLite's default is 2 MB)
+_BACKSTOP_BYTES = 32 * 1024 * 1024  # WAL size at which a commit checkpoints by itself
+
+
 def _tune_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     # WAL lets the API read while the pusher writes; busy_timeout waits instead of failing.
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL: only a new file takes it
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     # Checkpoints are run by `_checkpoint_in_background`; the automatic one (in whichever
     # commit crosses the threshold, holding the write lock) only as a backstop.
-    cursor.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
+    page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
+    cursor.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_BYTES // page_size}")
     cursor.close()
 
-
-_BACKSTOP_PAGES = 8000  # 32 MB of WAL
 _CHECKPOINT_SECONDS = 0.5
 
 
