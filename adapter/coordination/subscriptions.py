@@ -330,6 +330,19 @@ def _withhold(session: Session, subscription: SubscriptionRecord, reason: str) -
                   target=subscription.endpoint, outcome="withheld", reason=reason)
 
 
+def _active_subscriptions(session: Session) -> list[SubscriptionRecord]:
+    """The active Subscriptions, read once per session: the pusher passes the letters of a
+    batch through one session, and each would otherwise ask again."""
+    if "liaison.subscriptions" not in session.info:
+        now = _now()
+        session.info["liaison.subscriptions"] = [
+            s for s in session.exec(
+                select(SubscriptionRecord).where(SubscriptionRecord.status == "active"))
+            if s.end is None or s.end > now
+        ]
+    return session.info["liaison.subscriptions"]
+
+
 def after_push(
     session: Session,
     bundle: dict[str, Any],
@@ -342,14 +355,7 @@ def after_push(
     """
     rules = rules or load_rules()
     tag_system = RESTRICTED_READER_TAG
-    now = _now()
-    active = [
-        s
-        for s in session.exec(
-            select(SubscriptionRecord).where(SubscriptionRecord.status == "active")
-        )
-        if s.end is None or s.end > now
-    ]
+    active = [s for s in _active_subscriptions(session) if s.status == "active"]
     if not active:
         return 0
     ctx = MatchContext(bundle, locations)

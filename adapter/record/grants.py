@@ -83,6 +83,12 @@ def national_ids(identifiers: list[dict[str, Any]] | None, section: str) -> set[
     return found
 
 
+def _parsed(row: Any) -> dict[str, Any]:
+    """The resource of a current row: as this transaction wrote it, or parsed from its body."""
+    resource = getattr(row, "resource", None)
+    return resource if resource is not None else loads(row.body)
+
+
 class _Resolver:
     """Follows references inside one session, remembering what it already read."""
 
@@ -91,16 +97,16 @@ class _Resolver:
         self.session = session
         self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
         # current rows the caller already holds (`storage.Stored`: the transaction's own)
-        self._known = known or {}
+        self.known = known or {}
 
     def get(self, reference: Any) -> dict[str, Any] | None:
         link = reference.get("reference") if isinstance(reference, dict) else None
         target = parse_reference(link) if link else None
         if target is None:
             return None
-        if target not in self._seen and self._known.get(target) is not None:
-            row = self._known[target]
-            self._seen[target] = None if row.deleted else loads(row.body)
+        if target not in self._seen and self.known.get(target) is not None:
+            row = self.known[target]
+            self._seen[target] = None if row.deleted else _parsed(row)
         if target not in self._seen:
             body = self.session.execute(
                 select(_RESOURCES.c.body).where(
@@ -202,13 +208,8 @@ def refresh(session: Session, patient_ids: set[str], communication_pks: set[int]
     resolver = _Resolver(session, known)
     for chunk in _chunks(patient_ids):
         found: dict[str, set[Grant]] = {patient_id: set() for patient_id in chunk}
-        sources = session.execute(select(_RESOURCES.c.patient_id, _RESOURCES.c.body).where(
-            _RESOURCES.c.patient_id.in_(chunk),
-            _RESOURCES.c.resource_type.in_(("CareTeam", "DocumentReference")),
-            _RESOURCES.c.deleted == false(),
-        ).order_by(_RESOURCES.c.pk)).all()
-        for patient_id, body in sources:
-            found[patient_id] |= _grants_of(loads(body), resolver)
+        for patient_id, resource in _grant_sources(session, chunk, resolver.known):
+            found[patient_id] |= _grants_of(resource, resolver)
         session.execute(delete(_PATIENT_GRANTS).where(_PATIENT_GRANTS.c.patient_id.in_(chunk)))
         rows = [{"patient_id": patient_id, "kind": g.kind, "value": g.value,
                  "valid_from": g.valid_from, "valid_until": g.valid_until}
@@ -217,15 +218,45 @@ def refresh(session: Session, patient_ids: set[str], communication_pks: set[int]
             session.execute(insert(_PATIENT_GRANTS), rows)
     for chunk in _chunks(communication_pks):
         session.execute(delete(_RESOURCE_GRANTS).where(_RESOURCE_GRANTS.c.resource_pk.in_(chunk)))
-        messages = session.execute(select(_RESOURCES.c.pk, _RESOURCES.c.body).where(
-            _RESOURCES.c.pk.in_(chunk),
-            _RESOURCES.c.resource_type == "Communication",
-            _RESOURCES.c.deleted == false(),
-        )).all()
+        messages = _current(session, resolver.known, _RESOURCES.c.pk.in_(chunk),
+                            _RESOURCES.c.resource_type == "Communication")
         rows = [{"resource_pk": pk, "kind": "idnat", "value": value}
-                for pk, body in messages for value in communication_grants(loads(body), resolver)]
+                for pk, _, resource in messages
+                for value in communication_grants(resource, resolver)]
         if rows:
             session.execute(insert(_RESOURCE_GRANTS), rows)
+
+
+def _grant_sources(session: Session, patient_ids: list[str],
+                   known: Mapping[tuple[str, str], Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(patient id, resource) of the current CareTeams and DocumentReferences of `patient_ids`,
+    in storage order."""
+    rows = _current(session, known, _RESOURCES.c.patient_id.in_(patient_ids),
+                    _RESOURCES.c.resource_type.in_(("CareTeam", "DocumentReference")))
+    return [(patient_id, resource) for _, patient_id, resource in rows]
+
+
+def _current(session: Session, known: Mapping[tuple[str, str], Any], *where: Any
+             ) -> list[tuple[int, str | None, dict[str, Any]]]:
+    """(pk, patient id, resource) of the current resources matching `where`, by pk. A row
+    this transaction holds parsed (`known`) is not read again: a letter's DocumentReference
+    carries ~100 KB of base64 that grants never look at."""
+    listed = session.execute(select(
+        _RESOURCES.c.pk, _RESOURCES.c.resource_type, _RESOURCES.c.resource_id,
+        _RESOURCES.c.patient_id).where(*where, _RESOURCES.c.deleted == false())
+        .order_by(_RESOURCES.c.pk)).all()
+    resources: dict[int, dict[str, Any]] = {}
+    for pk, resource_type, resource_id, _ in listed:
+        row = known.get((resource_type, resource_id))
+        if row is not None and getattr(row, "resource", None) is not None:
+            resources[pk] = row.resource
+    missing = [pk for pk, *_ in listed if pk not in resources]
+    for chunk in _chunks(set(missing)):
+        for pk, body in session.execute(select(_RESOURCES.c.pk, _RESOURCES.c.body)
+                                        .where(_RESOURCES.c.pk.in_(chunk))):
+            resources[pk] = loads(body)
+    return [(pk, patient_id, resources[pk]) for pk, _, _, patient_id in listed
+            if pk in resources]
 
 
 # Types whose change can alter who may read something that references them.

@@ -76,6 +76,12 @@ class Stored:
     deleted: bool
     patient_id: str | None
     body: str
+    # the parsed body, when this transaction wrote it (grants read it instead of parsing
+    # `body` again); never changed once written
+    resource: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def parsed(self) -> dict[str, Any]:
+        return self.resource if self.resource is not None else loads(self.body)
 
 
 # typed columns: SQLite's stored text comes back as datetime / bool, as through the ORM
@@ -206,7 +212,7 @@ def write_version(
     body = dumps(resource)
     patient_id = patient_of(session, resource, known)
     row = Stored(None, resource["resourceType"], resource["id"], version, now, False, patient_id,
-                 body)
+                 body, resource)
     if existing is None:
         batch.created.append((row, index_rows(resource)))
     else:
