@@ -74,7 +74,8 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
     already = find_letter(session, sha1=pending.sha1, document_id=letter.document_id)
     if already is not None:
         return Accepted(receipt_for(session, already, pending.submitted_by), created=False), None
-    entry = outbox.enqueue(session, worker.FHIR_TRANSACTION, letter.payload, letter.patient_key)
+    kind = worker.VALIDATED_TRANSACTION if letter.validated else worker.FHIR_TRANSACTION
+    entry = outbox.enqueue(session, kind, letter.payload, letter.patient_key)
     received = ReceivedLetter(
         sha1=pending.sha1,
         document_id=letter.document_id,

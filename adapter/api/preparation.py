@@ -48,6 +48,9 @@ class PreparedLetter:
     payload: bytes  # the transaction Bundle, serialised
     resources: str  # what the receipt lists (JSON)
     report: str  # OperationOutcome of what was not mapped (JSON)
+    # every resource of the bundle passed the FHIR R4 model check here: the embedded record
+    # need not run it again (it does for a bundle that did not pass, and refuses it)
+    validated: bool = False
 
 
 _directories: dict[str, CachedDirectory] = {}
@@ -72,11 +75,26 @@ def _coordinated(conversion: Any, engine: Engine) -> Any:
     return coordinate(conversion, engine, in_place=True)  # the conversion is ours to change
 
 
+def _validation_problems(conversion: Any) -> list[str]:
+    """The FHIR model check of the final bundle (after coordination), done here — in the
+    conversion processes, beside the server — rather than by the pusher, whose single process
+    and single database writer set how fast letters reach the record. Problems are reported
+    in the receipt; the record still judges (and refuses) a bundle that has any."""
+    from adapter.mapping.validation import validate_bundle
+
+    problems = validate_bundle(conversion.bundle)
+    conversion.report["issue"] += [
+        {"severity": "warning", "code": "invalid", "diagnostics": f"FHIR validation: {problem}"}
+        for problem in problems]
+    return problems
+
+
 def prepare(xml: bytes, engine: Engine) -> PreparedLetter:
     """Convert and coordinate one letter; raises `RefusedLetter` (and kin) saying why not."""
     from adapter.mapping import convert_letter  # the mapping part: imported when first needed
 
     conversion = _coordinated(convert_letter(xml, directory=_directory(engine)), engine)
+    problems = _validation_problems(conversion)
     summary = conversion.letter
     return PreparedLetter(
         document_id="|".join(summary.document_id),
@@ -88,6 +106,7 @@ def prepare(xml: bytes, engine: Engine) -> PreparedLetter:
         payload=orjson.dumps(conversion.bundle),
         resources=orjson.dumps(produced_resources(conversion.bundle)).decode(),
         report=orjson.dumps(conversion.report).decode(),
+        validated=not problems,
     )
 
 

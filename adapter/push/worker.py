@@ -30,6 +30,11 @@ from adapter.store import outbox
 logger = logging.getLogger("liaison.push")
 
 FHIR_TRANSACTION = "fhir-transaction"
+# A transaction bundle whose resources liaison already checked against the FHIR R4 models
+# (a letter's, when it was prepared): a target that can (the embedded record) is told so and
+# skips its own model check. Entries of the first kind are checked by the target as always.
+VALIDATED_TRANSACTION = "fhir-transaction-validated"
+TRANSACTION_KINDS = (FHIR_TRANSACTION, VALIDATED_TRANSACTION)
 # Letters handed at once to a target that takes several (the embedded record: one database
 # transaction, one grants refresh, one commit for all), and marked delivered in one write.
 BATCH_SIZE = 8
@@ -83,11 +88,21 @@ class Pusher:
         self._threads: list[threading.Thread] = []
 
     def handlers(self) -> dict[str, Handler]:
-        return {**_registered, FHIR_TRANSACTION: self._send_bundle}
+        return {**_registered, FHIR_TRANSACTION: self._send_bundle,
+                VALIDATED_TRANSACTION: self._send_validated}
 
-    def _send_bundle(self, bundle: dict[str, Any]) -> dict[str, Any]:
+    def _vouch(self, validated: bool) -> dict[str, Any]:
+        """The keyword telling the target a bundle was validated, if it takes it (the embedded
+        record); any other FHIR server checks what it receives as it always does."""
+        return {"validated": True} if validated and getattr(
+            self.target, "trusts_validated", False) else {}
+
+    def _send_validated(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        return self._send_bundle(bundle, validated=True)
+
+    def _send_bundle(self, bundle: dict[str, Any], validated: bool = False) -> dict[str, Any]:
         with metrics.PUSH_SECONDS.time():
-            response = self.target.send(bundle)
+            response = self.target.send(bundle, **self._vouch(validated))
         locations = response_locations(response)
         self._after_push(bundle, locations)
         return {"locations": locations}
@@ -107,8 +122,9 @@ class Pusher:
     def _batching(self, handlers: dict[str, Handler]) -> bool:
         """Letters go several at a time when the target takes them so (not HTTP targets: one
         bundle per request, split by their own rules) and no subclass replaced their handler."""
+        ours = {FHIR_TRANSACTION: self._send_bundle, VALIDATED_TRANSACTION: self._send_validated}
         return (self.batch_size > 1 and callable(getattr(self.target, "send_many", None))
-                and handlers.get(FHIR_TRANSACTION) == self._send_bundle)
+                and all(handlers.get(kind, method) == method for kind, method in ours.items()))
 
     def run_once(self, limit: int | None = None) -> int:
         """Claim and process what is due now; returns how many entries were processed."""
@@ -123,13 +139,13 @@ class Pusher:
             limit=limit or (self.batch_size if batching else 4),
             kinds=tuple(handlers),
         )
-        letters = [claim for claim in held if batching and claim.kind == FHIR_TRANSACTION]
+        letters = [claim for claim in held if batching and claim.kind in TRANSACTION_KINDS]
         for start in range(0, len(letters), self.batch_size):
             chunk = [c for c in (self._still_held(claim, lease)
                                  for claim in letters[start:start + self.batch_size]) if c]
             self.process_many(chunk)
         for claim in held:
-            if batching and claim.kind == FHIR_TRANSACTION:
+            if batching and claim.kind in TRANSACTION_KINDS:
                 continue
             # The entries of one claim share one lease but are sent one after the other: one
             # whose lease ran low while earlier ones were sent gets a fresh lease first, or is
@@ -156,14 +172,17 @@ class Pusher:
     def process_many(self, held: list[outbox.Claim]) -> None:
         """Letters sent in one `send_many` call; each entry's outcome is its own (delivered,
         retried or failed), and those delivered are recorded in one write transaction."""
+        handlers = self.handlers()
         if len(held) <= 1:
             for claim in held:
-                self.process(claim, self._send_bundle)
+                self.process(claim, handlers[claim.kind])
             return
         bundles = [claim.payload_json() for claim in held]
+        validated = [claim.kind == VALIDATED_TRANSACTION for claim in held]
+        vouched = {"validated": validated} if self._vouch(any(validated)) else {}
         started = time.perf_counter()
         try:
-            answers = self.target.send_many(bundles)  # type: ignore[attr-defined]
+            answers = self.target.send_many(bundles, **vouched)  # type: ignore[attr-defined]
             if len(answers) != len(bundles):
                 raise RuntimeError(f"{len(answers)} answers for {len(bundles)} bundles")
         except TargetError as error:  # the whole call failed (e.g. the record database is busy)
@@ -172,7 +191,7 @@ class Pusher:
             return
         except Exception:  # unexpected: each alone, so only the culprit's entry pays for it
             for claim in held:
-                self.process(claim, self._send_bundle)
+                self.process(claim, handlers[claim.kind])
             return
         per_bundle = (time.perf_counter() - started) / len(held)
         landed: list[tuple[outbox.Claim, dict[str, Any], list[str]]] = []

@@ -7,6 +7,7 @@ local system); otherwise every read is filtered by `access.read_filter` and writ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
@@ -295,11 +296,13 @@ class Repository:
         return self._one({"request": request}, principal)
 
     def transaction(self, bundle: dict[str, Any], principal: Principal | None = None, *,
-                    base_url: str | None = None, return_resources: bool = False
-                    ) -> dict[str, Any]:
+                    base_url: str | None = None, return_resources: bool = False,
+                    validated: bool = False) -> dict[str, Any]:
         """Process a transaction (atomic) or batch (entry by entry) Bundle; the response Bundle.
 
-        A transaction that fails raises the failing entry's error, and nothing is written."""
+        A transaction that fails raises the failing entry's error, and nothing is written.
+        `validated`: a trusted caller (no principal: liaison's pusher) vouches that every
+        resource already passed the FHIR model check; only types and ids are checked again."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise BadRequest("POST to the base takes a Bundle")
         base_url = base_url or self.base_url
@@ -308,12 +311,14 @@ class Repository:
             return self._batch(raw_entries, principal, base_url, return_resources)
         if bundle.get("type") != "transaction":
             raise BadRequest("the Bundle type must be transaction or batch")
-        entries = [parse_entry(i, raw) for i, raw in enumerate(raw_entries)]
+        validated = validated and principal is None
+        entries = [parse_entry(i, raw, validated=validated) for i, raw in enumerate(raw_entries)]
         results = self._run(entries, principal, base_url)
         return _transaction_response(entries, results, return_resources)
 
     def transactions(self, bundles: list[dict[str, Any]], principal: Principal | None = None,
-                     *, base_url: str | None = None) -> list[dict[str, Any] | LiaisonError]:
+                     *, base_url: str | None = None, validated: Sequence[bool] | None = None
+                     ) -> list[dict[str, Any] | LiaisonError]:
         """Several transaction Bundles (e.g. the letters a pusher holds) in ONE database
         transaction: one lock, one grants refresh, one commit for all. Each answer is what
         `transaction(bundle)` would have given — its response Bundle, or its error.
@@ -322,9 +327,11 @@ class Repository:
         by one). If any of them fails, the group is rolled back and each bundle is applied on
         its own, so one bad bundle costs the others nothing but time. Bundles that read (GET
         entries), batches and callers with a principal go one by one: their answers depend on
-        what is visible between bundles.
+        what is visible between bundles. `validated`: for each bundle, as in `transaction`.
         """
         base_url = base_url or self.base_url
+        trusted = [bool(flag) and principal is None
+                   for flag in (validated or [False] * len(bundles))]
         answers: list[dict[str, Any] | LiaisonError | None] = [None] * len(bundles)
         run: list[tuple[int, list[Entry]]] = []  # consecutive bundles that can go together
         for number, bundle in enumerate(bundles):
@@ -333,7 +340,7 @@ class Repository:
                     and bundle.get("resourceType") == "Bundle" \
                     and bundle.get("type") == "transaction":
                 try:
-                    entries = [parse_entry(i, raw)
+                    entries = [parse_entry(i, raw, validated=trusted[number])
                                for i, raw in enumerate(bundle.get("entry") or [])]
                 except LiaisonError as error:
                     answers[number] = error  # refused before anything is written
@@ -341,22 +348,23 @@ class Repository:
             if entries is not None and not any(_is_get(e) for e in entries):
                 run.append((number, entries))
                 continue
-            self._answer_group(run, bundles, answers, base_url)
+            self._answer_group(run, bundles, answers, base_url, trusted)
             run = []
-            answers[number] = self._answer_alone(bundle, principal, base_url)
-        self._answer_group(run, bundles, answers, base_url)
+            answers[number] = self._answer_alone(bundle, principal, base_url, trusted[number])
+        self._answer_group(run, bundles, answers, base_url, trusted)
         assert None not in answers  # every bundle was answered, in its place
         return answers  # type: ignore[return-value]
 
     def _answer_alone(self, bundle: dict[str, Any], principal: Principal | None,
-                      base_url: str) -> dict[str, Any] | LiaisonError:
+                      base_url: str, validated: bool) -> dict[str, Any] | LiaisonError:
         try:
-            return self.transaction(bundle, principal, base_url=base_url)
+            return self.transaction(bundle, principal, base_url=base_url, validated=validated)
         except LiaisonError as error:
             return error
 
     def _answer_group(self, run: list[tuple[int, list[Entry]]], bundles: list[dict[str, Any]],
-                      answers: list[dict[str, Any] | LiaisonError | None], base_url: str) -> None:
+                      answers: list[dict[str, Any] | LiaisonError | None], base_url: str,
+                      trusted: list[bool]) -> None:
         if len(run) == 1:  # nothing to share: the ordinary path (same statements, same answer)
             number, entries = run[0]
             try:
@@ -372,7 +380,8 @@ class Repository:
         except (LiaisonError, IntegrityError):
             # rolled back as a whole: each alone, so the failing one gets its own error
             for number, _ in run:
-                answers[number] = self._answer_alone(bundles[number], None, base_url)
+                answers[number] = self._answer_alone(bundles[number], None, base_url,
+                                                     trusted[number])
             return
         for (number, entries), results in zip(run, grouped, strict=True):
             for entry, result in zip(entries, results, strict=True):

@@ -96,7 +96,9 @@ def parse_criteria(query: str) -> list[tuple[str, str]]:
     return parse_qsl(query, keep_blank_values=True)
 
 
-def parse_entry(index: int, raw: Any) -> Entry:
+def parse_entry(index: int, raw: Any, *, validated: bool = False) -> Entry:
+    """One entry of a transaction (`validated`: its resource was already checked against the
+    FHIR models by liaison, only its type and id are checked here)."""
     if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
         raise BadRequest(f"entry {index}: a transaction entry needs a request")
     request = raw["request"]
@@ -133,7 +135,8 @@ def parse_entry(index: int, raw: Any) -> Entry:
         entry.criteria = parse_criteria(query)
     if method in ("POST", "PUT"):
         try:
-            entry.resource = dict(validate_resource(raw.get("resource"), resource_type))
+            entry.resource = dict(validate_resource(raw.get("resource"), resource_type,
+                                                    model=not validated))
         except LiaisonError as error:
             error.message = f"entry {index}: {error.message}"
             raise

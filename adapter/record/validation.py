@@ -30,10 +30,13 @@ def check_id(resource_id: str) -> None:
         raise BadRequest(f"{resource_id!r} is not a valid FHIR id")
 
 
-def validate_resource(resource: Any, expected_type: str | None = None) -> dict[str, Any]:
+def validate_resource(resource: Any, expected_type: str | None = None, *,
+                      model: bool = True) -> dict[str, Any]:
     """The resource if it is a valid R4 resource of a supported type; 400 / 422 otherwise.
 
     Problems name the element and the rule, never the submitted values (they may be clinical).
+    `model=False`: the type and id only, for a resource liaison itself checked against the
+    same models before queueing it (see `Repository.transaction(validated=…)`).
     """
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise BadRequest("the body is not a FHIR resource (no resourceType)")
@@ -43,7 +46,7 @@ def validate_resource(resource: Any, expected_type: str | None = None) -> dict[s
     check_type(resource_type)
     if "id" in resource:
         check_id(str(resource["id"]))
-    problems = model_problems(resource)  # "Type: element.path: rule", never the value
+    problems = model_problems(resource) if model else []  # "Type: path: rule", never values
     if problems:
         prefix = f"{resource_type}: "
         raise InvalidResource(

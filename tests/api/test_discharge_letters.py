@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapter.push.worker import FHIR_TRANSACTION
+from adapter.push.worker import TRANSACTION_KINDS
 from adapter.record.repository import Repository
 from adapter.store import outbox
 from adapter.store.db import get_engine
@@ -21,7 +21,7 @@ CDA = {"Content-Type": "application/hl7-cda+xml"}
 
 def bundles_enqueued() -> int:
     entries = outbox.entries(get_engine(), limit=10_000)
-    return sum(1 for entry in entries if entry.kind == FHIR_TRANSACTION)
+    return sum(1 for entry in entries if entry.kind in TRANSACTION_KINDS)
 
 
 def test_a_letter_is_accepted_with_a_receipt_then_pushed_to_the_record(

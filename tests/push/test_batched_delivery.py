@@ -24,13 +24,13 @@ class CountingTarget(EmbeddedTarget):
         super().__init__(engine)
         self.calls: list[int] = []
 
-    def send(self, bundle: dict[str, Any]) -> dict[str, Any]:
+    def send(self, bundle: dict[str, Any], **options: Any) -> dict[str, Any]:
         self.calls.append(1)
-        return super().send(bundle)
+        return super().send(bundle, **options)
 
-    def send_many(self, bundles: list[dict[str, Any]]) -> list[Any]:
+    def send_many(self, bundles: list[dict[str, Any]], **options: Any) -> list[Any]:
         self.calls.append(len(bundles))
-        return super().send_many(bundles)
+        return super().send_many(bundles, **options)
 
 
 def settings() -> Settings:
@@ -115,7 +115,7 @@ def test_a_batch_the_target_fails_on_unexpectedly_is_sent_again_letter_by_letter
     outbox_engine: Engine,
 ) -> None:
     class BrokenBatches(CountingTarget):
-        def send_many(self, bundles: list[dict[str, Any]]) -> list[Any]:
+        def send_many(self, bundles: list[dict[str, Any]], **options: Any) -> list[Any]:
             self.calls.append(len(bundles))
             raise RuntimeError("a bug in the batch path")  # cannot be produced for real
 
