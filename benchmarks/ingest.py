@@ -3,10 +3,18 @@ real `liaison serve` process with its defaults (SQLite, the embedded record in i
 two conversion processes, a pusher process; schematron validation off — in `report` mode it is
 deferred work, not on the accept path).
 
-Reports accepted letters/s with the p50/p95/p99 of the accept latency, the letters/s delivered
-to the embedded record (first post → outbox drained, every receipt `pushed`), the CPU each
-process spent per letter, and for 50 clients × 1,000 letters (pusher paused, to measure
-acceptance alone): errors, and letters lost (a 202 whose receipt cannot be read back).
+Two ways to load it:
+- *capacity* (closed loop): each of 16 clients posts its next letter as soon as it has its
+  answer. Reports accepted letters/s with the p50/p95/p99 of the accept latency, the letters/s
+  delivered to the embedded record (first post → outbox drained, every receipt `pushed`), and
+  the CPU each process spent per letter. At saturation, latency is set by the number of clients
+  (Little's law: 16 clients at 160 letters/s wait 100 ms on average), not by the server.
+- *paced* (open loop, `PACED_RATE` letters/s for `PACED_SECONDS`): letter i is due at
+  i / rate whatever the answers, as hospitals do not wait for each other; latency counts from
+  the moment a letter was due. This is the latency hospitals see at that rate, and whether
+  delivery keeps up with it (the outbox backlog when the last letter is accepted).
+And for 50 clients × 1,000 letters (pusher paused, to measure acceptance alone): errors, and
+letters lost (a 202 whose receipt cannot be read back).
 
 The load generator runs on the same two cores: its clients use `http.client` keep-alive
 connections (a quarter of httpx's CPU per request), and its CPU is reported too.
@@ -71,9 +79,14 @@ def _token(data_dir: Path) -> str:
 
 
 def _burst(
-    base: str, token: str, letters: range, clients: int
+    base: str, token: str, letters: range, clients: int, rate: float | None = None
 ) -> tuple[list[float], list[str], int, float]:
     """Post every letter from `clients` threads; (latencies, receipt locations, errors, seconds).
+
+    Without `rate`, each client posts its next letter as soon as it has its answer (closed
+    loop: the server's capacity). With `rate`, letter i is due at start + i / rate (open loop:
+    hospitals do not wait for each other) and its latency counts from that moment, so a client
+    that falls behind adds its wait to the figures instead of hiding it.
 
     Each client thread keeps one HTTP/1.1 connection (stdlib `http.client`): the load
     generator shares the server's two cores, and httpx cost four times more CPU per request."""
@@ -94,6 +107,11 @@ def _burst(
                 address.hostname, address.port, timeout=60
             )
         started = time.perf_counter()
+        if rate is not None:
+            due = begun + (n - letters.start) / rate
+            if due > started:
+                time.sleep(due - started)
+            started = due
         try:
             connection.request("POST", "/discharge-letters", body=bodies[n], headers=headers)
             answer = connection.getresponse()
@@ -112,10 +130,23 @@ def _burst(
             else:
                 errors += 1
 
-    started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
+        begun = time.perf_counter()
         list(pool.map(post, letters))
-    return latencies, locations, errors, time.perf_counter() - started
+    return latencies, locations, errors, time.perf_counter() - begun
+
+
+def _outbox(base: str, connection: HTTPConnection | None = None) -> tuple[float, float]:
+    """(entries still to deliver, entries delivered), from the server's `/metrics`."""
+    address = urlsplit(base)
+    connection = connection or HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.request("GET", "/metrics")
+    gauges = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in connection.getresponse().read().decode().splitlines()
+        if line.startswith("liaison_outbox_entries{")
+    }
+    return gauges.get("pending", 0.0) + gauges.get("retrying", 0.0), gauges.get("delivered", 0.0)
 
 
 def _wait_delivered(base: str, expected: int, timeout: float) -> bool:
@@ -123,26 +154,7 @@ def _wait_delivered(base: str, expected: int, timeout: float) -> bool:
     address = urlsplit(base)
     connection = HTTPConnection(address.hostname, address.port, timeout=30)  # polled 20 × /s
     while time.monotonic() < deadline:
-        connection.request("GET", "/metrics")
-        metrics = connection.getresponse().read().decode()
-        pending = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in metrics.splitlines()
-            if line.startswith(
-                (
-                    'liaison_outbox_entries{status="pending"}',
-                    'liaison_outbox_entries{status="retrying"}',
-                )
-            )
-        )
-        delivered = next(
-            (
-                float(line.rsplit(" ", 1)[1])
-                for line in metrics.splitlines()
-                if line.startswith('liaison_outbox_entries{status="delivered"}')
-            ),
-            0.0,
-        )
+        pending, delivered = _outbox(base, connection)
         if pending == 0 and delivered >= expected:
             return True
         time.sleep(0.05)
@@ -201,7 +213,8 @@ def _ms(values: list[float], q: int) -> float:
     )
 
 
-def _measure(clients: int, letters: range, deliver: bool) -> dict[str, float]:
+def _measure(clients: int, letters: range, deliver: bool, rate: float | None = None
+             ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="liaison-bench-ingest-") as scratch:
         data_dir = Path(scratch)
         port = free_port()
@@ -216,7 +229,8 @@ def _measure(clients: int, letters: range, deliver: bool) -> dict[str, float]:
             assert server.process is not None
             cpu_before, client_before = _cpu_by_role(server.process.pid), _client_cpu()
             started = time.perf_counter()
-            latencies, locations, errors, seconds = _burst(base, token, letters, clients)
+            latencies, locations, errors, seconds = _burst(base, token, letters, clients, rate)
+            backlog = _outbox(base)[0]  # still to deliver when the last letter is accepted
             drained = deliver and _wait_delivered(base, warmed + len(locations), timeout=120)
             delivered_seconds = time.perf_counter() - started
             cpu_after, client_after = _cpu_by_role(server.process.pid), _client_cpu()
@@ -229,6 +243,7 @@ def _measure(clients: int, letters: range, deliver: bool) -> dict[str, float]:
         "p95": _ms(latencies, 95),
         "p99": _ms(latencies, 99),
         "delivered": len(locations) / delivered_seconds if drained else 0.0,
+        "backlog": backlog,
         "errors": errors,
         "missing": missing,
         "not_pushed": not_pushed,
@@ -239,6 +254,8 @@ def _measure(clients: int, letters: range, deliver: bool) -> dict[str, float]:
 
 
 RUNS = 3  # a 200-letter burst lasts about a second: one run alone varies by ±25 % here
+PACED_RATE = 100.0  # letters/s: issue 7's target
+PACED_SECONDS = 10
 
 
 def _median_of(runs: int, clients: int, first: int, count: int, deliver: bool
@@ -277,6 +294,25 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
             f"{first['errors']:.0f} / {first['missing']:.0f} / {first['not_pushed']:.0f}",
         )
     )
+    seconds = 2 if quick else PACED_SECONDS
+    paced = _measure(16, range(300_000, 300_000 + int(PACED_RATE * seconds)), deliver=True,
+                     rate=PACED_RATE)
+    label = f"ingest paced at {PACED_RATE:.0f} letters/s, 16 clients, {seconds} s"
+    rows.append((f"{label}: accepted", "letters/s", f"{paced['accepted']:.0f}"))
+    latency = f"{paced['p50']:.0f} / {paced['p95']:.0f} / {paced['p99']:.0f}"
+    rows.append((f"{label}: accept latency p50 / p95 / p99 (from when due)", "ms", latency))
+    rows.append((f"{label}: delivered to the embedded record", "letters/s",
+                 f"{paced['delivered']:.1f}"))
+    rows.append((f"{label}: still to deliver when the last letter is accepted", "letters",
+                 f"{paced['backlog']:.0f}"))
+    cpu = " / ".join(
+        f"{paced[f'cpu_{role}']:.1f}" for role in ("server", "converters", "pusher", "client")
+    )
+    rows.append(
+        (f"{label}: CPU per letter, server / converters / pusher / load generator", "ms", cpu)
+    )
+    rows.append((f"{label}: errors / receipts missing / not pushed", "letters",
+                 f"{paced['errors']:.0f} / {paced['missing']:.0f} / {paced['not_pushed']:.0f}"))
     if not quick:
         alone = _median_of(runs, 16, 150_000, count, deliver=False)
         label = f"ingest: {count} letters, 16 clients, pusher paused (median of {runs} runs)"
