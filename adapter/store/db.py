@@ -37,10 +37,13 @@ def _import_models() -> None:
 
 # Pages of a new database file. A letter writes ~100 KB bodies (the letter, its bundle, its
 # DocumentReference) and index rows spread over a dozen B-trees; SQLite writes each page of a
-# commit to the WAL with two system calls, then copies it at the checkpoint. With 4 KB pages a
-# delivered letter cost ~900 such calls; 32 KB pages cut delivery's CPU by ~15 % (measured:
-# `python -m benchmarks --only delivery`). A file that exists keeps the page size it has.
-PAGE_SIZE = 32768
+# commit to the WAL with two system calls, then copies it at the checkpoint: with 4 KB pages a
+# delivered letter cost ~900 such calls. Measured (`python -m benchmarks --only delivery
+# record_search`), 16 KB pages with a 16 MB cache took delivery in batches of 8 from 9.5 to
+# 8.0 ms CPU a letter; 32 KB pages did no better there and made a lone transaction, which
+# rewrites every index page it touches, slower (p95 of a 9-entry transaction 7 → 18 ms).
+# A file that exists keeps the page size it has.
+PAGE_SIZE = 16384
 CACHE_KIB = 16384  # page cache per connection (SQLite's default is 2 MB)
 _BACKSTOP_BYTES = 32 * 1024 * 1024  # WAL size at which a commit checkpoints by itself
 
