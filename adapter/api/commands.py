@@ -10,6 +10,7 @@ from types import FrameType
 import typer
 
 from adapter.config import get_settings
+from adapter.runtime import settle_after_start
 from adapter.store import outbox
 from adapter.store.db import get_engine
 
@@ -71,6 +72,7 @@ def worker(
     engine = get_engine()
     register_outbox_handlers(engine)
     pusher = Pusher(engine, target_from_settings(settings, engine), threads=threads or None)
+    settle_after_start()
     if once:
         pusher.drain(timeout=settings.push_timeout_seconds * 4)
         pusher.target.close()

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from adapter.api.directory_cache import CachedDirectory
 from adapter.errors import LiaisonError
 from adapter.parts import optional
+from adapter.runtime import settle_after_start
 from adapter.store.letters import patient_key, produced_resources
 
 logger = logging.getLogger("liaison.ingest")
@@ -133,6 +134,7 @@ def _serve(pipe: Connection, database_url: str) -> None:
 
     optional("adapter.coordination")
     engine = get_engine(database_url)
+    settle_after_start()
     pipe.send(os.getpid())  # ready
     while True:
         try:

@@ -24,6 +24,7 @@ from contextlib import suppress
 from multiprocessing.connection import Connection
 
 from adapter.push import worker
+from adapter.runtime import settle_after_start
 
 logger = logging.getLogger("liaison.push")
 
@@ -50,6 +51,7 @@ def _run(wakes: Connection, parent: int) -> None:
     engine = get_engine()
     register_outbox_handlers(engine)
     pusher = worker.Pusher(engine, target_from_settings(settings, engine), settings=settings)
+    settle_after_start()
     pusher.start()
     try:
         while not stopping.is_set() and os.getppid() == parent:
