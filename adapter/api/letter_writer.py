@@ -68,14 +68,18 @@ def receipt_for(session: Session, letter: ReceivedLetter, submitted_by: str | No
     return receipt(session, letter)
 
 
+def outbox_kind(letter: PreparedLetter) -> str:
+    """How the letter's bundle is queued: vouched for when it passed the FHIR model check."""
+    return worker.VALIDATED_TRANSACTION if letter.validated else worker.FHIR_TRANSACTION
+
+
 def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
     """Add one letter to the open transaction; (its answer, its outbox entry if created)."""
     letter = pending.letter
     already = find_letter(session, sha1=pending.sha1, document_id=letter.document_id)
     if already is not None:
         return Accepted(receipt_for(session, already, pending.submitted_by), created=False), None
-    kind = worker.VALIDATED_TRANSACTION if letter.validated else worker.FHIR_TRANSACTION
-    entry = outbox.enqueue(session, kind, letter.payload, letter.patient_key)
+    entry = outbox.enqueue(session, outbox_kind(letter), letter.payload, letter.patient_key)
     received = ReceivedLetter(
         sha1=pending.sha1,
         document_id=letter.document_id,
