@@ -6,6 +6,7 @@ Every command and test can point liaison at its own data by setting `LIAISON_DAT
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -83,16 +84,25 @@ class Settings(BaseSettings):
         default=None,
         description="`aud` bearer tokens must carry (set it when trusting an external issuer)",
     )
-    convert_processes: int = Field(
-        default=2,
+    convert_processes: int | None = Field(
+        default=None,
         description="processes beside the server that convert letters before their 202 "
-        "(0: in the server process)",
+        "(0: in the server process; default: one per core beyond two, at least one)",
     )
     record_database_url: str | None = Field(
         default=None,
         description="database of the embedded record; default: on SQLite a file of its own "
         "beside liaison's (`liaison.record.db`), on PostgreSQL liaison's database",
     )
+
+    @property
+    def resolved_convert_processes(self) -> int:
+        """`convert_processes`, or one per core left once the server and the pusher have one:
+        measured on two cores, a second conversion process only added contention (more
+        processes than cores: slower for everyone, the pusher first)."""
+        if self.convert_processes is not None:
+            return max(0, self.convert_processes)
+        return max(1, len(os.sched_getaffinity(0)) - 2)
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,7 +1,7 @@
 """Ingestion under load: concurrent hospital clients posting distinct discharge letters to a
 real `liaison serve` process with its defaults (SQLite, the embedded record in its own file,
-two conversion processes, a pusher process; schematron validation off — in `report` mode it is
-deferred work, not on the accept path).
+its conversion processes (one per core beyond two, at least one), a pusher process; schematron
+validation off — in `report` mode it is deferred work, not on the accept path).
 
 Two ways to load it:
 - *capacity* (closed loop): each of 16 clients posts its next letter as soon as it has its
@@ -53,14 +53,15 @@ def _server(data_dir: Path, port: int, pusher: bool) -> ServerProcess:
         "LIAISON_VALIDATION_MODE": "off",
         "LIAISON_PUSH_WORKERS": "2",
         "LIAISON_PUSH_PROCESS": "true",  # the defaults, whatever the caller's environment says
-        "LIAISON_CONVERT_PROCESSES": "2",
         "LIAISON_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "LIAISON_DATABASE_URL": "",  # the SQLite file of the scratch data dir
         "LIAISON_TARGET_URL": "",  # the embedded record
     }
     argv = [sys.executable, "-m", "adapter.cli", "serve", "--port", str(port)]
     argv.append("--pusher" if pusher else "--no-pusher")
-    return ServerProcess(argv, f"http://127.0.0.1:{port}/healthz", env=env)
+    server = ServerProcess(argv, f"http://127.0.0.1:{port}/healthz", env=env)
+    server.env.pop("LIAISON_CONVERT_PROCESSES", None)  # the default for this machine's cores
+    return server
 
 
 def _token(data_dir: Path) -> str:
@@ -245,7 +246,7 @@ def _measure(clients: int, letters: range, deliver: bool, rate: float | None = N
         "delivered": len(locations) / delivered_seconds if drained else 0.0,
         "backlog": backlog,
         # while letters were arriving (the paced run: does delivery keep up with them?)
-        "delivered_meanwhile": (len(locations) - backlog) / seconds,
+        "delivered_meanwhile": (len(locations) - backlog) / seconds if deliver else float("nan"),
         "drain": delivered_seconds - seconds if drained else float("nan"),
         "errors": errors,
         "missing": missing,

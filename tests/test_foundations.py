@@ -60,3 +60,14 @@ def test_a_new_sqlite_file_gets_large_pages_and_an_existing_one_keeps_its_own(
             engine.dispose()
     with sqlite3.connect(old) as connection:
         assert connection.execute("SELECT value FROM kept").fetchall() == [("still here",)]
+
+
+def test_conversion_processes_default_to_the_cores_left_by_the_server_and_the_pusher() -> None:
+    import os
+
+    from adapter.config import Settings
+
+    cores = len(os.sched_getaffinity(0))
+    assert Settings(convert_processes=None).resolved_convert_processes == max(1, cores - 2)
+    assert Settings(convert_processes=0).resolved_convert_processes == 0  # in the server
+    assert Settings(convert_processes=3).resolved_convert_processes == 3

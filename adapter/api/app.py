@@ -52,9 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.convert_processes > 0 and can_share(engine):
+        converters = settings.resolved_convert_processes
+        if converters > 0 and can_share(engine):
             app.state.converters = await run_in_threadpool(
-                ConversionPool(settings.resolved_database_url, settings.convert_processes).start
+                ConversionPool(settings.resolved_database_url, converters).start
             )
         if settings.push_in_server and settings.push_process and can_share(engine):
             app.state.pusher = PusherProcess().start()
