@@ -353,11 +353,11 @@ def after_push(
 
     Called in the caller's transaction, so notifications are durable exactly when it commits.
     """
-    rules = rules or load_rules()
-    tag_system = RESTRICTED_READER_TAG
     active = [s for s in _active_subscriptions(session) if s.status == "active"]
     if not active:
         return 0
+    rules = rules or load_rules()
+    tag_system = RESTRICTED_READER_TAG
     ctx = MatchContext(bundle, locations)
     queued = 0
     for subscription in active:

@@ -56,6 +56,17 @@ def _status_line(status: int) -> str:
     return f"{status} {HTTPStatus(status).phrase}"
 
 
+def _version_body(stored: RecordVersion, current: RecordResource) -> str:
+    """The body of a version that is not a deletion: its history row's, or, while it is the
+    current version, the resource row's (`storage.write_version` keeps it there only)."""
+    if stored.body is not None:
+        return stored.body
+    if stored.version_id != current.version_id:
+        raise RuntimeError(f"version {stored.version_id} of {current.resource_type}/"
+                           f"{current.resource_id} has no body")
+    return current.body
+
+
 class Repository:
     def __init__(self, engine: Engine | None = None, base_url: str | None = None) -> None:
         if engine is None:
@@ -103,7 +114,7 @@ class Repository:
 
     def _vread(self, session: Session, resource_type: str, resource_id: str, version: str,
                principal: Principal | None) -> dict[str, Any]:
-        self._readable_row(session, resource_type, resource_id, principal)
+        row = self._readable_row(session, resource_type, resource_id, principal)
         if not version.isdigit():
             raise NotFound(f"{resource_type}/{resource_id} has no version {version!r}")
         stored = session.exec(model_select(RecordVersion).where(
@@ -113,9 +124,9 @@ class Repository:
         )).first()
         if stored is None:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version}")
-        if stored.deleted or stored.body is None:
+        if stored.deleted:
             raise Gone(f"version {version} of {resource_type}/{resource_id} is a deletion")
-        return loads(stored.body)
+        return loads(_version_body(stored, row))
 
     def vread(self, resource_type: str, resource_id: str, version: str,
               principal: Principal | None = None) -> dict[str, Any]:
@@ -124,7 +135,7 @@ class Repository:
 
     def _history(self, session: Session, resource_type: str, resource_id: str,
                  principal: Principal | None, base_url: str) -> dict[str, Any]:
-        self._readable_row(session, resource_type, resource_id, principal)
+        row = self._readable_row(session, resource_type, resource_id, principal)
         versions = session.exec(model_select(RecordVersion).where(
             RecordVersion.resource_type == resource_type,
             RecordVersion.resource_id == resource_id,
@@ -141,8 +152,8 @@ class Repository:
                              "etag": f'W/"{stored.version_id}"',
                              "lastModified": instant(stored.last_updated)},
             }
-            if stored.body is not None:
-                entry["resource"] = loads(stored.body)
+            if not stored.deleted:
+                entry["resource"] = loads(_version_body(stored, row))
             entries.append(entry)
         return {"resourceType": "Bundle", "type": "history", "total": len(entries),
                 "link": [{"relation": "self",

@@ -124,6 +124,9 @@ class WriteBatch:
 
     created: list[tuple[Stored, IndexRows]] = field(default_factory=list)  # new rows, no pk yet
     versions: list[tuple[Any, ...]] = field(default_factory=list)  # `_VERSION_COLUMNS`
+    # versions that stopped being current: their history row gets the body it shared with
+    # the resource row until now (see `write_version`)
+    superseded: list[dict[str, Any]] = field(default_factory=list)
     cleared: set[int] = field(default_factory=set)  # pks whose stored index rows go
     indexed: dict[int, tuple[str, IndexRows]] = field(default_factory=dict)  # pk → new rows
 
@@ -148,7 +151,15 @@ class WriteBatch:
             insert_index(session, [(pk, kind, rows) for pk, (kind, rows) in self.indexed.items()])
         if self.versions:
             insert_rows(session, VERSIONS, _VERSION_COLUMNS, self.versions)
-        self.versions, self.cleared, self.indexed = [], set(), {}
+        if self.superseded:  # after the inserts: a version may be written and superseded at once
+            session.execute(_KEEP_BODY, self.superseded)
+        self.versions, self.cleared, self.indexed, self.superseded = [], set(), {}, []
+
+    def supersede(self, previous: Stored) -> None:
+        """`previous`, the current version, is replaced: its history row keeps its body."""
+        if not previous.deleted:
+            self.superseded.append({"body": previous.body, "kind": previous.resource_type,
+                                    "id": previous.resource_id, "version": previous.version_id})
 
 
 def current(session: Session, resource_type: str, resource_id: str) -> RecordResource | None:
@@ -189,6 +200,16 @@ def patient_of(session: Session, resource: dict[str, Any],
     return None
 
 
+# History rows hold the body of past versions only: the current version's body is the resource
+# row's (a letter's DocumentReference carries ~100 KB of base64; written twice, it was the
+# largest part of what a delivery writes). When a version is replaced, its history row gets it.
+# (History rows written before this kept a copy: `body IS NULL` leaves them as they are.)
+_KEEP_BODY = text(
+    "UPDATE record_version SET body = :body WHERE resource_type = :kind "
+    "AND resource_id = :id AND version_id = :version AND body IS NULL"
+)
+
+
 def write_version(
     session: Session,
     resource: dict[str, Any],
@@ -216,6 +237,7 @@ def write_version(
     if existing is None:
         batch.created.append((row, index_rows(resource)))
     else:
+        batch.supersede(existing)
         if existing.pk is None:  # created earlier in this transaction: give it its pk first
             batch.flush(session)
         row.pk = existing.pk
@@ -225,7 +247,7 @@ def write_version(
         batch.cleared.add(row.pk)
         batch.indexed[row.pk] = (row.resource_type, index_rows(resource))
     batch.versions.append((row.resource_type, row.resource_id, version, now, method, False,
-                           body))
+                           None))  # the body is the resource row's while current
     created = existing is None or existing.deleted
     return Written(row, resource, created=created, changed=True)
 
@@ -235,6 +257,7 @@ def write_deletion(session: Session, row: Stored, batch: WriteBatch) -> Stored:
         batch.flush(session)
     assert row.pk is not None
     now = utcnow()
+    batch.supersede(row)
     deleted = Stored(row.pk, row.resource_type, row.resource_id, row.version_id + 1, now, True,
                      row.patient_id, row.body)
     session.execute(update(RESOURCES).where(RESOURCES.c.pk == row.pk).values(
