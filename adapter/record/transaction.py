@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import orjson
 from sqlmodel import Session
 
 from adapter.errors import BadRequest, Conflict, LiaisonError, PreconditionFailed
@@ -246,61 +245,61 @@ def _written(written: Written) -> Result:
     )
 
 
-# `"reference": "…"` / `"url": "…"` pairs in a resource's JSON. A quote inside a JSON string is
-# always escaped, so this never matches inside a value.
-_LINK = re.compile(rb'"(reference|url)":"((?:[^"\\]|\\.)*)"')
+_LINK_KEYS = frozenset({"reference", "url"})
 
 
 def _rewrite(resource: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
-    """`resource` with every reference (or url) naming a fullUrl of the bundle replaced by the
-    `Type/id` it was given; a `urn:uuid:` reference to nothing in the bundle is refused.
-
-    Done on the serialised resource: walking every dict of a letter in Python cost more than
-    the rest of the planning."""
-
-    resource, set_aside = _without_documents(resource)
-    replaced = False
-
-    def replace(match: re.Match[bytes]) -> bytes:
-        nonlocal replaced
-        key, raw = match.group(1), match.group(2)
-        value = orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode()
-        if value in ids:
-            replaced = True
-            return b'"' + key + b'":' + orjson.dumps(ids[value])
-        if key == b"reference" and value.startswith("urn:uuid:"):
-            raise BadRequest(f"reference {value} matches no fullUrl of the bundle")
-        return match.group(0)
-
-    rewritten = _LINK.sub(replace, orjson.dumps(resource))
-    # nothing to replace (a Patient, a Practitioner…): the resource as it is, not parsed again
-    result = orjson.loads(rewritten) if replaced else dict(resource)
-    for index, data in set_aside:
-        result["content"][index]["attachment"]["data"] = data
-    return result
+    """A copy of `resource` with every reference (or url) naming a fullUrl of the bundle
+    replaced by the `Type/id` it was given; a `urn:uuid:` reference to nothing in the bundle is
+    refused. The resource itself is left as it was (the pusher matches Subscriptions against
+    the bundle as sent)."""
+    rewritten = _rewritten(resource, ids)
+    return dict(rewritten) if rewritten is resource else rewritten
 
 
-_LARGE_DATA = 4096
+def _rewritten(node: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+    """`node`, or a copy where something under it changed (copy on write: parts without a
+    link are shared, and strings — the 100 KB of a letter's base64 — are never looked into).
+    Measured: three times faster than a regex over the serialised resource parsed back."""
+    changed: dict[str, Any] | None = None
+    for key, value in node.items():
+        kind = type(value)
+        if kind is str:
+            if key not in _LINK_KEYS:
+                continue
+            new = ids.get(value)
+            if new is None:
+                if key == "reference" and value.startswith("urn:uuid:"):
+                    raise BadRequest(f"reference {value} matches no fullUrl of the bundle")
+                continue
+        elif kind is dict:
+            new = _rewritten(value, ids)
+        elif kind is list:
+            new = _rewritten_list(value, ids)
+        else:
+            continue
+        if new is not value:
+            if changed is None:
+                changed = dict(node)
+            changed[key] = new
+    return node if changed is None else changed
 
 
-def _without_documents(resource: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[int, str]]]:
-    """`resource` with the large `content[].attachment.data` (a DocumentReference's copy of the
-    letter, ~100 KB of base64: no reference can be in it) emptied, and what was taken out, by
-    position: the rewrite need not serialise, scan and parse it again."""
-    content = resource.get("content")
-    if type(content) is not list:
-        return resource, []
-    light: dict[str, Any] | None = None
-    set_aside: list[tuple[int, str]] = []
-    for index, item in enumerate(content):
-        attachment = item.get("attachment") if type(item) is dict else None
-        data = attachment.get("data") if type(attachment) is dict else None
-        if type(data) is str and len(data) > _LARGE_DATA:
-            if light is None:
-                light = {**resource, "content": list(content)}
-            light["content"][index] = {**item, "attachment": {**attachment, "data": ""}}
-            set_aside.append((index, data))
-    return (light if light is not None else resource), set_aside
+def _rewritten_list(items: list[Any], ids: dict[str, str]) -> list[Any]:
+    changed: list[Any] | None = None
+    for index, item in enumerate(items):
+        kind = type(item)
+        if kind is dict:
+            new = _rewritten(item, ids)
+        elif kind is list:
+            new = _rewritten_list(item, ids)
+        else:
+            continue
+        if new is not item:
+            if changed is None:
+                changed = list(items)
+            changed[index] = new
+    return items if changed is None else changed
 
 
 _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
