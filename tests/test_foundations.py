@@ -71,3 +71,22 @@ def test_conversion_processes_default_to_the_cores_left_by_the_server_and_the_pu
     assert Settings(convert_processes=None).resolved_convert_processes == max(1, cores - 2)
     assert Settings(convert_processes=0).resolved_convert_processes == 0  # in the server
     assert Settings(convert_processes=3).resolved_convert_processes == 3
+
+
+def test_a_disposed_engine_stops_checkpointing_its_file(tmp_path: Path) -> None:
+    import threading
+
+    from adapter.store import db
+
+    path = tmp_path / "liaison.db"
+    engine = db.engine_for(f"sqlite:///{path}")
+    db.init_db(engine)
+    checkpointer = next(t for t in threading.enumerate()
+                        if t.name == f"sqlite-checkpoint {path}")
+    engine.dispose()  # the engine object itself stays alive (referenced here)
+    checkpointer.join(timeout=5)
+    assert not checkpointer.is_alive()
+    for name in ("liaison.db", "liaison.db-wal", "liaison.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    threading.Event().wait(db._CHECKPOINT_SECONDS * 2)
+    assert list(tmp_path.iterdir()) == []  # nothing reopened the file

@@ -7,7 +7,6 @@ Each part defines its own tables in its own module; `init_db` imports the module
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,12 +68,15 @@ _CHECKPOINT_SECONDS = 0.5
 def _checkpoint_in_background(engine: Engine) -> None:
     """Copy the WAL back into the database file from a thread of its own (PASSIVE: never blocks
     readers or writers), so a commit does not pay a checkpoint — several ms, with its fsyncs —
-    while every other writer waits for it. Ends when the engine is dropped."""
+    while every other writer waits for it. Ends when the engine is disposed of or dropped
+    (a disposed engine may wait for the garbage collector a long time: a checkpoint then would
+    reopen a file its owner is deleting)."""
     reference = weakref.ref(engine)
+    disposed = threading.Event()
+    event.listen(engine, "engine_disposed", lambda _engine: disposed.set())
 
     def run() -> None:
-        while True:
-            time.sleep(_CHECKPOINT_SECONDS)
+        while not disposed.wait(_CHECKPOINT_SECONDS):
             current = reference()
             if current is None:
                 return
@@ -85,7 +87,8 @@ def _checkpoint_in_background(engine: Engine) -> None:
                 pass
             del current
 
-    threading.Thread(target=run, name="sqlite-checkpoint", daemon=True).start()
+    threading.Thread(target=run, name=f"sqlite-checkpoint {engine.url.database}",
+                     daemon=True).start()
 
 
 def engine_for(url: str) -> Engine:
