@@ -80,9 +80,6 @@ class Stored:
     # `body` again); never changed once written
     resource: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
-    def parsed(self) -> dict[str, Any]:
-        return self.resource if self.resource is not None else loads(self.body)
-
 
 # typed columns: SQLite's stored text comes back as datetime / bool, as through the ORM
 _STORED_ROWS = text(
