@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from adapter.auth.principal import Principal
 from adapter.record.locking import write_session
@@ -64,8 +65,7 @@ class _AuditWriter:
         for engine, rows in by_engine.values():
             try:
                 with write_session(engine) as session:
-                    insert_rows(session, _AUDIT, _COLUMNS,
-                                [tuple(row[name] for name in _COLUMNS) for row in rows])
+                    write(session, rows)
             except Exception as error:  # the trail must not take the API down; say so loudly
                 log.error("could not write %d audit rows: %s", len(rows),
                           error.__class__.__name__)
@@ -90,7 +90,30 @@ def record(
     result_count: int | None = None,
 ) -> None:
     """Queue one audit row (written within milliseconds by the audit thread)."""
-    _writer.put(engine, {
+    _writer.put(engine, row(principal, action, resource_type=resource_type,
+                            resource_id=resource_id, outcome=outcome, result_count=result_count))
+
+
+def write(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Audit rows (`row(...)`) written in the caller's write transaction, stored by its commit
+    with the changes they record: for a writer that already holds the record's write lock (the
+    pusher's grouped transactions), where a queued row would cost the audit thread another
+    lock, transaction and commit."""
+    if rows:
+        insert_rows(session, _AUDIT, _COLUMNS, [tuple(r[name] for name in _COLUMNS) for r in rows])
+
+
+def row(
+    principal: Principal | None,
+    action: str,
+    *,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    outcome: int = 200,
+    result_count: int | None = None,
+) -> dict[str, Any]:
+    """One audit row: who, what, on which resource, with which outcome (nothing clinical)."""
+    return {
         "at": utcnow(),
         # no principal: liaison itself (the pusher writing to its embedded record, the CLI)
         "actor_kind": principal.kind if principal else "internal",
@@ -100,7 +123,7 @@ def record(
         "resource_id": (resource_id or "")[:64] or None,
         "outcome": outcome,
         "result_count": result_count,
-    })
+    }
 
 
 def flush() -> None:

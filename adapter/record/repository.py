@@ -395,10 +395,6 @@ class Repository:
                                                      trusted[number])
             return
         for (number, entries), results in zip(run, grouped, strict=True):
-            for entry, result in zip(entries, results, strict=True):
-                audit.record(self.engine, None, entry.method.lower(),
-                             resource_type=result.resource_type,
-                             resource_id=result.resource_id, outcome=result.status)
             answers[number] = _transaction_response(entries, results, False)
 
     def _run_group(self, group: list[list[Entry]]) -> list[list[Result]]:
@@ -416,6 +412,11 @@ class Repository:
                 results = self._write_entries(session, writer, entries, None)
                 answers.append([results[e.index] for e in entries])
             writer.finish()
+            audit.write(session, [  # on the trail with the writes, in the same commit
+                audit.row(None, entry.method.lower(), resource_type=result.resource_type,
+                          resource_id=result.resource_id, outcome=result.status)
+                for entries, results in zip(group, answers, strict=True)
+                for entry, result in zip(entries, results, strict=True)])
         return answers
 
     def _batch(self, raw_entries: list[Any], principal: Principal | None, base_url: str,

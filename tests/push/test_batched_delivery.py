@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from adapter.config import Settings
@@ -68,6 +69,14 @@ def test_a_batch_of_letters_goes_in_one_call_and_every_entry_is_marked_delivered
     documents = repository.search("DocumentReference", [])
     assert len(documents["entry"]) == 8
     assert all(entry["resource"]["meta"]["versionId"] == "1" for entry in documents["entry"])
+    # every write is on the audit trail, committed with it (no wait for the audit thread)
+    with repository.engine.connect() as connection:
+        trail = connection.execute(text(
+            "SELECT actor_kind, action, resource_type, outcome FROM record_audit")).all()
+    assert sorted(trail) == sorted(
+        [("internal", "post", "Patient", 201), ("internal", "put", "CarePlan", 201),
+         ("internal", "post", "DocumentReference", 201), ("internal", "post", "Provenance", 201)]
+        * 8)
 
 
 def test_a_letter_the_record_rejects_fails_alone_and_its_batch_is_delivered(
