@@ -79,19 +79,15 @@ _writer = _AuditWriter()
 atexit.register(_writer.flush)
 
 
-def record(
-    engine: Engine,
-    principal: Principal | None,
-    action: str,
-    *,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    outcome: int = 200,
-    result_count: int | None = None,
-) -> None:
-    """Queue one audit row (written within milliseconds by the audit thread)."""
-    _writer.put(engine, row(principal, action, resource_type=resource_type,
-                            resource_id=resource_id, outcome=outcome, result_count=result_count))
+def record(engine: Engine, principal: Principal | None, action: str, **details: Any) -> None:
+    """Queue one audit row (`row(principal, action, **details)`), written within milliseconds
+    by the audit thread."""
+    queue_row(engine, row(principal, action, **details))
+
+
+def queue_row(engine: Engine, audit_row: dict[str, Any]) -> None:
+    """Queue a row built by `row` for the audit thread."""
+    _writer.put(engine, audit_row)
 
 
 def write(session: Session, rows: list[dict[str, Any]]) -> None:

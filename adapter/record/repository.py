@@ -56,6 +56,12 @@ def _status_line(status: int) -> str:
     return f"{status} {HTTPStatus(status).phrase}"
 
 
+def _audited_write(principal: Principal | None, entry: Entry, result: Result) -> dict[str, Any]:
+    """The audit row of one write of a transaction."""
+    return audit.row(principal, entry.method.lower(), resource_type=result.resource_type,
+                     resource_id=result.resource_id, outcome=result.status)
+
+
 def _version_body(stored: RecordVersion, current: RecordResource) -> str:
     """The body of a version that is not a deletion: its history row's, or, while it is the
     current version, the resource row's (`storage.write_version` keeps it there only)."""
@@ -207,9 +213,7 @@ class Repository:
             raise Conflict("a concurrent change conflicts with this one; retry") from error
         for entry, result in zip(entries, results, strict=True):
             if not _is_get(entry):  # every write is on the trail, whoever the caller is
-                audit.record(self.engine, principal, entry.method.lower(),
-                             resource_type=result.resource_type,
-                             resource_id=result.resource_id, outcome=result.status)
+                audit.queue_row(self.engine, _audited_write(principal, entry, result))
         self._redact(entries, results, principal)
         return results
 
@@ -413,8 +417,7 @@ class Repository:
                 answers.append([results[e.index] for e in entries])
             writer.finish()
             audit.write(session, [  # on the trail with the writes, in the same commit
-                audit.row(None, entry.method.lower(), resource_type=result.resource_type,
-                          resource_id=result.resource_id, outcome=result.status)
+                _audited_write(None, entry, result)
                 for entries, results in zip(group, answers, strict=True)
                 for entry, result in zip(entries, results, strict=True)])
         return answers
