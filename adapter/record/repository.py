@@ -21,6 +21,7 @@ from sqlmodel import select as model_select
 from adapter.auth.principal import Principal
 from adapter.config import get_settings
 from adapter.errors import BadRequest, Conflict, Gone, LiaisonError, NotFound
+from adapter.ids import new_id
 from adapter.record import access, audit, grants, search
 from adapter.record.database import record_engine
 from adapter.record.indexing import index_rows
@@ -34,7 +35,6 @@ from adapter.record.storage import (
     insert_index,
     instant,
     loads,
-    new_id,
     patient_of,
     utcnow,
 )

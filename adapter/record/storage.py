@@ -3,7 +3,6 @@ its search index rows and its patient compartment. Access rules and HTTP live el
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,10 +38,6 @@ def utcnow() -> datetime:
 def instant(moment: datetime) -> str:
     """FHIR instant of a naive-UTC datetime (microseconds kept: `_lastUpdated` needs them)."""
     return moment.isoformat(timespec="microseconds") + "Z"
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def dumps(resource: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from sqlmodel import Session
 
 from adapter.errors import BadRequest, Conflict, LiaisonError, PreconditionFailed
+from adapter.ids import new_id
 from adapter.record import grants, search
 from adapter.record.params import is_supported
 from adapter.record.storage import (
@@ -26,7 +27,6 @@ from adapter.record.storage import (
     current,
     instant,
     loads,
-    new_id,
     stored_rows,
     write_deletion,
     write_version,

@@ -37,12 +37,13 @@ def _import_models() -> None:
 # Pages of a new database file. A letter writes ~100 KB bodies (the letter, its bundle, its
 # DocumentReference) and index rows spread over a dozen B-trees; SQLite writes each page of a
 # commit to the WAL with two system calls, then copies it at the checkpoint: with 4 KB pages a
-# delivered letter cost ~900 such calls. Measured (`python -m benchmarks --only delivery
-# record_search`), 16 KB pages with a 16 MB cache took delivery in batches of 8 from 9.5 to
-# 8.0 ms CPU a letter; 32 KB pages did no better there and made a lone transaction, which
-# rewrites every index page it touches, slower (p95 of a 9-entry transaction 7 → 18 ms).
+# delivered letter cost ~900 such calls. Larger pages cost more where a commit touches one row
+# of a page: each touched page is written whole, and read whole when it is not cached. Measured
+# with a record of 1,500 letters (delivery in batches of 8, CPU per letter): 4 KB 7.9 ms, 8 KB
+# 7.2–7.5, 16 KB 8.3–8.9; with time-ordered ids (`adapter.ids`) 4 KB 6.5–7.0, 8 KB 5.4–6.5,
+# 16 KB 6.3–6.7.
 # A file that exists keeps the page size it has.
-PAGE_SIZE = 16384
+PAGE_SIZE = 8192
 CACHE_KIB = 16384  # page cache per connection (SQLite's default is 2 MB)
 _BACKSTOP_BYTES = 32 * 1024 * 1024  # WAL size at which a commit checkpoints by itself
 

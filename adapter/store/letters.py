@@ -8,7 +8,6 @@ hospital reads is this row joined with the state of that outbox entry.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy import Column, LargeBinary, Text, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
+from adapter.ids import time_ordered_uuid
 from adapter.store.outbox import DELIVERED, FAILED, PENDING, RETRYING, OutboxEntry, utcnow
 
 # outbox state → what the hospital reads on its receipt
@@ -26,7 +26,9 @@ RECEIPT_STATUS = {PENDING: "accepted", RETRYING: "retrying", DELIVERED: "pushed"
 class ReceivedLetter(SQLModel, table=True):
     __tablename__ = "received_letter"
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex, primary_key=True, max_length=32)
+    # time-ordered like every key liaison assigns (`adapter.ids`)
+    id: str = Field(default_factory=lambda: time_ordered_uuid().hex, primary_key=True,
+                    max_length=32)
     sha1: str = Field(unique=True, max_length=40)
     document_id: str = Field(unique=True, max_length=300)  # "system|value" of ClinicalDocument/id
     set_id: str = Field(index=True, max_length=300)
