@@ -3,6 +3,7 @@ records their outcomes together, each entry still its own: delivered, failed or 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from adapter.config import Settings
 from adapter.push.targets import EmbeddedTarget
-from adapter.push.worker import FHIR_TRANSACTION, Pusher
+from adapter.push.worker import FHIR_TRANSACTION, Pusher, notify
 from adapter.record.repository import Repository
 from adapter.store import outbox
 from adapter.store.db import session_scope
@@ -206,3 +207,61 @@ def test_an_entry_queued_with_its_body_in_its_row_is_still_sent_whole(
         assert entry is not None and entry.payload_json() == letter_bundle(letter)
     assert [e.payload_json() for e in outbox.entries(outbox_engine)] == [
         letter_bundle(1), letter_bundle(2)]
+
+
+def _delivered(engine: Engine, ids: list[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entries = [outbox.get_entry(engine, entry_id) for entry_id in ids]
+        if all(entry is not None and entry.status == outbox.DELIVERED for entry in entries):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_after_a_small_batch_letters_gather_before_the_next_one(outbox_engine: Engine) -> None:
+    target = CountingTarget(outbox_engine)
+    gathering = Settings(push_gather_seconds=1.0)
+    pusher = Pusher(outbox_engine, target, settings=gathering, threads=1, batch_size=8).start()
+    try:
+        first = enqueue(outbox_engine, [(letter_bundle(0), "patient-0")])
+        notify()
+        assert _delivered(outbox_engine, first, timeout=10)
+        # the pusher now waits for more: letters arriving one by one meanwhile go together
+        later = []
+        for n in range(1, 4):
+            later += enqueue(outbox_engine, [(letter_bundle(n), f"patient-{n}")])
+            notify()
+        assert _delivered(outbox_engine, later, timeout=10)
+    finally:
+        pusher.stop()
+    assert target.calls == [1, 3]
+
+
+def test_full_batches_go_one_after_the_other_without_waiting(outbox_engine: Engine) -> None:
+    target = CountingTarget(outbox_engine)
+    ids = enqueue(outbox_engine, [(letter_bundle(n), f"patient-{n}") for n in range(16)])
+    waiting_long = Settings(push_gather_seconds=60.0)
+    pusher = Pusher(outbox_engine, target, settings=waiting_long, threads=1, batch_size=8)
+    pusher.start()
+    try:
+        # a wait after either full batch would hold the last letters for a minute
+        assert _delivered(outbox_engine, ids, timeout=30)
+    finally:
+        pusher.stop()
+    assert target.calls == [8, 8]
+
+
+def test_only_a_target_taking_several_letters_at_once_makes_them_gather(
+        outbox_engine: Engine) -> None:
+    class OneAtATime:  # an HTTP server's shape: one bundle per request
+        def send(self, bundle: dict[str, Any], **options: Any) -> dict[str, Any]:
+            raise AssertionError("not sent in this test")
+
+        def close(self) -> None:
+            pass
+
+    assert Pusher(outbox_engine, CountingTarget(outbox_engine), settings=settings())._gathers()
+    assert not Pusher(outbox_engine, OneAtATime(), settings=settings())._gathers()  # type: ignore[arg-type]
+    no_wait = Settings(push_gather_seconds=0)
+    assert not Pusher(outbox_engine, CountingTarget(outbox_engine), settings=no_wait)._gathers()
