@@ -39,12 +39,13 @@ def test_a_new_sqlite_file_gets_large_pages_and_an_existing_one_keeps_its_own(
 
     from adapter.store import db
 
-    old = tmp_path / "old.db"  # a database created before the page size changed
+    old = tmp_path / "old.db"  # created by the version before, with its 16 KB pages
     with sqlite3.connect(old) as connection:
-        connection.execute("PRAGMA page_size=4096")
+        connection.execute("PRAGMA page_size=16384")
         connection.execute("CREATE TABLE kept (value TEXT)")
         connection.execute("INSERT INTO kept VALUES ('still here')")
-    for path, page_size in ((tmp_path / "new.db", db.PAGE_SIZE), (old, 4096)):
+    assert db.PAGE_SIZE != 16384
+    for path, page_size in ((tmp_path / "new.db", db.PAGE_SIZE), (old, 16384)):
         engine = db.engine_for(f"sqlite:///{path}")
         try:
             db.init_db(engine)
