@@ -4,8 +4,9 @@ Time-ordered (RFC 9562 UUID version 7: 48 bits of Unix milliseconds, then 74 ran
 random (version 4): every id is a key in several B-trees (the resource row, its history, each
 reference to it in the search index). Random keys land on a random leaf page each: at ~1,500
 delivered letters, a record transaction dirtied a different page for almost every resource and
-reference it wrote, and delivery slowed from 5.6 to 8.9 ms a letter as the file grew. Ids made
-within the same millisecond share their leaf pages (measured, `benchmarks/delivery.py`).
+reference it wrote, and delivery slowed from 5.6 to 8.3–8.9 ms a letter as the file grew; with
+these ids it takes 5.9 ms there (`benchmarks/delivery.py`). Ids made one after the other share
+their leaf pages.
 """
 
 from __future__ import annotations

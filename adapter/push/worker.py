@@ -83,7 +83,6 @@ class Pusher:
         self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()
         self.batch_size = batch_size
-        self.gather_seconds = self.settings.push_gather_seconds
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -317,7 +316,7 @@ class Pusher:
                 processed = self.run_once()
                 if processed:
                     if processed < self.batch_size and self._gathers():
-                        self._stopping.wait(self.gather_seconds)
+                        self._stopping.wait(self.settings.push_gather_seconds)
                     continue
                 due = outbox.next_due_in(self.engine)
             except SQLAlchemyError as error:  # database restarting: wait and go on
@@ -329,13 +328,13 @@ class Pusher:
 
     def _gathers(self) -> bool:
         """Whether to let letters gather before the next batch. A record transaction costs
-        about 4 ms of CPU whatever its size (the commit writes the last page of every index it
+        about 4–5 ms of CPU whatever its size (the commit writes the last page of every index it
         touched; grants, audit and bookkeeping), the letters it adds ~6 ms each: at 100
         letters/s, sending what is there as soon as a batch ends makes batches of 2 or 3.
         Measured (30 s paced ingest): a 30 ms wait took the pusher from 8.2 to 7.2–7.7 ms CPU a
         letter at 100/s; offered 120/s, it delivered 110–120/s instead of 96–111. Under a
         backlog batches are full and nothing waits; a letter waits at most 30 ms longer."""
-        return self.gather_seconds > 0 and self._batching(self.handlers())
+        return self.settings.push_gather_seconds > 0 and self._batching(self.handlers())
 
     @property
     def alive(self) -> bool:
