@@ -15,6 +15,7 @@ from starlette.formparsers import MultiPartParser
 
 from adapter.api.ingestion import ingest_letter
 from adapter.auth import Principal, current_principal
+from adapter.auth.rules import token_organizations
 from adapter.errors import (
     BadRequest,
     Forbidden,
@@ -92,7 +93,8 @@ async def _letter_from_multipart(request: Request, body: bytes) -> bytes:
         200: {"description": "Already received: the existing receipt"},
         400: {"description": "Not XML (OperationOutcome)"},
         401: {"description": "Missing or invalid bearer token"},
-        403: {"description": "The token may not submit letters"},
+        403: {"description": "The token may not submit letters, or not this organisation's"},
+        409: {"description": "The setId (or document id) belongs to another organisation"},
         413: {"description": "Over the size limit"},
         415: {"description": "Unsupported media type"},
         422: {"description": "Not a discharge letter liaison can take (OperationOutcome)"},
@@ -134,7 +136,7 @@ async def submit_letter(
         content_type=media_type,
         engine=request.app.state.engine,
         settings=settings,
-        submitted_by=principal.organization,
+        principal=principal,
         converters=request.app.state.converters,
     )
     letter_id = accepted.receipt["id"]
@@ -152,16 +154,17 @@ def _read_receipt(engine: Any, letter_id: str, principal: Principal) -> dict[str
         if letter is None:
             raise NotFound(f"no discharge letter {letter_id}")
         if principal.kind != "system" and not (
-            principal.kind == "hospital" and principal.organization == letter.submitted_by
-        ):
-            raise Forbidden("only the hospital that submitted a letter can read its receipt")
+            principal.kind == "hospital"
+            and letter.submitted_by in token_organizations(principal)
+        ):  # another hospital's receipt reads as an unknown one: ids are easily guessed
+            raise NotFound(f"no discharge letter {letter_id}")
         return receipt(session, letter)
 
 
 @router.get(
     "/{letter_id}",
     summary="The receipt of a letter: accepted → pushed | retrying | failed",
-    responses={404: {"description": "Unknown letter"}, 403: {"description": "Not the sender"}},
+    responses={404: {"description": "Unknown letter, or another sender's"}},
 )
 def get_receipt(
     letter_id: str, request: Request, principal: Principal = Depends(current_principal)

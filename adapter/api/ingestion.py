@@ -16,6 +16,8 @@ from adapter.api import metrics
 from adapter.api.letter_writer import Accepted, Pending, existing_receipt, writer_for
 from adapter.api.preparation import ConversionPool, prepare_here
 from adapter.api.validation import check_strictly
+from adapter.auth.principal import SYSTEM, Principal
+from adapter.auth.rules import token_organizations
 from adapter.config import Settings
 from adapter.errors import LetterTooLarge
 
@@ -28,29 +30,32 @@ def ingest_letter(
     content_type: str,
     engine: Engine,
     settings: Settings,
-    submitted_by: str | None = None,
+    principal: Principal = SYSTEM,
     converters: ConversionPool | None = None,
 ) -> Accepted:
-    """Accept one CDA letter (or refuse it with a `RefusedLetter` saying why)."""
+    """Accept one CDA letter sent by `principal` (or refuse it with a `RefusedLetter`, or
+    `Forbidden` when it is another organisation's letter, saying why)."""
     if len(xml) > settings.max_letter_bytes:
         raise LetterTooLarge(
             f"the letter is {len(xml)} bytes, over the limit of {settings.max_letter_bytes} bytes"
         )
+    senders = None if principal.kind == "system" else frozenset(token_organizations(principal))
     sha1 = hashlib.sha1(xml).hexdigest()
-    known = existing_receipt(engine, sha1, submitted_by)
+    known = existing_receipt(engine, sha1, senders)
     if known is not None:  # the same bytes again: answer before spending time converting
         metrics.LETTERS_DUPLICATE.inc()
         return Accepted(known, created=False)
 
     validation = check_strictly(xml) if settings.validation_mode == "strict" else None
-    letter = (converters.prepare(xml, engine) if converters is not None
-              else prepare_here(xml, engine))
+    letter = (converters.prepare(xml, engine, principal) if converters is not None
+              else prepare_here(xml, engine, principal))
     return writer_for(engine).store(Pending(
         xml=xml,
         sha1=sha1,
         letter=letter,
         content_type=content_type,
-        submitted_by=submitted_by,
+        submitted_by=letter.organization,
         validation=validation,
         deferred_validation=settings.validation_mode == "report",
+        senders=senders,
     ))

@@ -30,7 +30,7 @@ from adapter.api.validation import CDA_VALIDATION, validator
 from adapter.errors import Conflict, LiaisonError
 from adapter.push import worker
 from adapter.store import outbox
-from adapter.store.letters import ReceivedLetter, find_letter, receipt
+from adapter.store.letters import LetterStory, ReceivedLetter, find_letter, receipt, story_of
 
 logger = logging.getLogger("liaison.ingest")
 
@@ -52,20 +52,37 @@ class Pending:
     sha1: str
     letter: PreparedLetter
     content_type: str
-    submitted_by: str | None
+    submitted_by: str | None  # the organisation (idNat_Struct) the letter is accepted for
     validation: dict[str, Any] | None
     deferred_validation: bool  # queue the schematron check after acceptance (`report` mode)
+    # the organisations the sender acts for (None: the system), for an already received letter
+    senders: frozenset[str] | None
     answer: Future[Accepted] = field(default_factory=Future)
 
 
-def receipt_for(session: Session, letter: ReceivedLetter, submitted_by: str | None
+def receipt_for(session: Session, letter: ReceivedLetter, senders: frozenset[str] | None
                 ) -> dict[str, Any]:
-    """The receipt of a letter already received, for the sender who posts it again. Another
-    hospital gets no receipt: it lists the patient's identifiers (INS) of a letter it did not
-    send (a document id is easily guessed: the hospital's OID and a sequence number)."""
-    if submitted_by is not None and letter.submitted_by != submitted_by:
+    """The receipt of a letter already received, for the sender who posts it again (`senders`:
+    the organisations the caller acts for; None: the system). Another hospital gets no
+    receipt: it lists the patient's identifiers (INS) of a letter it did not send (a document
+    id is easily guessed: the hospital's OID and a sequence number)."""
+    if senders is not None and letter.submitted_by not in senders:
         raise Conflict("a letter with this document id was already received from another sender")
     return receipt(session, letter)
+
+
+def _claim_story(session: Session, pending: Pending) -> LetterStory:
+    """The story the letter belongs to, refused when its setId is another organisation's."""
+    letter = pending.letter
+    story = story_of(session, letter.set_id)
+    if story is None:
+        return LetterStory(set_id=letter.set_id, organization=pending.submitted_by,
+                           version=letter.version, letter_id="")
+    if story.organization and pending.submitted_by \
+            and story.organization != pending.submitted_by:
+        raise Conflict("this letter's setId belongs to another organisation: only the "
+                       "organisation that sent its first version sends the next ones")
+    return story
 
 
 def outbox_kind(letter: PreparedLetter) -> str:
@@ -78,7 +95,8 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
     letter = pending.letter
     already = find_letter(session, sha1=pending.sha1, document_id=letter.document_id)
     if already is not None:
-        return Accepted(receipt_for(session, already, pending.submitted_by), created=False), None
+        return Accepted(receipt_for(session, already, pending.senders), created=False), None
+    story = _claim_story(session, pending)
     entry = outbox.enqueue(session, outbox_kind(letter), letter.payload, letter.patient_key)
     received = ReceivedLetter(
         sha1=pending.sha1,
@@ -98,17 +116,20 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
     )
     session.add(received)
     session.flush()
+    if story.version <= letter.version:
+        story.version, story.letter_id = letter.version, received.id
+    session.merge(story)
     if pending.deferred_validation and validator() is not None:
         outbox.enqueue(session, CDA_VALIDATION, {"letter": received.id}, f"validate:{received.id}")
     return Accepted(receipt(session, received), created=True), entry.id
 
 
-def existing_receipt(engine: Engine, sha1: str, submitted_by: str | None = None,
+def existing_receipt(engine: Engine, sha1: str, senders: frozenset[str] | None = None,
                      document_id: str | None = None) -> dict[str, Any] | None:
     """The receipt of the letter already received with these bytes (or this document id)."""
     with Session(engine) as session:
         already = find_letter(session, sha1=sha1, document_id=document_id)
-        return receipt_for(session, already, submitted_by) if already is not None else None
+        return receipt_for(session, already, senders) if already is not None else None
 
 
 class LetterWriter:
@@ -181,7 +202,7 @@ class LetterWriter:
                 return
             # the same letter accepted meanwhile by another process: its receipt
             pending = group[0]
-            found = existing_receipt(engine, pending.sha1, pending.submitted_by,
+            found = existing_receipt(engine, pending.sha1, pending.senders,
                                      pending.letter.document_id) \
                 if isinstance(error, IntegrityError) else None
             if found is None:

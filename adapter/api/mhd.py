@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from adapter.api.ingestion import ingest_letter
 from adapter.api.preparation import ConversionPool
+from adapter.auth.principal import SYSTEM
 from adapter.config import Settings
 from adapter.errors import BadRequest, Forbidden
 
@@ -116,7 +117,7 @@ def provide_document_interceptor(
             content_type=media_type,
             engine=engine,
             settings=settings,
-            submitted_by=getattr(principal, "organization", None),
+            principal=principal or SYSTEM,
             converters=converters(),
         )
         return JSONResponse(

@@ -24,8 +24,11 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from adapter.api.directory_cache import CachedDirectory
+from adapter.auth.principal import SYSTEM, Principal
+from adapter.auth.rules import letter_organization
 from adapter.errors import LiaisonError
 from adapter.parts import optional
+from adapter.record.transaction import SOURCE_TAG
 from adapter.runtime import settle_after_start
 from adapter.store.letters import patient_key, produced_resources
 
@@ -52,6 +55,9 @@ class PreparedLetter:
     # every resource of the bundle passed the FHIR R4 model check here: the embedded record
     # need not run it again (it does for a bundle that did not pass, and refuses it)
     validated: bool = False
+    # the organisation (idNat_Struct) the letter is accepted for: its custodian or author
+    # organisation that the sender acts for (`adapter.auth.rules.letter_organization`)
+    organization: str | None = None
 
 
 _directories: dict[str, CachedDirectory] = {}
@@ -90,11 +96,25 @@ def _validation_problems(conversion: Any) -> list[str]:
     return problems
 
 
-def prepare(xml: bytes, engine: Engine) -> PreparedLetter:
-    """Convert and coordinate one letter; raises `RefusedLetter` (and kin) saying why not."""
+def _sent_by(conversion: Any, principal: Principal) -> str | None:
+    """The organisation the letter is sent for (Forbidden: not one the sender acts for), named
+    on the bundle (`SOURCE_TAG`) so the record grants it what the bundle writes."""
+    summary = conversion.letter
+    organization = letter_organization(principal,
+                                       (summary.custodian, summary.author_organization))
+    if organization is not None:
+        conversion.bundle["meta"] = {"tag": [{"system": SOURCE_TAG, "code": organization}]}
+    return organization
+
+
+def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM) -> PreparedLetter:
+    """Convert and coordinate one letter sent by `principal`; raises `RefusedLetter` (and kin)
+    or `Forbidden` saying why not."""
     from adapter.mapping import convert_letter  # the mapping part: imported when first needed
 
-    conversion = _coordinated(convert_letter(xml, directory=_directory(engine)), engine)
+    conversion = convert_letter(xml, directory=_directory(engine))
+    organization = _sent_by(conversion, principal)
+    conversion = _coordinated(conversion, engine)
     problems = _validation_problems(conversion)
     summary = conversion.letter
     return PreparedLetter(
@@ -108,12 +128,13 @@ def prepare(xml: bytes, engine: Engine) -> PreparedLetter:
         resources=orjson.dumps(produced_resources(conversion.bundle)).decode(),
         report=orjson.dumps(conversion.report).decode(),
         validated=not problems,
+        organization=organization,
     )
 
 
-def prepare_here(xml: bytes, engine: Engine) -> PreparedLetter:
+def prepare_here(xml: bytes, engine: Engine, principal: Principal = SYSTEM) -> PreparedLetter:
     with _preparing_here:
-        return prepare(xml, engine)
+        return prepare(xml, engine, principal)
 
 
 # --- in pool processes --------------------------------------------------------------------
@@ -138,11 +159,12 @@ def _serve(pipe: Connection, database_url: str) -> None:
     pipe.send(os.getpid())  # ready
     while True:
         try:
+            principal = pipe.recv()
             xml = pipe.recv_bytes()
         except (EOFError, OSError):
             return
         try:
-            answer: PreparedLetter | LiaisonError = prepare(xml, engine)
+            answer: PreparedLetter | LiaisonError = prepare(xml, engine, principal)
         except LiaisonError as error:  # a refusal travels back and is raised in the server
             answer = error
         except Exception as error:  # a bug: a 500 for this letter, not a dead process
@@ -162,7 +184,8 @@ class _Worker:
         child_end.close()
         self.pid: int = self.pipe.recv()  # waits for its imports
 
-    def prepare(self, xml: bytes) -> PreparedLetter:
+    def prepare(self, xml: bytes, principal: Principal) -> PreparedLetter:
+        self.pipe.send(principal)
         self.pipe.send_bytes(xml)
         answer = self.pipe.recv()
         if isinstance(answer, LiaisonError):
@@ -202,10 +225,11 @@ class ConversionPool:
             self._add()
         return self
 
-    def prepare(self, xml: bytes, engine: Engine) -> PreparedLetter:
+    def prepare(self, xml: bytes, engine: Engine, principal: Principal = SYSTEM
+                ) -> PreparedLetter:
         worker = self._idle.get()
         try:
-            letter = worker.prepare(xml)
+            letter = worker.prepare(xml, principal)
         except LiaisonError:  # the process answered (a refusal): it is ready for the next
             self._idle.put(worker)
             raise
@@ -216,7 +240,7 @@ class ConversionPool:
             if not isinstance(error, EOFError | OSError):
                 raise
             logger.error("a conversion process died: starting a new one")
-            return prepare_here(xml, engine)
+            return prepare_here(xml, engine, principal)
         self._idle.put(worker)
         return letter
 

@@ -21,8 +21,16 @@ class Principal:
     subject: str | None = None  # the token's `sub`
     idnat: str | None = None  # idNat_PS of a professional
     cpts: str | None = None  # identifier of the coordinator's CPTS
-    organization: str | None = None  # idNat_Struct of a hospital
+    organization: str | None = None  # idNat_Struct of a hospital (the first of `organizations`)
     scopes: tuple[str, ...] = field(default_factory=tuple)
+    # every idNat_Struct a hospital token acts for (a GHT's token lists its establishments)
+    organizations: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        listed = tuple(dict.fromkeys(
+            [*([self.organization] if self.organization else []), *self.organizations]))
+        object.__setattr__(self, "organizations", listed)
+        object.__setattr__(self, "organization", listed[0] if listed else None)
 
     @property
     def actor(self) -> str | None:

@@ -35,7 +35,7 @@ _VERIFIER = JsonWebToken(["ES256", "ES384", "ES512", "RS256", "RS384", "RS512",
 
 def issue_token(kind: str, *, lifetime: int = DEFAULT_LIFETIME_SECONDS, **claims: Any) -> str:
     """A bearer token for `kind` signed with the local key; claims: idnat, cpts, organization,
-    scope (space separated), sub."""
+    organizations (a list, for a hospital group), scope (space separated), sub."""
     if kind not in KINDS:
         raise BadRequest(f"unknown token kind {kind!r} (expected one of {', '.join(KINDS)})")
     if kind == "professional" and not claims.get("idnat"):
@@ -105,5 +105,15 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         idnat=idnat if kind == "professional" else claims.get("idnat"),
         cpts=claims.get("cpts"),
         organization=claims.get("organization"),
+        organizations=_organizations(claims.get("organizations")),
         scopes=scopes,
     )
+
+
+def _organizations(claim: Any) -> tuple[str, ...]:
+    """The `organizations` claim: a list of idNat_Struct (or one, space separated)."""
+    if isinstance(claim, str):
+        return tuple(claim.split())
+    if isinstance(claim, list):
+        return tuple(str(value) for value in claim if value)
+    return ()

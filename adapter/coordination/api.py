@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
 from adapter.auth import Principal, current_principal
+from adapter.auth.rules import require_consent_filer
 from adapter.coordination import consent, living_directory, page, subscriptions
 from adapter.coordination.models import SharingAudit, SubscriptionRecord
 from adapter.coordination.rules import load_rules
@@ -43,14 +44,20 @@ def _patient(body: dict[str, Any]) -> tuple[str, str]:
     raise BadRequest("give the patient as {'ins': …} or {'patient': {'system': …, 'value': …}}")
 
 
+def _cares_for(engine: Any, principal: Principal, patient: tuple[str, str]) -> bool:
+    """Whether the record lets `principal` read this patient (its care team, a hospital that
+    sent its letters, a coordinator of its CPTS)."""
+    from adapter.record.repository import Repository
+
+    criteria = [("identifier", f"{patient[0]}|{patient[1]}"), ("_summary", "count")]
+    return bool(Repository(engine).search("Patient", criteria, principal).get("total"))
+
+
 def _require_care_of(engine: Any, principal: Principal, patient: tuple[str, str]) -> None:
     """403 unless the record lets `principal` read this patient (system tokens always may)."""
     if principal.kind == "system":
         return
-    from adapter.record.repository import Repository
-
-    criteria = [("identifier", f"{patient[0]}|{patient[1]}"), ("_summary", "count")]
-    if not Repository(engine).search("Patient", criteria, principal).get("total"):
+    if not _cares_for(engine, principal, patient):
         raise Forbidden("only the system or those caring for this patient may do this")
 
 
@@ -95,16 +102,21 @@ async def post_consent(
     if decision not in consent.DECISIONS:
         raise BadRequest(f"decision must be one of {consent.DECISIONS}")
     patient = _patient(body)
-    if decision != "oppose":  # lifting an opposition widens sharing: only those caring for them
-        await run_in_threadpool(_require_care_of, _engine(request), principal, patient)
+    reason = str(body.get("reason") or body.get("note") or "").strip()
+    if not reason and principal.kind != "system":
+        raise BadRequest("say why this consent is filed: 'reason' (e.g. 'patient asked by "
+                         "phone on 2026-12-01')")
+    engine = _engine(request)
+    await run_in_threadpool(require_consent_filer, principal,
+                            lambda: _cares_for(engine, principal, patient))
     resource = await run_in_threadpool(
         record_consent,
-        _engine(request),
+        engine,
         patient,
         decision,
-        principal.actor,
+        f"{principal.kind}:{principal.actor}" if principal.actor else principal.kind,
         "api",
-        body.get("note"),
+        reason or None,
     )
     return JSONResponse(resource, status_code=201, media_type=FHIR_JSON)
 

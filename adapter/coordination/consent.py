@@ -157,7 +157,7 @@ def record_decision(
         target=recorded_by,
         outcome="restricted" if decision == "oppose" else "shared",
         reason=f"patient {'opposed sharing' if decision == 'oppose' else 'withdrew opposition'}"
-        f" (recorded via {source})",
+        f" (recorded via {source}{f': {note}' if note else ''})",
     )
     return row
 

@@ -118,10 +118,10 @@ def _summary(ctx: Context, document_id: tuple[str, str], set_id: tuple[str, str]
         identifier = cda.ii_to_identifier(*value)
         return identifier.get("system", ""), identifier["value"]
 
-    custodian = None
-    if ctx.custodian_url:
-        identifier = ctx.builder.resource(ctx.custodian_url)["identifier"][0]
-        custodian = (identifier["system"], identifier["value"])
+    def first_identifier(url: str | None) -> tuple[str, str] | None:
+        identifiers = ctx.builder.resource(url).get("identifier") if url else None
+        return (identifiers[0]["system"], identifiers[0]["value"]) if identifiers else None
+
     confidentiality = child(ctx.root, "confidentialityCode")
     return LetterSummary(
         document_id=as_pair(document_id), set_id=as_pair(set_id), version=ctx.version,
@@ -132,7 +132,8 @@ def _summary(ctx: Context, document_id: tuple[str, str], set_id: tuple[str, str]
         or "N",
         effective_time=ctx.effective or "",
         author_idnat=ctx.author.idnat if ctx.author else None,
-        custodian=custodian,
+        custodian=first_identifier(ctx.custodian_url),
+        author_organization=first_identifier(ctx.author.organization_url if ctx.author else None),
         recipient_idnats=[a.idnat for a in ctx.recipients if a.idnat],
         pcp_idnat=ctx.pcp.idnat if ctx.pcp else None,
         sha1=ctx.letter_sha1.hex(),

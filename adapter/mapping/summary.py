@@ -19,6 +19,8 @@ class LetterSummary:
     effective_time: str = ""  # FHIR dateTime
     author_idnat: str | None = None
     custodian: tuple[str, str] | None = None
+    # (system, value) of the first author's organisation, when the letter identifies it
+    author_organization: tuple[str, str] | None = None
     recipient_idnats: list[str] = field(default_factory=list)
     pcp_idnat: str | None = None
     sha1: str = ""

@@ -1,33 +1,37 @@
-"""Who may read and write what in the record.
+"""Who may read what in the record (who may write: `adapter.auth.rules`).
 
-- `system`: reads and writes everything.
-- `hospital`: writes (scope `system/*.cud`); reads the patients it sent letters for
-  (grant `org` = its idNat_Struct, see grants.py) and the directory-like resources.
+- `system`: reads everything.
+- `hospital` (token with its organisations' idNat_Struct): reads what its own letters produced
+  (grant `org` on each resource a letter accepted for one of its organisations wrote) and, for
+  the patients of those letters, the shared identity and care team (the Patient and its
+  CareTeams: grant `org` on the patient) — never another hospital's letters and documents.
 - `professional` (token with `idnat`): reads the patients whose active CareTeam lists them as
-  an active participant (grant `idnat`), the Communications addressed to them, and the
-  directory-like resources (Practitioner, PractitionerRole, Organization, …). No writes.
+  an active participant (grant `idnat`), and the Communications addressed to them.
 - `coordinator` (token with `cpts`): reads the patients whose active CareTeam belongs to its
-  CPTS (grant `cpts`: managing organisation, or a member structure's `partOf`), and the
-  directory-like resources. No writes.
-Anything else (e.g. Subscription, a Binary outside any patient) is for `system` only.
+  CPTS (grant `cpts`: managing organisation, or a member structure's `partOf`).
+Everyone with a token reads the directory-like resources (Practitioner, PractitionerRole,
+Organization, …). Anything else (e.g. Subscription, a Binary outside any patient) is for
+`system` only. Grants are written by liaison from its own facts (grants.py), never from what
+a client wrote.
 
 Restricted resources: a resource tagged `urn:liaison:restricted-reader|<idNat_PS>` (a letter
 marked R/V, or a patient who opposed sharing — see adapter/coordination/consent.py) is read by
 those professionals only, besides the hospital that sent it and `system`; a restricted
 resource tagged with no professional (`…|none`) is for them alone.
 
-Searches are filtered in SQL (nothing leaks, not even through counts); a direct read of a
-resource the caller may not see is 403.
+Searches are filtered in SQL (nothing leaks, not even through counts); a resource the caller
+may not read answers exactly as an unknown one (404), so its existence leaks neither.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import and_, false, literal, not_, or_, select
+from sqlalchemy import and_, false, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
 from adapter.auth.principal import Principal
-from adapter.errors import Forbidden
+from adapter.auth.rules import token_organizations
+from adapter.errors import NotFound
 from adapter.record.models import PatientGrant, RecordToken, ResourceGrant
 from adapter.record.params import PUBLIC_TYPES
 from adapter.record.storage import utcnow
@@ -38,22 +42,20 @@ _TOKENS = RecordToken.__table__
 RESTRICTED_READER_TAG = "urn:liaison:restricted-reader"
 
 
-def may_write(principal: Principal) -> bool:
-    return principal.kind in ("system", "hospital") and principal.has_scope("c")
+# What a hospital reads of a patient it sent a letter for, beyond what its letters produced.
+SHARED_WITH_SENDERS = ("Patient", "CareTeam")
 
 
-def require_write(principal: Principal) -> None:
-    if not may_write(principal):
-        raise Forbidden(f"a {principal.kind} token may not write to the record")
-
-
-def _grant(principal: Principal) -> tuple[str, str] | None:
+def reader_grant(principal: Principal | None) -> tuple[str, tuple[str, ...]] | None:
+    """(grant kind, values) the caller reads by; None: no grant (system, or no identity)."""
+    if principal is None:
+        return None
     if principal.kind == "professional" and principal.idnat:
-        return "idnat", principal.idnat
-    if principal.kind == "hospital" and principal.organization:
-        return "org", principal.organization
+        return "idnat", (principal.idnat,)
+    if principal.kind == "hospital" and principal.organizations:
+        return "org", tuple(sorted(token_organizations(principal)))
     if principal.kind == "coordinator" and principal.cpts:
-        return "cpts", principal.cpts
+        return "cpts", (principal.cpts,)
     return None
 
 
@@ -65,27 +67,27 @@ def read_filter(principal: Principal | None, resources: FromClause) -> ColumnEle
     if not principal.has_scope("r") and not principal.has_scope("s"):
         return false()
     public = and_(resources.c.patient_id.is_(None), resources.c.resource_type.in_(PUBLIC_TYPES))
-    grant = _grant(principal)
+    grant = reader_grant(principal)
     if grant is None:
         return public
-    kind, value = grant
+    kind, values = grant
     now = utcnow()
     patients = select(_PATIENT_GRANTS.c.patient_id).where(
         _PATIENT_GRANTS.c.kind == kind,
-        _PATIENT_GRANTS.c.value == value,
+        _PATIENT_GRANTS.c.value.in_(values),
         or_(_PATIENT_GRANTS.c.valid_from.is_(None), _PATIENT_GRANTS.c.valid_from <= now),
         or_(_PATIENT_GRANTS.c.valid_until.is_(None), _PATIENT_GRANTS.c.valid_until >= now),
     )
+    granted_resources = resources.c.pk.in_(select(_RESOURCE_GRANTS.c.resource_pk).where(
+        _RESOURCE_GRANTS.c.kind == kind, _RESOURCE_GRANTS.c.value.in_(values)))
+    if kind == "org":  # the sending hospital keeps reading what it restricted
+        return or_(public, granted_resources, and_(
+            resources.c.patient_id.in_(patients),
+            resources.c.resource_type.in_(SHARED_WITH_SENDERS)))
     clauses = [public, resources.c.patient_id.in_(patients)]
     if kind == "idnat":
-        clauses.append(resources.c.pk.in_(
-            select(_RESOURCE_GRANTS.c.resource_pk).where(
-                _RESOURCE_GRANTS.c.kind == kind, _RESOURCE_GRANTS.c.value == value
-            )
-        ))
-    if kind == "org":  # the sending hospital keeps reading what it restricted
-        return or_(*clauses)
-    return and_(or_(*clauses), _unrestricted_for(resources, value if kind == "idnat" else None))
+        clauses.append(granted_resources)
+    return and_(or_(*clauses), _unrestricted_for(resources, values[0] if kind == "idnat" else None))
 
 
 def _restricted_readers(resources: FromClause, *codes: str) -> ColumnElement[bool]:
@@ -104,8 +106,7 @@ def _unrestricted_for(resources: FromClause, idnat: str | None) -> ColumnElement
     return or_(not_(_restricted_readers(resources)), _restricted_readers(resources, idnat))
 
 
-def denied(resource_type: str, resource_id: str) -> Forbidden:
-    return Forbidden(f"access to {resource_type}/{resource_id} is not granted to this token")
-
-
-TRUE = literal(True)
+def unknown(resource_type: str, resource_id: str) -> NotFound:
+    """The answer for a resource that does not exist *or* that the caller may not read: the
+    same status and text, so a hidden resource cannot be told from an absent one."""
+    return NotFound(f"{resource_type}/{resource_id} is not known")

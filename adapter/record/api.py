@@ -207,6 +207,30 @@ async def capabilities(request: Request) -> FhirResponse:
     return FhirResponse(_statements[base])
 
 
+@router.get("/_history", name="changes")
+async def changes(request: Request, principal: Principal = Depends(_principal)) -> FhirResponse:
+    """The change feed (system history): what changed for the caller, each change once.
+    `_cursor` (from the `resume` or `next` link), or `_since` (an instant, first pull only),
+    `_type` (comma list), `_count`."""
+    _check_accept(request)
+    query = request.query_params
+    types = tuple(t for t in (query.get("_type") or "").split(",") if t)
+    count = _count(query.get("_count"))
+    page = await run_in_threadpool(
+        _repository(request).changes, principal, cursor=query.get("_cursor"),
+        since=query.get("_since"), types=types, count=count, base_url=_base_url(request))
+    request.state.audit_count = len(page["entry"])
+    return FhirResponse(page)
+
+
+def _count(value: str | None) -> int:
+    if value is None:
+        return 100
+    if not value.isdigit() or int(value) < 1:
+        raise BadRequest("_count must be a positive number")
+    return min(int(value), 1000)
+
+
 @router.post("", name="bundle")
 @router.post("/", name="bundle", include_in_schema=False)
 async def bundle(request: Request, principal: Principal = Depends(_principal)) -> Response:

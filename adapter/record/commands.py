@@ -21,7 +21,7 @@ def _fail(error: LiaisonError) -> None:
     raise typer.Exit(1)
 
 
-def _print_token(kind: str, lifetime: int, **claims: str | None) -> None:
+def _print_token(kind: str, lifetime: int, **claims: object) -> None:
     from adapter.auth import issue_token
 
     try:
@@ -32,14 +32,19 @@ def _print_token(kind: str, lifetime: int, **claims: str | None) -> None:
 
 @token_app.command("hospital")
 def hospital_token(
-    organization: str = typer.Option(None, "--organization", help="idNat_Struct of the hospital"),
+    organization: list[str] = typer.Option(
+        None, "--organization",
+        help="idNat_Struct of the hospital (repeated for a hospital group: each establishment)"),
     lifetime: int = _LIFETIME,
 ) -> None:
-    """A hospital system: writes to the record, reads the patients it sent letters for."""
+    """A hospital system: sends the letters of its establishments (their custodian), reads what
+    its letters produced and the care team of those patients."""
     if not organization:
-        typer.echo("note: without --organization this token can write but read no patient",
-                   err=True)
-    _print_token("hospital", lifetime, organization=organization)
+        typer.echo("note: without --organization this token can send no letter and read no "
+                   "patient", err=True)
+    first, *others = organization or [None]
+    _print_token("hospital", lifetime, organization=first,
+                 organizations=others or None)  # type: ignore[arg-type]
 
 
 @token_app.command("professional")
@@ -67,7 +72,11 @@ def system_token(lifetime: int = _LIFETIME) -> None:
 
 
 def pull(
-    since: str = typer.Option(..., "--since", help="FHIR instant, e.g. 2026-01-01T00:00:00Z"),
+    since: str = typer.Option(None, "--since",
+                              help="first pull only: changes after this FHIR instant"),
+    cursor: str = typer.Option(None, "--cursor", help="resume where a previous pull stopped"),
+    state: Path = typer.Option(None, "--state", help="file keeping the cursor between pulls "
+                               "(read if it exists, written after the pull)"),
     token: str = typer.Option(None, "--token", envvar="LIAISON_TOKEN",
                               help="the caller's bearer token"),
     idnat: str = typer.Option(None, "--idnat", help="pull as this professional (local record)"),
@@ -75,15 +84,19 @@ def pull(
     resource_type: list[str] = typer.Option(None, "--type", help="resource types to pull"),
     output: Path = typer.Option(None, "--output", help="write the Bundle here (default stdout)"),
 ) -> None:
-    """What changed since T for the calling professional, as a FHIR collection Bundle."""
+    """What changed for the caller since the last pull, each change once, as a FHIR history
+    Bundle whose `resume` link holds the cursor of the next pull."""
     from adapter.auth import Principal, verify_token
-    from adapter.record.pull import PULLED_TYPES, changes_since, changes_since_http
+    from adapter.record.pull import PULLED_TYPES, cursor_of, pull_http
+    from adapter.record.pull import pull as pull_changes
     from adapter.record.repository import Repository
 
     types = tuple(resource_type) if resource_type else PULLED_TYPES
+    if state is not None and state.exists() and not cursor:
+        cursor = state.read_text(encoding="utf-8").strip() or None
     try:
         if base:
-            bundle = changes_since_http(base, token, since, types)
+            bundle = pull_http(base, token, cursor=cursor, since=since, types=types)
         else:
             if token:
                 principal = verify_token(token)
@@ -92,16 +105,21 @@ def pull(
             else:
                 typer.echo("error: say who is pulling: --token or --idnat", err=True)
                 raise typer.Exit(2)
-            bundle = changes_since(Repository(), principal, since, types)
+            bundle = pull_changes(Repository(), principal, cursor=cursor, since=since,
+                                  types=types)
     except LiaisonError as error:
         _fail(error)
         return
+    resume = cursor_of(bundle)
+    if state is not None and resume:
+        state.write_text(resume + "\n", encoding="utf-8")
     payload = orjson.dumps(bundle, option=orjson.OPT_INDENT_2)
     if output:
         output.write_bytes(payload)
-        typer.echo(f"{bundle['total']} resources written to {output}", err=True)
+        typer.echo(f"{bundle['total']} changes written to {output}", err=True)
     else:
         sys.stdout.write(payload.decode() + "\n")
+    typer.echo(f"resume cursor: {resume}", err=True)
 
 
 def register(app: typer.Typer) -> None:

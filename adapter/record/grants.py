@@ -1,20 +1,25 @@
 """Precomputed read grants: which professionals, hospitals and CPTS may read which patient.
 
-Computed on write (never on search) so a filtered search stays one indexed join:
+Computed on write (never on search) so a filtered search stays one indexed join, and only
+from liaison's own facts:
 - `idnat` — the idNat_PS of every ACTIVE participant of an active CareTeam of the patient
   (participant.member a Practitioner, a PractitionerRole whose `practitioner` is one, or a
-  logical reference by identifier); the participant's period bounds the grant;
-- `org` — the idNat_Struct of the custodian and of the author organisations (directly or the
-  `organization` of an author PractitionerRole) of the patient's DocumentReferences: the
-  hospital that sent the letter;
+  logical reference by identifier); the participant's period bounds the grant. CareTeams are
+  written by liaison only (a client cannot write the record), from the letter and the
+  coordination rules;
 - `cpts` — every identifier value of the organisations of an active CareTeam (its
   managingOrganization, Organization participants, participants' `onBehalfOf`, the
   `organization` of PractitionerRole participants) and of their `partOf` parent: a CPTS is
   either the managing organisation or the parent of a member structure;
+- `org` — the organisation a letter was accepted for (checked against the sender's token at
+  ingestion) on each resource that letter's bundle wrote (resource grant), and on its patient
+  (patient grant: the hospital reads the patient's shared identity and care team, see
+  access.py). Written when the bundle is stored (`grant_sources`), never recomputed from
+  content: a custodian or author named in a resource grants nothing;
 - per resource: a Communication is also readable by the idNat_PS of each of its recipients.
 
 Identifier systems and derivations (idNat_PS = "8" + RPPS, idNat_Struct = "1" + FINESS) are read
-from `mappings/identifiers.yaml`.
+from `mappings/identifiers.yaml` (`adapter.national_ids`).
 """
 
 from __future__ import annotations
@@ -22,14 +27,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-import yaml
 from sqlalchemy import delete, false, insert
 from sqlmodel import Session, col, select
 
-from adapter.config import get_settings
+from adapter.national_ids import national_ids
 from adapter.record.indexing import date_range, parse_reference
 from adapter.record.locking import lock_keys
 from adapter.record.models import PatientGrant, RecordReference, RecordResource, ResourceGrant
@@ -40,12 +43,8 @@ _PATIENT_GRANTS = PatientGrant.__table__
 _RESOURCE_GRANTS = ResourceGrant.__table__
 
 _ACTIVE_TEAM = {"active", None}
-_FALLBACK = {
-    "professional": {"1.2.250.1.71.4.2.1": {"system": "urn:oid:1.2.250.1.71.4.2.1",
-                     "derived": {"prefix": "8", "system": "https://rpps.esante.gouv.fr"}}},
-    "organization": {"1.2.250.1.71.4.2.2": {"system": "urn:oid:1.2.250.1.71.4.2.2",
-                     "derived": {"prefix": "1", "system": "https://finess.esante.gouv.fr"}}},
-}
+# Grant kinds recomputed from the record's CareTeams; `org` grants are facts written once.
+_DERIVED = ("idnat", "cpts")
 
 
 @dataclass(frozen=True)
@@ -54,33 +53,6 @@ class Grant:
     value: str
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-
-
-@cache
-def _national_systems(section: str) -> dict[str, str]:
-    """identifier system → prefix that turns its value into the national identifier."""
-    path = get_settings().mappings_dir / "identifiers.yaml"
-    try:
-        entries = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(section) or {}
-    except OSError:
-        entries = {}
-    systems: dict[str, str] = {}
-    for entry in (entries or _FALLBACK[section]).values():
-        systems[entry["system"]] = ""
-        if entry.get("derived"):
-            systems[entry["derived"]["system"]] = entry["derived"]["prefix"]
-    return systems
-
-
-def national_ids(identifiers: list[dict[str, Any]] | None, section: str) -> set[str]:
-    """idNat_PS (section `professional`) or idNat_Struct (`organization`) values."""
-    systems = _national_systems(section)
-    found = set()
-    for identifier in identifiers or []:
-        system, value = identifier.get("system"), identifier.get("value")
-        if value and system in systems:
-            found.add(systems[system] + value)
-    return found
 
 
 def _parsed(row: Any) -> dict[str, Any]:
@@ -169,22 +141,6 @@ def _care_team_grants(care_team: dict[str, Any], resolver: _Resolver) -> set[Gra
     return grants
 
 
-def _document_grants(document: dict[str, Any], resolver: _Resolver) -> set[Grant]:
-    grants: set[Grant] = set()
-    for reference in [document.get("custodian"), *(document.get("author") or [])]:
-        organization = resolver.organization(reference)
-        if organization:
-            grants |= {Grant("org", v)
-                       for v in national_ids(organization.get("identifier"), "organization")}
-    return grants
-
-
-def _grants_of(resource: dict[str, Any], resolver: _Resolver) -> set[Grant]:
-    if resource["resourceType"] == "CareTeam":
-        return _care_team_grants(resource, resolver)
-    return _document_grants(resource, resolver)
-
-
 def communication_grants(communication: dict[str, Any], resolver: _Resolver) -> set[str]:
     found: set[str] = set()
     for recipient in communication.get("recipient") or []:
@@ -198,9 +154,11 @@ def _chunks(values: set[Any], size: int = 500) -> list[list[Any]]:
 
 
 def refresh(session: Session, patient_ids: set[str], communication_pks: set[int],
-            known: Mapping[tuple[str, str], Any] | None = None) -> None:
+            known: Mapping[tuple[str, str], Any] | None = None,
+            granted_seq: int | None = None) -> None:
     """Recompute the grants of these patients and Communications from what is stored now
-    (`known`: current rows already in hand, by (type, id), spared a query each)."""
+    (`known`: current rows already in hand, by (type, id), spared a query each). A patient
+    grant that did not exist before is stamped with the change-feed position `granted_seq`."""
     # PostgreSQL: two transactions touching the same patient recompute one after the other,
     # each from what the other committed (read committed), so no stale grant survives.
     lock_keys(session, [f"grants:patient:{p}" for p in patient_ids]
@@ -209,15 +167,21 @@ def refresh(session: Session, patient_ids: set[str], communication_pks: set[int]
     for chunk in _chunks(patient_ids):
         found: dict[str, set[Grant]] = {patient_id: set() for patient_id in chunk}
         for patient_id, resource in _grant_sources(session, chunk, resolver.known):
-            found[patient_id] |= _grants_of(resource, resolver)
-        session.execute(delete(_PATIENT_GRANTS).where(_PATIENT_GRANTS.c.patient_id.in_(chunk)))
+            found[patient_id] |= _care_team_grants(resource, resolver)
+        derived = (_PATIENT_GRANTS.c.patient_id.in_(chunk), _PATIENT_GRANTS.c.kind.in_(_DERIVED))
+        since = {(patient, kind, value): seq for patient, kind, value, seq in session.execute(
+            select(_PATIENT_GRANTS.c.patient_id, _PATIENT_GRANTS.c.kind, _PATIENT_GRANTS.c.value,
+                   _PATIENT_GRANTS.c.granted_seq).where(*derived))}
+        session.execute(delete(_PATIENT_GRANTS).where(*derived))
         rows = [{"patient_id": patient_id, "kind": g.kind, "value": g.value,
-                 "valid_from": g.valid_from, "valid_until": g.valid_until}
+                 "valid_from": g.valid_from, "valid_until": g.valid_until,
+                 "granted_seq": since.get((patient_id, g.kind, g.value), granted_seq)}
                 for patient_id, granted in found.items() for g in granted]
         if rows:
             session.execute(insert(_PATIENT_GRANTS), rows)
     for chunk in _chunks(communication_pks):
-        session.execute(delete(_RESOURCE_GRANTS).where(_RESOURCE_GRANTS.c.resource_pk.in_(chunk)))
+        session.execute(delete(_RESOURCE_GRANTS).where(
+            _RESOURCE_GRANTS.c.resource_pk.in_(chunk), _RESOURCE_GRANTS.c.kind == "idnat"))
         messages = _current(session, resolver.known, _RESOURCES.c.pk.in_(chunk),
                             _RESOURCES.c.resource_type == "Communication")
         rows = [{"resource_pk": pk, "kind": "idnat", "value": value}
@@ -229,10 +193,9 @@ def refresh(session: Session, patient_ids: set[str], communication_pks: set[int]
 
 def _grant_sources(session: Session, patient_ids: list[str],
                    known: Mapping[tuple[str, str], Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(patient id, resource) of the current CareTeams and DocumentReferences of `patient_ids`,
-    in storage order."""
+    """(patient id, resource) of the current CareTeams of `patient_ids`, in storage order."""
     rows = _current(session, known, _RESOURCES.c.patient_id.in_(patient_ids),
-                    _RESOURCES.c.resource_type.in_(("CareTeam", "DocumentReference")))
+                    _RESOURCES.c.resource_type == "CareTeam")
     return [(patient_id, resource) for _, patient_id, resource in rows]
 
 
@@ -280,7 +243,7 @@ def dependents(session: Session, resource_type: str, resource_id: str) -> tuple[
                        RecordReference.target_id == target_id)
             ).all()
             for ref_type, ref_id, pk, patient_id in referencing:
-                if ref_type in ("CareTeam", "DocumentReference") and patient_id:
+                if ref_type == "CareTeam" and patient_id:
                     patients.add(patient_id)
                 elif ref_type == "Communication":
                     communications.add(pk)
@@ -289,3 +252,33 @@ def dependents(session: Session, resource_type: str, resource_id: str) -> tuple[
                     next_frontier.append((ref_type, ref_id))
         frontier = next_frontier
     return patients, communications
+
+
+def grant_sources(session: Session, sourced: list[tuple[str, Any]],
+                  granted_seq: int | None = None) -> None:
+    """Grant each organisation the rows (`storage.Stored`) its letter's bundle wrote or
+    matched, and the patients of those rows (stamped `granted_seq`, the change-feed position
+    of this transaction); rows already granted are left as they are."""
+    wanted = [(organization, row) for organization, row in sourced
+              if row.pk is not None and row.patient_id is not None]
+    if not wanted:
+        return
+    pks = {row.pk for _, row in wanted}
+    patients = {row.patient_id for _, row in wanted}
+    have_resources = {(pk, value) for pk, value in session.execute(
+        select(_RESOURCE_GRANTS.c.resource_pk, _RESOURCE_GRANTS.c.value).where(
+            _RESOURCE_GRANTS.c.kind == "org", _RESOURCE_GRANTS.c.resource_pk.in_(pks)))}
+    have_patients = {(patient, value) for patient, value in session.execute(
+        select(_PATIENT_GRANTS.c.patient_id, _PATIENT_GRANTS.c.value).where(
+            _PATIENT_GRANTS.c.kind == "org", _PATIENT_GRANTS.c.patient_id.in_(patients)))}
+    new_resources = {(row.pk, organization) for organization, row in wanted} - have_resources
+    new_patients = {(row.patient_id, organization) for organization, row in wanted} \
+        - have_patients
+    if new_resources:
+        session.execute(insert(_RESOURCE_GRANTS), [
+            {"resource_pk": pk, "kind": "org", "value": value}
+            for pk, value in sorted(new_resources)])
+    if new_patients:
+        session.execute(insert(_PATIENT_GRANTS), [
+            {"patient_id": patient, "kind": "org", "value": value, "granted_seq": granted_seq}
+            for patient, value in sorted(new_patients)])

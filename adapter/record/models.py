@@ -9,7 +9,7 @@ Datetimes are naive UTC everywhere so SQLite and PostgreSQL compare them the sam
 from __future__ import annotations
 
 from pydantic import NaiveDatetime
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -33,6 +33,19 @@ class RecordResource(SQLModel, table=True):
     # the Patient whose compartment holds the resource (None for directory-like resources)
     patient_id: str | None = Field(default=None, max_length=64)
     body: str = Field(sa_column=Column(Text, nullable=False))
+    # position of the resource's last change in the change feed (feed.py): assigned at the
+    # end of the writing transaction, in commit order (rows from before the feed: their pk)
+    change_seq: int | None = Field(default=None, sa_column=Column(
+        BigInteger, nullable=True, index=True, info={"backfill": "pk"}))
+
+
+class RecordFeed(SQLModel, table=True):
+    """The change feed's last position handed out (one row, id 1; see feed.py)."""
+
+    __tablename__ = "record_feed"
+
+    id: int = Field(primary_key=True)
+    position: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class RecordVersion(SQLModel, table=True):
@@ -128,11 +141,12 @@ class RecordString(SQLModel, table=True):
 
 
 class PatientGrant(SQLModel, table=True):
-    """Who may read a patient's compartment, recomputed whenever a CareTeam, DocumentReference
-    or Communication of that patient (or a Practitioner they point at) is written.
+    """Who may read a patient's compartment (see grants.py).
 
-    kind: `idnat` (active care-team participant), `org` (hospital that sent a letter),
-    `cpts` (CPTS the care team belongs to). A search joins this table on (kind, value).
+    kind: `idnat` (active care-team participant) and `cpts` (CPTS the care team belongs to),
+    recomputed whenever a CareTeam of the patient (or a party it points at) is written; `org`
+    (a hospital that sent a letter for the patient: its Patient and CareTeams only), written
+    once when the letter is stored. A search joins this table on (kind, value).
     """
 
     __tablename__ = "record_patient_grant"
@@ -144,10 +158,14 @@ class PatientGrant(SQLModel, table=True):
     value: str = Field(max_length=128)
     valid_from: NaiveDatetime | None = None
     valid_until: NaiveDatetime | None = None
+    # the change-feed position at which the grant appeared (its reader then pulls the
+    # patient's resources written before); None: before the feed existed
+    granted_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class ResourceGrant(SQLModel, table=True):
-    """Who may read one resource outside the patient rule (a Communication's recipients)."""
+    """Who may read one resource outside the patient rule: a Communication's recipients
+    (`idnat`), the organisation whose letter wrote it (`org`)."""
 
     __tablename__ = "record_resource_grant"
     __table_args__ = (Index("ix_record_resource_grant_lookup", "kind", "value", "resource_pk"),)

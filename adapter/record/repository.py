@@ -1,8 +1,13 @@
 """The record's operations, for the HTTP API, the CLI and other parts of liaison.
 
 `principal=None` means a trusted in-process caller (the embedded push target, the CLI as the
-local system); otherwise every read is filtered by `access.read_filter` and writes need
-`access.may_write`.
+local system); otherwise every read is filtered by `access.read_filter` and writes follow
+`adapter.auth.rules.require_record_write` (liaison and system tokens only).
+
+A transaction bundle liaison writes for an accepted letter names the organisation the letter
+was accepted for (`SOURCE_TAG` on the Bundle's meta): that organisation is granted the
+resources the bundle wrote, and the shared identity and care team of its patient. Only a
+trusted caller's tag counts.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from sqlmodel import Session
 from sqlmodel import select as model_select
 
 from adapter.auth.principal import Principal
+from adapter.auth.rules import require_record_write
 from adapter.config import get_settings
 from adapter.errors import BadRequest, Conflict, Gone, LiaisonError, NotFound
 from adapter.ids import new_id
-from adapter.record import access, audit, grants, search
+from adapter.record import access, audit, feed, grants, search
 from adapter.record.database import record_engine
 from adapter.record.indexing import index_rows
 from adapter.record.locking import is_sqlite, write_session
@@ -39,6 +45,7 @@ from adapter.record.storage import (
     utcnow,
 )
 from adapter.record.transaction import (
+    SOURCE_TAG,
     Entry,
     Plan,
     Result,
@@ -100,10 +107,8 @@ class Repository:
         check_type(resource_type)
         check_id(resource_id)
         row = current(session, resource_type, resource_id)
-        if row is None:
-            raise NotFound(f"{resource_type}/{resource_id} is not known")
-        if not self._visible(session, row, principal):
-            raise access.denied(resource_type, resource_id)
+        if row is None or not self._visible(session, row, principal):
+            raise access.unknown(resource_type, resource_id)
         return row
 
     def _read(self, session: Session, resource_type: str, resource_id: str,
@@ -180,6 +185,32 @@ class Repository:
         with self._session() as session:
             return search.execute(session, request, principal, base_url or self.base_url)
 
+    def changes(self, principal: Principal | None, *, cursor: str | None = None,
+                since: str | None = None, types: tuple[str, ...] = (), count: int = 100,
+                base_url: str | None = None) -> dict[str, Any]:
+        """One page of the change feed (feed.py) as a FHIR history Bundle: what changed for
+        `principal` after `cursor` (or, for a first pull, after the instant `since`; neither:
+        from the start). Links: `next` while more is committed now, `resume` always — the
+        cursor to pull from next time."""
+        for kind in types:
+            check_type(kind)
+        base_url = base_url or self.base_url
+        with self._session() as session:
+            if cursor:
+                position = feed.Cursor.decode(cursor)
+            else:
+                position = feed.Cursor(feed.position_before(session, since) if since else 0)
+            page = feed.read_page(session, principal, position, types, count)
+        resume = page.cursor.encode()
+        query = "&".join([*([f"_type={','.join(types)}"] if types else []),
+                          f"_count={count}", f"_cursor={resume}"])
+        links = [{"relation": "self", "url": f"{base_url}/_history"},
+                 {"relation": "resume", "url": f"{base_url}/_history?{query}"}]
+        if not page.caught_up:
+            links.insert(1, {"relation": "next", "url": f"{base_url}/_history?{query}"})
+        return {"resourceType": "Bundle", "type": "history", "link": links,
+                "entry": [_change_entry(row, base_url) for row in page.rows]}
+
     def _get(self, session: Session, entry: Entry, principal: Principal | None,
              base_url: str) -> Result:
         """A GET entry of a transaction / batch: read, vread, history or search."""
@@ -203,38 +234,24 @@ class Repository:
     # --- writes ---------------------------------------------------------------------------
 
     def _run(self, entries: list[Entry], principal: Principal | None,
-             base_url: str) -> list[Result]:
+             base_url: str, source: str | None = None) -> list[Result]:
         """Run entries as ONE database transaction (all or nothing)."""
-        if principal is not None and any(e.method not in ("GET", "HEAD") for e in entries):
-            access.require_write(principal)
+        if any(e.method not in ("GET", "HEAD") for e in entries):
+            require_record_write(principal)
         try:
-            results = self._run_locked(entries, principal, base_url)
+            results = self._run_locked(entries, principal, base_url, source)
         except IntegrityError as error:  # a concurrent writer won a race the locks don't cover
             raise Conflict("a concurrent change conflicts with this one; retry") from error
         for entry, result in zip(entries, results, strict=True):
             if not _is_get(entry):  # every write is on the trail, whoever the caller is
                 audit.queue_row(self.engine, _audited_write(principal, entry, result))
-        self._redact(entries, results, principal)
         return results
 
-    def _redact(self, entries: list[Entry], results: list[Result],
-                principal: Principal | None) -> None:
-        """A conditional create that matched answers with the existing resource: only show
-        it to a writer who may read it (a hospital must not learn another's data this way)."""
-        if principal is None or access.read_filter(principal, RESOURCES) is None:
-            return
-        with self._session() as session:
-            for entry, result in zip(entries, results, strict=True):
-                if entry.matched and result.stored() is not None:
-                    row = current(session, result.resource_type, result.resource_id or "")
-                    if row is None or not self._visible(session, row, principal):
-                        result.resource = None
-
     def _run_locked(self, entries: list[Entry], principal: Principal | None,
-                    base_url: str) -> list[Result]:
+                    base_url: str, source: str | None) -> list[Result]:
         with write_session(self.engine, self._lock_keys([entries])) as session:
             writer = Writer(session)
-            results = self._write_entries(session, writer, entries, principal)
+            results = self._write_entries(writer, entries, source)
             writer.finish()
             for entry in entries:
                 if entry.method in ("GET", "HEAD"):
@@ -247,33 +264,22 @@ class Repository:
             return []
         return [key for entries in group for key in lock_keys(entries)]
 
-    def _write_entries(self, session: Session, writer: Writer, entries: list[Entry],
-                       principal: Principal | None) -> dict[int, Result]:
-        """Plan one bundle's entries and run its writes (grants and reads come after)."""
-        plan = Plan(session, entries)
+    @staticmethod
+    def _write_entries(writer: Writer, entries: list[Entry], source: str | None
+                       ) -> dict[int, Result]:
+        """Plan one bundle's entries and run its writes (grants and reads come after);
+        `source`: the organisation the bundle was written for, granted what it wrote."""
+        plan = Plan(writer.session, entries)
         plan.decide_ids()
         plan.resolve_references()
         writer.prefetch(entries)
-        self._check_may_change(session, writer, entries, principal)
         results: dict[int, Result] = {}
         for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
             if entry.method not in ("GET", "HEAD"):
                 results[entry.index] = plan.execute_write(writer, entry)
+                if source is not None and entry.method != "DELETE":
+                    writer.grant_source(source, results[entry.index])
         return results
-
-    def _check_may_change(self, session: Session, writer: Writer, entries: list[Entry],
-                          principal: Principal | None) -> None:
-        """A writer whose reads are filtered (a hospital) updates or deletes only what it may
-        read: the scope `cud` must not let one hospital overwrite or erase another's patients."""
-        if principal is None or access.read_filter(principal, RESOURCES) is None:
-            return
-        for entry in entries:
-            if entry.method not in ("PUT", "DELETE") or not entry.resource_id:
-                continue
-            row = writer.current(entry.resource_type, entry.resource_id)
-            if row is not None and row.pk is not None and not row.deleted \
-                    and not self._visible(session, row, principal):  # type: ignore[arg-type]
-                raise access.denied(entry.resource_type, entry.resource_id)
 
     def _one(self, raw_entry: dict[str, Any], principal: Principal | None) -> Result:
         result = self._run([parse_entry(0, raw_entry)], principal, self.base_url)[0]
@@ -328,7 +334,7 @@ class Repository:
             raise BadRequest("the Bundle type must be transaction or batch")
         validated = validated and principal is None
         entries = [parse_entry(i, raw, validated=validated) for i, raw in enumerate(raw_entries)]
-        results = self._run(entries, principal, base_url)
+        results = self._run(entries, principal, base_url, bundle_source(bundle, principal))
         return _transaction_response(entries, results, return_resources)
 
     def transactions(self, bundles: list[dict[str, Any]], principal: Principal | None = None,
@@ -384,14 +390,16 @@ class Repository:
             number, entries = run[0]
             try:
                 answers[number] = _transaction_response(
-                    entries, self._run(entries, None, base_url), False)
+                    entries, self._run(entries, None, base_url,
+                                       bundle_source(bundles[number], None)), False)
             except LiaisonError as error:
                 answers[number] = error
             return
         if not run:
             return
         try:
-            grouped = self._run_group([entries for _, entries in run])
+            grouped = self._run_group([(entries, bundle_source(bundles[number], None))
+                                       for number, entries in run])
         except (LiaisonError, IntegrityError):
             # rolled back as a whole: each alone, so the failing one gets its own error
             for number, _ in run:
@@ -401,24 +409,25 @@ class Repository:
         for (number, entries), results in zip(run, grouped, strict=True):
             answers[number] = _transaction_response(entries, results, False)
 
-    def _run_group(self, group: list[list[Entry]]) -> list[list[Result]]:
-        """The write-only bundles of `group`, one after the other, in one database transaction
-        (trusted caller: no principal). Raises the first failure; nothing is then written."""
+    def _run_group(self, group: list[tuple[list[Entry], str | None]]) -> list[list[Result]]:
+        """The write-only bundles of `group` (entries, source), one after the other, in one
+        database transaction (trusted caller: no principal). Raises the first failure; nothing
+        is then written."""
         answers = []
         # PostgreSQL: every bundle's advisory locks at the start, in one sorted pass (no cycle)
-        with write_session(self.engine, self._lock_keys(group)) as session:
+        with write_session(self.engine, self._lock_keys([e for e, _ in group])) as session:
             writer = Writer(session)
-            for number, entries in enumerate(group):
+            for number, (entries, source) in enumerate(group):
                 if number:
                     # a later bundle's conditionals must match what the earlier ones created
                     writer.batch.flush(session)
                     session.expire_all()  # ORM rows read earlier may have changed since
-                results = self._write_entries(session, writer, entries, None)
+                results = self._write_entries(writer, entries, source)
                 answers.append([results[e.index] for e in entries])
             writer.finish()
             audit.write(session, [  # on the trail with the writes, in the same commit
                 _audited_write(None, entry, result)
-                for entries, results in zip(group, answers, strict=True)
+                for (entries, _), results in zip(group, answers, strict=True)
                 for entry, result in zip(entries, results, strict=True)])
         return answers
 
@@ -469,15 +478,43 @@ class Repository:
                      "body": r["body"]} for r in rows])
                 insert_index(session, [(pk, r["resourceType"], index_rows(r))
                                        for pk, r in zip(pks, stored, strict=True)])
+                feed.stamp(session, list(pks), feed.reserve(session, len(pks)))
                 for pk, row in zip(pks, rows, strict=True):
-                    if row["resource_type"] in ("CareTeam", "DocumentReference") and \
-                            row["patient_id"]:
+                    if row["resource_type"] == "CareTeam" and row["patient_id"]:
                         patients.add(row["patient_id"])
                     elif row["resource_type"] == "Communication":
                         communications.add(pk)
         with write_session(self.engine) as session:
             grants.refresh(session, patients, communications)
         return len(resources)
+
+
+def _change_entry(row: RecordResource, base_url: str) -> dict[str, Any]:
+    """A history entry for the current state of a changed resource (a deletion has none)."""
+    path = f"{row.resource_type}/{row.resource_id}"
+    method, status = ("DELETE", "204") if row.deleted else (
+        ("POST", "201") if row.version_id == 1 else ("PUT", "200"))
+    entry: dict[str, Any] = {
+        "fullUrl": f"{base_url}/{path}",
+        "request": {"method": method, "url": row.resource_type if method == "POST" else path},
+        "response": {"status": status, "etag": f'W/"{row.version_id}"',
+                     "lastModified": instant(row.last_updated)}}
+    if not row.deleted:
+        entry["resource"] = loads(row.body)
+    return entry
+
+
+def bundle_source(bundle: Any, principal: Principal | None) -> str | None:
+    """The organisation a bundle liaison wrote for an accepted letter names (`SOURCE_TAG`);
+    None for any other bundle, and for any caller but liaison itself (in process, or another
+    liaison delivering here with a system token)."""
+    trusted = principal is None or principal.kind == "system"
+    if not trusted or not isinstance(bundle, dict):
+        return None
+    for tag in (bundle.get("meta") or {}).get("tag") or []:
+        if isinstance(tag, dict) and tag.get("system") == SOURCE_TAG and tag.get("code"):
+            return str(tag["code"])
+    return None
 
 
 def _transaction_response(entries: list[Entry], results: list[Result],

@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from adapter.errors import BadRequest, Conflict, LiaisonError, PreconditionFailed
 from adapter.ids import new_id
-from adapter.record import grants, search
+from adapter.record import feed, grants, search
 from adapter.record.params import is_supported
 from adapter.record.storage import (
     Stored,
@@ -34,6 +34,9 @@ from adapter.record.storage import (
 from adapter.record.validation import check_id, check_type, validate_resource
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
+# On a transaction Bundle liaison writes for an accepted letter: the organisation (idNat_Struct)
+# the letter was accepted for, who is then granted what the bundle wrote (see repository.py).
+SOURCE_TAG = "urn:liaison:source-organization"
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
@@ -167,6 +170,13 @@ class Writer:
     messages: list[Stored] = field(default_factory=list)  # Communications written
     # current rows read (or written) in this transaction; None: known not to exist
     rows: dict[tuple[str, str], Stored | None] = field(default_factory=dict)
+    # (organisation, type, id): what a letter's bundle wrote, granted to its organisation
+    sourced: list[tuple[str, str, str]] = field(default_factory=list)
+    changed: list[Stored] = field(default_factory=list)  # rows written: the feed's changes
+
+    def grant_source(self, organization: str, result: Result) -> None:
+        if result.resource_id:
+            self.sourced.append((organization, result.resource_type, result.resource_id))
 
     def prefetch(self, entries: list[Entry]) -> None:
         """Read the current rows the write entries need at once (instead of one per entry)."""
@@ -190,7 +200,7 @@ class Writer:
         return self.rows[key]
 
     def _touched(self, row: Stored, previous_patient: str | None, fresh: bool = False) -> None:
-        if row.resource_type in ("CareTeam", "DocumentReference"):
+        if row.resource_type == "CareTeam":
             self.patients |= {p for p in (row.patient_id, previous_patient) if p}
         elif row.resource_type == "Communication":
             self.messages.append(row)  # its pk may come only when the batch is written
@@ -208,12 +218,14 @@ class Writer:
                                 batch=self.batch, known=self.rows)
         if written.changed:
             self.rows[(written.row.resource_type, written.row.resource_id)] = written.row
+            self.changed.append(written.row)
             self._touched(written.row, previous_patient, fresh)
         return written
 
     def delete(self, row: Stored) -> Stored:
         deleted = write_deletion(self.session, row, self.batch)
         self.rows[(row.resource_type, row.resource_id)] = deleted
+        self.changed.append(deleted)
         self._touched(deleted, row.patient_id)
         return deleted
 
@@ -224,7 +236,16 @@ class Writer:
             patients, communications = grants.dependents(self.session, resource_type, resource_id)
             self.patients |= patients
             self.communications |= communications
-        grants.refresh(self.session, self.patients, self.communications, self.rows)
+        changed = list(dict.fromkeys(row.pk for row in self.changed if row.pk is not None))
+        if not (changed or self.sourced or self.patients or self.communications):
+            return  # nothing written (a read, or a letter sent again): no position taken
+        # last: the feed's position is held until the commit (see feed.py)
+        position = feed.reserve(self.session, len(changed))
+        grants.refresh(self.session, self.patients, self.communications, self.rows, position)
+        grants.grant_sources(self.session, [
+            (organization, row) for organization, kind, resource_id in self.sourced
+            if (row := self.rows.get((kind, resource_id))) is not None], position)
+        feed.stamp(self.session, changed, position)
 
 
 def check_if_match(existing: Stored | None, if_match: str | None) -> None:

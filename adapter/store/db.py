@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -130,6 +130,32 @@ def get_engine(url: str | None = None) -> Engine:
 def init_db(engine: Engine) -> None:
     _import_models()
     SQLModel.metadata.create_all(engine)
+    add_missing_columns(engine)
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Columns added to a table after a database was created: `create_all` makes missing
+    tables only. A new column is nullable (or has a server default); `info={"backfill": SQL}`
+    on it fills the rows that existed before, e.g. from another column."""
+    inspector = inspect(engine)
+    existing_tables = set(inspector.get_table_names())
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+                if column.info.get("backfill"):
+                    connection.exec_driver_sql(
+                        f"UPDATE {table.name} SET {column.name} = {column.info['backfill']}")
+                for index in table.indexes:
+                    if column in index.columns.values():
+                        index.create(connection, checkfirst=True)
 
 
 @contextmanager

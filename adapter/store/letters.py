@@ -46,6 +46,40 @@ class ReceivedLetter(SQLModel, table=True):
     validation: str | None = Field(default=None, sa_column=Column(Text))
 
 
+class LetterStory(SQLModel, table=True):
+    """One clinical story: the letters sharing a setId, whose latest version alone is current.
+
+    A setId belongs to the organisation whose letter first carried it: a later version sent for
+    another organisation is refused (a hospital cannot rewrite another's letters)."""
+
+    __tablename__ = "letter_story"
+
+    set_id: str = Field(primary_key=True, max_length=300)  # "system|value" of the setId
+    organization: str | None = Field(default=None, max_length=100)  # idNat_Struct of its owner
+    version: int = 1  # the latest version received
+    letter_id: str = Field(max_length=32)  # the received letter holding that version
+
+
+_FIRST_OF_SET = text(
+    "SELECT id, submitted_by, version FROM received_letter WHERE set_id = :set_id "
+    "ORDER BY received_at, id"
+)
+
+
+def story_of(session: Session, set_id: str) -> LetterStory | None:
+    """The story of `set_id`, also for letters received before stories were kept (built from
+    them: the first sender owns it, the highest version is current)."""
+    story = session.get(LetterStory, set_id)
+    if story is not None:
+        return story
+    letters = session.execute(_FIRST_OF_SET, {"set_id": set_id}).all()
+    if not letters:
+        return None
+    latest = max(letters, key=lambda letter: letter.version)
+    return LetterStory(set_id=set_id, organization=letters[0].submitted_by,
+                       version=latest.version, letter_id=latest.id)
+
+
 def patient_key(identifiers: list[tuple[str, str]]) -> str:
     """Ordering key of a patient's letters: a hash of their first identifier (INS when known)."""
     system, value = identifiers[0] if identifiers else ("", "unknown")

@@ -50,7 +50,7 @@ def test_a_hospital_reads_its_own_receipts_and_patients_only(
             "/discharge-letters", content=letter_variant(22), headers={**hospital, **CDA}
         )
         wait_for_status(client, answer.headers["Location"], hospital, "pushed")
-        assert client.get(answer.headers["Location"], headers=foreign).status_code == 403
+        assert client.get(answer.headers["Location"], headers=foreign).status_code == 404
         own = client.get("/fhir/Patient", params={"identifier": patient}, headers=hospital)
         other = client.get("/fhir/Patient", params={"identifier": patient}, headers=foreign)
     assert len(own.json().get("entry", [])) == 1

@@ -83,7 +83,9 @@ def test_another_hospital_posting_a_received_letters_id_gets_no_receipt(
             headers={**other, **CDA},
         )
         again = client.post("/discharge-letters", content=letter, headers={**hospital, **CDA})
-    assert (first.status_code, same_bytes.status_code, same_id.status_code) == (202, 409, 409)
+    # the same bytes: already received from another sender; the same id in other bytes: a
+    # letter whose custodian is not the sender's organisation
+    assert (first.status_code, same_bytes.status_code, same_id.status_code) == (202, 409, 403)
     for refused in (same_bytes, same_id):  # the receipt lists the patient's INS: not shown
         assert ins_of(4) not in refused.text
         assert refused.json()["resourceType"] == "OperationOutcome"

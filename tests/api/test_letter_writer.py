@@ -14,6 +14,7 @@ from sqlalchemy import text
 from adapter.api.ingestion import ingest_letter
 from adapter.api.letter_writer import Pending, writer_for
 from adapter.api.preparation import prepare_here
+from adapter.auth import Principal
 from adapter.config import get_settings
 from adapter.errors import Conflict
 from adapter.store import outbox
@@ -27,7 +28,8 @@ def _pending(n: int, submitted_by: str) -> Pending:
     xml = letter_variant(n)
     return Pending(xml=xml, sha1=hashlib.sha1(xml).hexdigest(),
                    letter=prepare_here(xml, get_engine()), content_type="application/xml",
-                   submitted_by=submitted_by, validation=None, deferred_validation=False)
+                   submitted_by=submitted_by, validation=None, deferred_validation=False,
+                   senders=frozenset({submitted_by}))
 
 
 def test_letters_posted_together_are_each_stored_with_their_own_receipt() -> None:
@@ -35,7 +37,8 @@ def test_letters_posted_together_are_each_stored_with_their_own_receipt() -> Non
 
     def accept(n: int) -> str:
         accepted = ingest_letter(letter_variant(n), content_type="application/xml",
-                                 engine=engine, settings=settings, submitted_by=HOSPITAL)
+                                 engine=engine, settings=settings,
+                                 principal=Principal(kind="hospital", organization=HOSPITAL))
         assert accepted.created
         return accepted.receipt["id"]
 
@@ -99,7 +102,7 @@ def test_the_same_letter_twice_in_one_group_is_stored_once(same: str) -> None:
     again = Pending(xml=again.xml + (b" " if same == "document" else b""),
                     sha1=again.sha1 if same == "bytes" else "0" * 40, letter=again.letter,
                     content_type=again.content_type, submitted_by=HOSPITAL, validation=None,
-                    deferred_validation=False)
+                    deferred_validation=False, senders=frozenset({HOSPITAL}))
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(writer_for(engine).store, [one, again]))
     assert sorted(answer.created for answer in answers) == [False, True]

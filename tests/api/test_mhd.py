@@ -6,7 +6,8 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from tests.api.conftest import wait_for_status
+from adapter.auth import issue_token
+from tests.api.conftest import bearer, wait_for_status
 from tests.support.letter_variants import document_id, letter_variant
 
 FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
@@ -65,7 +66,7 @@ def test_a_provide_document_bundle_is_ingested_like_a_posted_letter(
             assert receipt["document"]["id"].endswith(document_id(n)[1])
 
 
-def test_other_bundles_go_on_to_the_record(
+def test_other_bundles_go_on_to_the_record_which_only_liaison_writes(
     liaison: Callable[..., Any], hospital: dict[str, str]
 ) -> None:
     bundle = {
@@ -78,8 +79,12 @@ def test_other_bundles_go_on_to_the_record(
             }
         ],
     }
+    system = bearer(issue_token("system"))
     with liaison(push_in_server=False) as client:
-        answer = client.post("/fhir", json=bundle, headers={**hospital, **FHIR})
+        refused = client.post("/fhir", json=bundle, headers={**hospital, **FHIR})
+        answer = client.post("/fhir", json=bundle, headers={**system, **FHIR})
+    assert refused.status_code == 403
+    assert refused.json()["issue"][0]["code"] == "forbidden"
     assert answer.status_code == 200
     assert answer.json()["entry"][0]["response"]["status"].startswith("201")
 
@@ -103,7 +108,8 @@ def test_a_bundle_produced_by_liaison_is_a_record_transaction_not_a_submission(
 
     bundle = convert_letter(letter_variant(32)).bundle
     with liaison(push_in_server=False) as client:
-        answer = client.post("/fhir", json=bundle, headers={**hospital, **FHIR})
+        answer = client.post("/fhir", json=bundle,
+                             headers={**bearer(issue_token("system")), **FHIR})
     assert answer.status_code == 200
     statuses = {entry["response"]["status"][:3] for entry in answer.json()["entry"]}
     assert statuses <= {"200", "201"}

@@ -9,7 +9,7 @@ from adapter.coordination import consent
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.coordinators import CsvCoordinators
 from adapter.coordination.enrichment import enrich
-from adapter.errors import Forbidden
+from adapter.errors import NotFound
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine, session_scope
 from tests.coordination.letters import INS, addressed, synthetic_conversion
@@ -100,7 +100,7 @@ def test_opposed_patient_letter_reaches_named_recipients_only_and_outsiders_cann
         for e in repository.search("DocumentReference", [])["entry"]
         if e["resource"]["resourceType"] == "DocumentReference"
     ]
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # hidden reads as unknown
         repository.read("DocumentReference", document["resource"]["id"], outsider)
     # the named nurse reads it
     mine = repository.search("DocumentReference", [], _reader(NURSE))

@@ -25,10 +25,9 @@ def _auth(kind: str, **claims: str) -> dict[str, str]:
 
 def test_opposition_through_the_api_is_registered_and_written_to_the_record_as_consent() -> None:
     client = _client()
-    body = {"patient": {"system": TEST_INS, "value": "279035121518989"}, "decision": "oppose"}
-    answer = client.post(
-        "/coordination/consent", json=body, headers=_auth("professional", idnat="801984758437")
-    )
+    body = {"patient": {"system": TEST_INS, "value": "279035121518989"}, "decision": "oppose",
+            "reason": "the patient asked at the discharge consultation"}
+    answer = client.post("/coordination/consent", json=body, headers=_auth("system"))
     assert answer.status_code == 201, answer.text
     assert answer.json()["resourceType"] == "Consent"
     assert answer.json()["status"] == "active"
@@ -38,13 +37,14 @@ def test_opposition_through_the_api_is_registered_and_written_to_the_record_as_c
         headers=_auth("hospital", organization="1750803447"),
     ).json()
     assert shown["opposed"] is True
-    # a professional who does not care for the patient can neither see nor lift the opposition
+    # a professional who does not care for the patient can neither see, file nor lift it
     stranger = _auth("professional", idnat="809999999999")
     assert client.get("/coordination/consent", params={"patient": f"{TEST_INS}|279035121518989"},
                       headers=stranger).status_code == 403
-    lifted = client.post("/coordination/consent", json=dict(body, decision="withdraw"),
-                         headers=stranger)
-    assert lifted.status_code == 403
+    for decision in ("oppose", "withdraw"):
+        filed = client.post("/coordination/consent", json=dict(body, decision=decision),
+                            headers=stranger)
+        assert filed.status_code == 403
     assert client.get("/coordination/audit", headers=_auth("hospital", organization="1")
                       ).status_code == 403
     engine = get_engine()

@@ -218,8 +218,11 @@ def test_hospital_and_coordinator_subscriptions_are_told_only_of_their_own_patie
     from adapter.auth import Principal
     from adapter.push.targets import response_locations
     from adapter.record.repository import Repository
+    from adapter.record.transaction import SOURCE_TAG
 
     bundle = enrich(synthetic_conversion(), CsvCoordinators(DIRECTORY_CSV)).bundle
+    # as ingestion names the organisation the letter was accepted for
+    bundle["meta"] = {"tag": [{"system": SOURCE_TAG, "code": "1750803447"}]}
     owners = {
         "sender": Principal(kind="hospital", organization="1750803447"),
         "other-hospital": Principal(kind="hospital", organization="1750000099"),

@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from adapter.record.transaction import SOURCE_TAG
+
 INS = "urn:oid:1.2.250.1.213.1.4.10"
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 RPPS = "https://rpps.esante.gouv.fr"
@@ -124,7 +126,8 @@ def letter_bundle(
     entries.append({"fullUrl": _urn("Provenance", doc_id), "resource": provenance,
                     "request": {"method": "POST", "url": "Provenance",
                                 "ifNoneExist": f"_tag=urn:liaison:provenance|{doc_id}"}})
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries,
+            "meta": {"tag": [{"system": SOURCE_TAG, "code": hospital}]}}
 
 
 def post_bundle(client, bundle: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]

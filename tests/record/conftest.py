@@ -40,7 +40,16 @@ def client_for(base_url: str, token: str | None) -> httpx.Client:
 
 @pytest.fixture
 def hospital(base_url: str) -> Iterator[httpx.Client]:
+    """The hospital that sent the letters of `tests/record/bundles.py` (it reads, never writes)."""
     with client_for(base_url, issue_token("hospital", organization="1750000001")) as client:
+        yield client
+
+
+@pytest.fixture
+def writer(base_url: str) -> Iterator[httpx.Client]:
+    """liaison delivering letters to this record over HTTP (a system token, as a pusher
+    configured with `LIAISON_TARGET_URL` and system credentials would)."""
+    with client_for(base_url, issue_token("system")) as client:
         yield client
 
 

@@ -22,9 +22,9 @@ MY_MESSAGES = {"recipient:PractitionerRole.practitioner.identifier":
 
 
 @pytest.fixture
-def stored_letter(hospital: httpx.Client) -> dict:
+def stored_letter(writer: httpx.Client) -> dict:
     conversion = mapping.convert_letter(LDL_SES_EXAMPLE.read_bytes())
-    return post_bundle(hospital, conversion.bundle)
+    return post_bundle(writer, conversion.bundle)
 
 
 def test_the_medecin_traitant_finds_the_care_plan_and_their_message(
@@ -45,7 +45,7 @@ def test_the_medecin_traitant_finds_the_care_plan_and_their_message(
             next(i for i in practitioner["identifier"] if i["value"] == PCP).items()
 
 
-def test_an_unrelated_professional_gets_nothing_and_403_on_direct_read(
+def test_an_unrelated_professional_gets_nothing_and_404_on_direct_read(
         stored_letter: dict, base_url: str):
     care_plan = next(e["response"]["location"].split("/_history")[0]
                      for e in stored_letter["entry"]
@@ -54,7 +54,7 @@ def test_an_unrelated_professional_gets_nothing_and_403_on_direct_read(
         assert stranger.get("CarePlan", params={"patient.identifier": INS_QUERY}).json()[
             "total"] == 0
         assert stranger.get("Communication").json()["total"] == 0
-        assert stranger.get(care_plan).status_code == 403
+        assert stranger.get(care_plan).status_code == 404
     with client_for(base_url, None) as anonymous:
         assert anonymous.get("CarePlan", params={"patient.identifier": INS_QUERY}
                              ).status_code == 401

@@ -91,8 +91,8 @@ def test_a_token_hmac_signed_with_the_public_key_gets_401(base_url: str, with_ki
 
 
 def test_the_care_team_member_finds_the_care_plan_and_others_see_nothing(
-        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
-    answer = post_bundle(hospital, letter_bundle())
+        writer: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    answer = post_bundle(writer, letter_bundle())
     member, stranger = professional(PCP), professional(STRANGER)
     found = _careplans(member)
     assert found["total"] == 1
@@ -101,42 +101,48 @@ def test_the_care_team_member_finds_the_care_plan_and_others_see_nothing(
     assert stranger.get("CarePlan", params={"_summary": "count"}).json()["total"] == 0
     care_plan = _location(answer, "CarePlan")
     assert member.get(care_plan).status_code == 200
+    # a resource the caller may not read answers exactly as one that does not exist
     denied = stranger.get(care_plan)
-    assert denied.status_code == 403
-    assert denied.json()["issue"][0]["code"] == "forbidden"
-    assert stranger.get(_location(answer, "Patient")).status_code == 403
-    assert stranger.get(f"{care_plan}/_history").status_code == 403
+    unknown = stranger.get("CarePlan/" + "0" * 36)
+    assert denied.status_code == unknown.status_code == 404
+    assert denied.json() == {**unknown.json(), "issue": [{
+        **unknown.json()["issue"][0],
+        "diagnostics": unknown.json()["issue"][0]["diagnostics"].replace("0" * 36,
+                                                                          care_plan[9:])}]}
+    assert stranger.get(_location(answer, "Patient")).status_code == 404
+    assert stranger.get(f"{care_plan}/_history").status_code == 404
+    assert stranger.get(f"{care_plan}/_history/1").status_code == 404
     # directory-like resources are for every authenticated reader
     assert stranger.get(_location(answer, "Practitioner")).status_code == 200
 
 
 def test_membership_through_a_practitioner_role_and_by_rpps_counts(
-        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
-    post_bundle(hospital, letter_bundle(via_role=True, ins="1"))
-    post_bundle(hospital, letter_bundle(rpps_only=True, ins="2", set_id="set-2"))
+        writer: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    post_bundle(writer, letter_bundle(via_role=True, ins="1"))
+    post_bundle(writer, letter_bundle(rpps_only=True, ins="2", set_id="set-2"))
     member = professional(PCP)
     assert _careplans(member, f"{INS}|1")["total"] == 1
     assert _careplans(member, f"{INS}|2")["total"] == 1
 
 
 def test_a_participant_whose_period_has_ended_reads_nothing_more(
-        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
-    post_bundle(hospital, letter_bundle(team=(PCP, STRANGER), ended=(STRANGER,), recipients=()))
+        writer: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    post_bundle(writer, letter_bundle(team=(PCP, STRANGER), ended=(STRANGER,), recipients=()))
     assert _careplans(professional(PCP))["total"] == 1
     assert _careplans(professional(STRANGER))["total"] == 0
 
 
 def test_a_professional_removed_from_the_care_team_loses_access(
-        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
-    post_bundle(hospital, letter_bundle(team=(PCP, STRANGER), recipients=()))
+        writer: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    post_bundle(writer, letter_bundle(team=(PCP, STRANGER), recipients=()))
     assert _careplans(professional(STRANGER))["total"] == 1
-    post_bundle(hospital, letter_bundle(version=2, team=(PCP,), recipients=()))
+    post_bundle(writer, letter_bundle(version=2, team=(PCP,), recipients=()))
     assert _careplans(professional(STRANGER))["total"] == 0
 
 
 def test_an_inactive_or_deleted_care_team_grants_nothing(
-        hospital: httpx.Client, system: httpx.Client, professional):  # type: ignore[no-untyped-def]
-    answer = post_bundle(hospital, letter_bundle(recipients=()))
+        writer: httpx.Client, system: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    answer = post_bundle(writer, letter_bundle(recipients=()))
     care_team_path = _location(answer, "CareTeam")
     care_team = system.get(care_team_path).json()
     member = professional(PCP)
@@ -150,8 +156,8 @@ def test_an_inactive_or_deleted_care_team_grants_nothing(
 
 
 def test_a_practitioner_whose_identifier_changes_moves_the_access(
-        hospital: httpx.Client, system: httpx.Client, professional):  # type: ignore[no-untyped-def]
-    answer = post_bundle(hospital, letter_bundle(team=(STRANGER,), recipients=()))
+        writer: httpx.Client, system: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    answer = post_bundle(writer, letter_bundle(team=(STRANGER,), recipients=()))
     practitioner_path = next(
         e["response"]["location"].split("/_history")[0] for e in answer["entry"]
         if e["response"]["location"].startswith("Practitioner/")
@@ -165,8 +171,8 @@ def test_a_practitioner_whose_identifier_changes_moves_the_access(
 
 
 def test_a_recipient_outside_the_care_team_reads_only_their_communication(
-        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
-    post_bundle(hospital, letter_bundle(team=(PCP,), recipients=(PCP, STRANGER)))
+        writer: httpx.Client, professional):  # type: ignore[no-untyped-def]
+    post_bundle(writer, letter_bundle(team=(PCP,), recipients=(PCP, STRANGER)))
     recipient = professional(STRANGER)
     messages = recipient.get("Communication").json()
     assert messages["total"] == 1
@@ -176,78 +182,106 @@ def test_a_recipient_outside_the_care_team_reads_only_their_communication(
     assert pcp_messages.json()["total"] == 1
 
 
-def test_a_hospital_reads_only_the_patients_it_sent_letters_for(base_url: str):
+def test_a_hospital_reads_only_the_patients_it_sent_letters_for(
+        writer: httpx.Client, base_url: str):
     with client_for(base_url, issue_token("hospital", organization="1750000001")) as first, \
             client_for(base_url, issue_token("hospital", organization="1750000002")) as second:
-        post_bundle(first, letter_bundle(ins="1", hospital="1750000001"))
-        post_bundle(second, letter_bundle(ins="2", hospital="1750000002", set_id="set-2"))
+        post_bundle(writer, letter_bundle(ins="1", hospital="1750000001"))
+        post_bundle(writer, letter_bundle(ins="2", hospital="1750000002", set_id="set-2"))
         assert _careplans(first, f"{INS}|1")["total"] == 1
         assert _careplans(first, f"{INS}|2")["total"] == 0
         assert second.get("Patient", params={"_summary": "count"}).json()["total"] == 1
 
 
-def test_a_conditional_create_does_not_reveal_another_hospitals_patient(base_url: str):
-    patient = {"resourceType": "Patient", "identifier": [{"system": INS, "value": "1"}],
-               "name": [{"family": "Secret"}]}
-    header = {"If-None-Exist": f"identifier={INS}|1"}
+def test_a_hospital_reads_the_shared_care_team_but_not_another_hospitals_letter(
+        writer: httpx.Client, base_url: str):
+    """One letter naming an INS opens the patient's identity and care team to its sender,
+    never what other hospitals' letters produced."""
     with client_for(base_url, issue_token("hospital", organization="1750000001")) as first, \
             client_for(base_url, issue_token("hospital", organization="1750000002")) as second:
-        post_bundle(first, letter_bundle(ins="1", hospital="1750000001", family="Secret"))
-        matched = second.post("Patient", json=patient, headers=header)
-        assert matched.status_code == 200
-        assert "Secret" not in matched.text
-        assert first.post("Patient", json=patient, headers=header).json()["name"][0][
-            "family"] == "Secret"
+        post_bundle(writer, letter_bundle(ins="1", hospital="1750000001", family="Secret"))
+        post_bundle(writer, letter_bundle(ins="1", hospital="1750000002", set_id="set-2"))
+        for kind in ("CarePlan", "DocumentReference", "Communication", "Provenance"):
+            mine = second.get(kind, params={"_summary": "count"}).json()["total"]
+            assert mine == 1, kind  # its own letter's, not the first hospital's
+        teams = second.get("CareTeam", params={"patient.identifier": f"{INS}|1"}).json()
+        assert teams["total"] == 2  # the patient's care team, whichever letter built it
+        assert second.get("Patient", params={"identifier": f"{INS}|1"}).json()["total"] == 1
+        assert first.get("CarePlan", params={"_summary": "count"}).json()["total"] == 1
 
 
-def test_a_hospital_cannot_overwrite_or_delete_another_hospitals_patient_data(base_url: str):
-    with client_for(base_url, issue_token("hospital", organization="1750000001")) as first, \
-            client_for(base_url, issue_token("hospital", organization="1750000002")) as second:
-        answer = post_bundle(first, letter_bundle(ins="1", hospital="1750000001"))
-        plan_path = _location(answer, "CarePlan")
-        plan = first.get(plan_path).json()
-        assert second.put(plan_path, json={**plan, "status": "revoked"}).status_code == 403
-        assert second.delete(plan_path).status_code == 403
-        identifier = "{system}|{value}".format(**plan["identifier"][0])
-        assert second.put("CarePlan", params={"identifier": identifier},
-                          json={**plan, "status": "revoked"}).status_code == 403
-        assert first.get(plan_path).json()["status"] == "active"  # untouched
-        again = first.put(plan_path, json={**plan, "status": "completed"})
-        assert again.status_code == 200  # the sender still updates its own
+def test_hospitals_and_professionals_cannot_write_the_record(
+        writer: httpx.Client, base_url: str, professional):  # type: ignore[no-untyped-def]
+    """Grants come from liaison's facts only: a hospital cannot write a DocumentReference or a
+    CareTeam of its own to open another hospital's patient, nor overwrite or delete anything;
+    a refusal says the same whether the target exists or not."""
+    answer = post_bundle(writer, letter_bundle(ins="1", hospital="1750000001", family="Secret"))
+    plan_path = _location(answer, "CarePlan")
+    with client_for(base_url, issue_token("hospital", organization="1750000002")) as second:
+        plan = writer.get(plan_path).json()
+        document = {"resourceType": "DocumentReference", "status": "current",
+                    "subject": {"reference": _location(answer, "Patient")},
+                    "custodian": {"reference": _location(answer, "Organization")},
+                    "content": [{"attachment": {"contentType": "text/plain"}}]}
+        attempts = [
+            second.post("DocumentReference", json=document),
+            second.post("", json=letter_bundle(ins="1", hospital="1750000002", set_id="x")),
+            second.put(plan_path, json={**plan, "status": "revoked"}),
+            second.delete(plan_path),
+            second.put("CarePlan", params={"identifier": "urn:liaison:careplan|set-1"},
+                       json={**plan, "status": "revoked"}),
+            second.put("CarePlan", params={"identifier": "urn:liaison:careplan|nothing"},
+                       json={**plan, "status": "revoked"}),
+            second.post("Patient", json={"resourceType": "Patient"},
+                        headers={"If-None-Exist": f"identifier={INS}|1"}),
+            professional(PCP).post("CareTeam", json={"resourceType": "CareTeam"}),
+        ]
+        for attempt in attempts:
+            assert attempt.status_code == 403, attempt.text
+            assert "Secret" not in attempt.text and plan["id"] not in attempt.text
+        assert len({attempt.text for attempt in attempts[2:7]}) == 1  # no oracle
+        assert second.get("Patient", params={"identifier": f"{INS}|1"}).json()["total"] == 0
+        assert second.get(plan_path).status_code == 404
+    assert writer.get(plan_path).json()["status"] == "active"  # untouched
+    assert writer.get("DocumentReference", params={"_summary": "count"}).json()["total"] == 1
 
 
-def test_a_coordinator_reads_the_patients_of_its_cpts(hospital: httpx.Client, base_url: str):
+def test_a_coordinator_reads_the_patients_of_its_cpts(writer: httpx.Client, base_url: str):
     cpts = {"resourceType": "Organization", "name": "CPTS Test",
             "identifier": [{"system": "urn:liaison:cpts", "value": "CPTS-42"}]}
-    created = hospital.post("Organization", json=cpts)
+    created = writer.post("Organization", json=cpts)
     assert created.status_code == 201
     bundle = letter_bundle()
     care_team = next(e["resource"] for e in bundle["entry"]
                      if e["resource"]["resourceType"] == "CareTeam")
     care_team["managingOrganization"].append(
         {"reference": f"Organization/{created.json()['id']}"})
-    post_bundle(hospital, bundle)
+    post_bundle(writer, bundle)
     with client_for(base_url, issue_token("coordinator", cpts="CPTS-42")) as coordinator, \
             client_for(base_url, issue_token("coordinator", cpts="CPTS-7")) as other:
         assert _careplans(coordinator)["total"] == 1
         assert _careplans(other)["total"] == 0
 
 
-def test_only_hospitals_and_system_write(professional, base_url: str):  # type: ignore[no-untyped-def]
+def test_only_liaison_and_system_tokens_write(professional, base_url: str):  # type: ignore[no-untyped-def]
     patient = {"resourceType": "Patient", "identifier": [{"system": INS, "value": "9"}]}
     assert professional(PCP).post("Patient", json=patient).status_code == 403
     assert professional(PCP).post("", json=letter_bundle()).status_code == 403
     with client_for(base_url, issue_token("coordinator", cpts="C")) as coordinator:
         assert coordinator.post("Patient", json=patient).status_code == 403
-    read_only = issue_token("hospital", organization="1750000001", scope="system/*.rs")
-    with client_for(base_url, read_only) as hospital:
+    with client_for(base_url, issue_token("hospital", organization="1750000001")) as hospital:
         assert hospital.post("Patient", json=patient).status_code == 403
+    read_only = issue_token("system", scope="system/*.rs")
+    with client_for(base_url, read_only) as system:
+        assert system.post("Patient", json=patient).status_code == 403
+    with client_for(base_url, issue_token("system")) as system:
+        assert system.post("Patient", json=patient).status_code == 201
 
 
 def test_every_interaction_is_audited_without_clinical_content(
-        hospital: httpx.Client, professional, record_app,  # type: ignore[no-untyped-def]
+        writer: httpx.Client, professional, record_app,  # type: ignore[no-untyped-def]
         anonymous: httpx.Client):
-    answer = post_bundle(hospital, letter_bundle())
+    answer = post_bundle(writer, letter_bundle())
     stranger = professional(STRANGER)
     stranger.get(_location(answer, "CarePlan"))
     _careplans(professional(PCP))
@@ -256,9 +290,9 @@ def test_every_interaction_is_audited_without_clinical_content(
     with Session(engine) as session:
         rows = session.exec(select(RecordAudit).order_by(RecordAudit.id)).all()
     summary = [(r.actor_kind, r.actor, r.action, r.resource_type, r.outcome) for r in rows]
-    assert ("hospital", "1750000001", "transaction", None, 200) in summary
-    assert ("hospital", "1750000001", "put", "CarePlan", 201) in summary
-    assert ("professional", STRANGER, "read", "CarePlan", 403) in summary
+    assert ("system", "system:local", "transaction", None, 200) in summary
+    assert ("system", "system:local", "put", "CarePlan", 201) in summary
+    assert ("professional", STRANGER, "read", "CarePlan", 404) in summary
     assert ("professional", PCP, "search", "CarePlan", 200) in summary
     anonymous.get("CarePlan")
     audit.flush()
@@ -300,7 +334,7 @@ def test_tokens_from_an_external_issuer_are_checked_against_its_jwks(
         monkeypatch.setenv("LIAISON_TOKEN_ISSUER", "https://psc.example")
         get_settings.cache_clear()
         keys.forget_external_keys()
-        with client_for(base_url, issue_token("hospital", organization="1750000001")) as writer:
+        with client_for(base_url, issue_token("system")) as writer:
             post_bundle(writer, letter_bundle())
         with client_for(base_url, psc_token(PCP, "https://psc.example")) as member:
             assert _careplans(member)["total"] == 1
@@ -348,17 +382,17 @@ def _restrict_to(bundle: dict, *readers: str) -> dict:
 
 
 def test_a_restricted_letter_is_read_only_by_its_named_readers_and_its_hospital(
-        hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
+        writer: httpx.Client, hospital: httpx.Client, professional):  # type: ignore[no-untyped-def]
     named, other_member = PCP, "801111111111"
     bundle = _restrict_to(letter_bundle(team=(PCP, other_member), recipients=(PCP,)), named)
-    answer = post_bundle(hospital, bundle)
+    answer = post_bundle(writer, bundle)
     care_plan = _location(answer, "CarePlan")
     reader, outsider = professional(named), professional(other_member)
     assert _careplans(reader)["total"] == 1
     assert reader.get(care_plan).status_code == 200
     # still in the care team (the CareTeam itself is visible), yet the letter's plan is not
     assert _careplans(outsider)["total"] == 0
-    assert outsider.get(care_plan).status_code == 403
+    assert outsider.get(care_plan).status_code == 404
     assert outsider.get("DocumentReference", params={"patient.identifier": PATIENT}).json()[
         "total"] == 0
     assert hospital.get(care_plan).status_code == 200

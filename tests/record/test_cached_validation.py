@@ -46,15 +46,15 @@ def test_an_invalid_resource_is_refused_after_a_valid_one_of_the_same_shape(
 
 
 def test_a_bundle_refused_once_is_refused_again_and_stores_nothing(
-    hospital: httpx.Client, system: httpx.Client
+    writer: httpx.Client, system: httpx.Client
 ) -> None:
-    post_bundle(hospital, letter_bundle())  # every shape of the letter is known now
+    post_bundle(writer, letter_bundle())  # every shape of the letter is known now
     bundle = letter_bundle(version=2)
     patient = next(e["resource"] for e in bundle["entry"]
                    if e["resource"]["resourceType"] == "Patient")
     patient["birthDate"] = "05/03/1979"
     for _again in range(2):
-        response = hospital.post("", json=bundle)
+        response = writer.post("", json=bundle)
         assert response.status_code == 422
         assert "birthDate" in response.json()["issue"][0]["diagnostics"]
     documents = system.get("DocumentReference", params={"_summary": "count"}).json()
@@ -62,7 +62,7 @@ def test_a_bundle_refused_once_is_refused_again_and_stores_nothing(
 
 
 def test_a_provenance_of_a_resource_created_in_the_same_transaction_joins_its_patient(
-    hospital: httpx.Client, record_app  # type: ignore[no-untyped-def]
+    writer: httpx.Client, record_app  # type: ignore[no-untyped-def]
 ) -> None:
     # new rows are inserted in one batch at the end of the transaction: the Provenance must
     # still find its target's patient among the rows the transaction itself is writing
@@ -80,7 +80,7 @@ def test_a_provenance_of_a_resource_created_in_the_same_transaction_joins_its_pa
                       "agent": [{"who": {"display": "liaison"}}]},
          "request": {"method": "POST", "url": "Provenance"}},
     ]}
-    answer = post_bundle(hospital, bundle)
+    answer = post_bundle(writer, bundle)
     patient_id, _plan, provenance_id = (
         e["response"]["location"].split("/")[1] for e in answer["entry"])
     engine = record_app.state.record_repository.engine

@@ -1,4 +1,4 @@
-"""`liaison token …` and `liaison pull --since T`, run as a user would."""
+"""`liaison token …` and `liaison pull`, run as a user would."""
 
 from __future__ import annotations
 
@@ -30,27 +30,30 @@ def test_token_commands_print_tokens_the_record_accepts():
     assert runner.invoke(app, ["token", "coordinator"]).exit_code != 0
 
 
-def test_pull_returns_what_changed_for_the_professional_since_a_timestamp():
+def test_pull_resumes_where_the_last_pull_stopped(tmp_path):  # type: ignore[no-untyped-def]
+    state = str(tmp_path / "cursor")
     repository = Repository()
     repository.transaction(letter_bundle(ins="1", set_id="a"))
     repository.transaction(letter_bundle(ins="2", set_id="b", team=("801111111111",),
                                          recipients=("801111111111",)))
-    first = runner.invoke(app, ["pull", "--since", "2000-01-01", "--idnat", PCP])
+    first = runner.invoke(app, ["pull", "--since", "2000-01-01", "--idnat", PCP,
+                                "--state", state])
     assert first.exit_code == 0, first.output
     pulled = json.loads(first.stdout)
     assert _kinds(pulled) == ["CarePlan", "CareTeam", "Communication", "DocumentReference",
                               "Patient"]
-    nothing = json.loads(runner.invoke(app, ["pull", "--since", pulled["timestamp"],
-                                             "--idnat", PCP]).stdout)
+    assert "resume cursor:" in first.stderr
+    nothing = json.loads(runner.invoke(app, ["pull", "--idnat", PCP, "--state", state]).stdout)
     assert nothing["total"] == 0
     repository.transaction(letter_bundle(ins="1", set_id="a", version=2))
-    changed = json.loads(runner.invoke(app, ["pull", "--since", pulled["timestamp"],
-                                             "--idnat", PCP]).stdout)
+    changed = json.loads(runner.invoke(app, ["pull", "--idnat", PCP, "--state", state]).stdout)
     assert _kinds(changed) == ["CarePlan", "Communication", "DocumentReference"]
+    again = json.loads(runner.invoke(app, ["pull", "--idnat", PCP, "--state", state]).stdout)
+    assert again["total"] == 0
 
 
-def test_pull_over_http_with_a_token(base_url: str, hospital):  # type: ignore[no-untyped-def]
-    hospital.post("", json=letter_bundle())
+def test_pull_over_http_with_a_token(base_url: str, writer):  # type: ignore[no-untyped-def]
+    writer.post("", json=letter_bundle())
     token = runner.invoke(app, ["token", "professional", "--idnat", PCP]).stdout.strip()
     answer = runner.invoke(app, ["pull", "--since", "2000-01-01", "--base", base_url,
                                  "--token", token, "--type", "CarePlan", "--type", "CareTeam"])

@@ -17,14 +17,14 @@ def _total(client: httpx.Client, kind: str, **params: str) -> int:
     return response.json()["total"]
 
 
-def _seed(hospital: httpx.Client) -> None:
-    post_bundle(hospital, letter_bundle(ins="1", set_id="a", family="Durand"))
-    post_bundle(hospital, letter_bundle(ins="2", set_id="b", family="Dupont",
+def _seed(writer: httpx.Client) -> None:
+    post_bundle(writer, letter_bundle(ins="1", set_id="a", family="Durand"))
+    post_bundle(writer, letter_bundle(ins="2", set_id="b", family="Dupont",
                                         plan_status="completed", team=(PCP, "801111111111")))
 
 
-def test_identifier_in_its_three_forms(hospital: httpx.Client, system: httpx.Client):
-    _seed(hospital)
+def test_identifier_in_its_three_forms(writer: httpx.Client, system: httpx.Client):
+    _seed(writer)
     assert _total(system, "Patient", identifier=f"{INS}|1") == 1
     assert _total(system, "Patient", identifier="1") == 1
     assert _total(system, "Patient", identifier="|1") == 0  # the identifier has a system
@@ -32,8 +32,8 @@ def test_identifier_in_its_three_forms(hospital: httpx.Client, system: httpx.Cli
     assert _total(system, "Patient", identifier=f"{INS}|1,{INS}|2") == 2
 
 
-def test_patient_subject_status_category_and_dates(hospital: httpx.Client, system: httpx.Client):
-    _seed(hospital)
+def test_patient_subject_status_category_and_dates(writer: httpx.Client, system: httpx.Client):
+    _seed(writer)
     patient = system.get("Patient", params={"identifier": f"{INS}|1"}).json()["entry"][0]
     patient_id = patient["resource"]["id"]
     assert _total(system, "CarePlan", patient=patient_id) == 1
@@ -51,8 +51,8 @@ def test_patient_subject_status_category_and_dates(hospital: httpx.Client, syste
     assert _total(system, "Patient", birthdate="1979") == 2
 
 
-def test_last_updated_and_sort(hospital: httpx.Client, system: httpx.Client):
-    _seed(hospital)
+def test_last_updated_and_sort(writer: httpx.Client, system: httpx.Client):
+    _seed(writer)
     plans = system.get("CarePlan", params={"_sort": "-_lastUpdated"}).json()["entry"]
     stamps = [e["resource"]["meta"]["lastUpdated"] for e in plans]
     assert stamps == sorted(stamps, reverse=True)
@@ -61,8 +61,8 @@ def test_last_updated_and_sort(hospital: httpx.Client, system: httpx.Client):
     assert _total(system, "CarePlan", _lastUpdated="gt2100-01-01") == 0
 
 
-def test_participant_recipient_sender_and_chains(hospital: httpx.Client, system: httpx.Client):
-    _seed(hospital)
+def test_participant_recipient_sender_and_chains(writer: httpx.Client, system: httpx.Client):
+    _seed(writer)
     practitioner = system.get("Practitioner", params={"identifier": f"{IDNAT_PS}|801111111111"})
     practitioner_id = practitioner.json()["entry"][0]["resource"]["id"]
     assert _total(system, "CareTeam", participant=f"Practitioner/{practitioner_id}") == 1
@@ -85,8 +85,8 @@ def test_names_match_by_prefix_without_accents_or_contains(system: httpx.Client)
     assert _total(system, "Patient", **{"name:exact": "lefèvre"}) == 0
 
 
-def test_include_and_revinclude(hospital: httpx.Client, system: httpx.Client):
-    _seed(hospital)
+def test_include_and_revinclude(writer: httpx.Client, system: httpx.Client):
+    _seed(writer)
     found = system.get("CarePlan", params={"patient.identifier": f"{INS}|1",
                                            "_include": ["CarePlan:care-team", "CarePlan:subject"],
                                            "_revinclude": "Provenance:target"}).json()
@@ -105,8 +105,8 @@ def test_include_and_revinclude(hospital: httpx.Client, system: httpx.Client):
         "CarePlan", "CareTeam", "Practitioner"}
 
 
-def test_summary_count_and_elements(hospital: httpx.Client, system: httpx.Client):
-    _seed(hospital)
+def test_summary_count_and_elements(writer: httpx.Client, system: httpx.Client):
+    _seed(writer)
     counted = system.get("CarePlan", params={"_summary": "count"}).json()
     assert counted["total"] == 2 and "entry" not in counted
     subset = system.get("CarePlan", params={"_elements": "status"}).json()["entry"][0]["resource"]

@@ -1,0 +1,175 @@
+"""The change feed: every committed change of the record, in commit order, for readers that
+pull "what changed for me" without ever missing one.
+
+Each write transaction, at its very end, reserves the feed's next positions for the resources
+it changed (`reserve`, then `stamp`): an UPDATE of the feed's one row, whose lock (SQLite: the
+database's single writer; PostgreSQL: the row lock) is held until the transaction commits.
+Positions are therefore handed out in commit order: once a reader sees the feed at position
+N, every position up to N is committed and visible. (A timestamp is not: `meta.lastUpdated` is
+taken before the commit, so a change could commit behind a time a reader already passed, and
+be missed.) A transaction that only grants (a hospital's second letter for a patient whose
+resources were all there) takes a position too, for its grants.
+
+A reader's cursor is the last position it has seen (`Cursor.after`). A pull answers, for a
+window of positions (`after`, `until`] fixed at its first page:
+1. the current resources of the patients the reader was *granted* in the window (a
+   professional newly in a care team reads what was written before they joined), then
+2. the resources *changed* in the window, except those patients' (already sent),
+each paged in a stable order, so every change the reader may see comes exactly once. The feed
+holds what is in a patient's compartment; directory resources (Practitioner, Organization…) are
+read where they are referenced.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, not_, or_, select, text, update
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session
+
+from adapter.auth.principal import Principal
+from adapter.errors import BadRequest
+from adapter.record import access
+from adapter.record.indexing import date_range
+from adapter.record.models import PatientGrant, RecordFeed, RecordResource
+
+_RESOURCES = RecordResource.__table__
+_PATIENT_GRANTS = PatientGrant.__table__
+_ADVANCE = text("UPDATE record_feed SET position = position + :count WHERE id = 1 "
+                "RETURNING position")
+_POSITION = text("SELECT position FROM record_feed WHERE id = 1")
+
+
+def reserve(session: Session, count: int) -> int:
+    """The first of `count` (at least one) new positions for this transaction's changes;
+    every other writer waits at its own `reserve` until this transaction ends."""
+    count = max(1, count)
+    last = session.execute(_ADVANCE, {"count": count}).scalar()
+    if last is None:  # the record's first write since the feed exists
+        before = session.execute(select(func.max(_RESOURCES.c.change_seq))).scalar() or 0
+        last = before + count
+        session.execute(insert(RecordFeed.__table__), [{"id": 1, "position": last}])
+    return int(last) - count + 1
+
+
+def stamp(session: Session, pks: list[int], first: int) -> None:
+    """Give the changed rows `pks` their positions, from `first` on, in that order."""
+    if pks:
+        session.execute(
+            update(_RESOURCES).where(_RESOURCES.c.pk == bindparam("row_pk")).values(
+                change_seq=bindparam("position")),
+            [{"row_pk": pk, "position": first + offset} for offset, pk in enumerate(pks)])
+
+
+def head(session: Session) -> int:
+    """The last position committed (0: nothing written yet)."""
+    position = session.execute(_POSITION).scalar()
+    if position is None:
+        position = session.execute(select(func.max(_RESOURCES.c.change_seq))).scalar()
+    return int(position or 0)
+
+
+def position_before(session: Session, since: str) -> int:
+    """For a first pull "since" an instant: the last position of a resource last changed
+    before it (a change made before `since` but committed later may come again; none made
+    after it is skipped)."""
+    bounds = date_range(since)
+    if bounds is None:
+        raise BadRequest(f"_since {since!r} is not a FHIR instant")
+    before = session.execute(select(func.max(_RESOURCES.c.change_seq)).where(
+        _RESOURCES.c.last_updated < bounds[0])).scalar()
+    return int(before or 0)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+GRANTED, CHANGED = 1, 2  # the two phases of a window
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a reader stands: positions up to `after` are read; within the window up to
+    `until` (0: not opened yet), the phase and the last key read in it."""
+
+    after: int = 0
+    until: int = 0
+    phase: int = GRANTED
+    last: int = 0
+
+    def encode(self) -> str:
+        raw = f"1.{self.after}.{self.until}.{self.phase}.{self.last}".encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @staticmethod
+    def decode(token: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            version, *numbers = raw.split(".")
+            after, until, phase, last = (int(number) for number in numbers)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise BadRequest("the cursor is not one this server gave") from None
+        if version != "1" or phase not in (GRANTED, CHANGED) or min(after, until, last) < 0:
+            raise BadRequest("the cursor is not one this server gave")
+        return Cursor(after, until, phase, last)
+
+
+@dataclass
+class Page:
+    rows: list[RecordResource]  # current rows (deleted ones flagged), in feed order
+    cursor: Cursor  # where the next page starts
+    caught_up: bool  # nothing more is committed now
+
+
+def _granted_patients(principal: Principal | None, after: int, until: int
+                      ) -> Any | None:
+    """Patients the reader was granted at a position in (after, until]."""
+    grant = access.reader_grant(principal)
+    if grant is None:
+        return None
+    kind, values = grant
+    return select(_PATIENT_GRANTS.c.patient_id).where(
+        _PATIENT_GRANTS.c.kind == kind, _PATIENT_GRANTS.c.value.in_(values),
+        _PATIENT_GRANTS.c.granted_seq > after, _PATIENT_GRANTS.c.granted_seq <= until)
+
+
+def read_page(session: Session, principal: Principal | None, cursor: Cursor,
+              types: tuple[str, ...], count: int) -> Page:
+    """The next `count` resources of `types` (all: empty) the reader may see after `cursor`."""
+    if cursor.until == 0:  # a new window: up to what is committed now
+        cursor = Cursor(cursor.after, max(head(session), cursor.after), GRANTED, 0)
+    visible = access.read_filter(principal, _RESOURCES)
+    # what concerns patients: directory resources are read where referenced, not fed
+    where: list[ColumnElement[bool]] = [_RESOURCES.c.patient_id.is_not(None)]
+    if types:
+        where.append(_RESOURCES.c.resource_type.in_(types))
+    if visible is not None:
+        where.append(visible)
+    granted = _granted_patients(principal, cursor.after, cursor.until)
+    rows: list[RecordResource] = []
+    if cursor.phase == GRANTED and granted is not None:
+        found = session.execute(select(RecordResource).where(
+            *where, _RESOURCES.c.patient_id.in_(granted), _RESOURCES.c.deleted.is_(False),
+            _RESOURCES.c.pk > cursor.last).order_by(_RESOURCES.c.pk).limit(count)).scalars().all()
+        rows = list(found)
+        if len(rows) == count:
+            return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, rows[-1].pk), False)
+    if cursor.phase == GRANTED:
+        cursor = Cursor(cursor.after, cursor.until, CHANGED, cursor.after)
+    changed = [*where, _RESOURCES.c.change_seq > cursor.last,
+               _RESOURCES.c.change_seq <= cursor.until]
+    if granted is not None:  # (patient ids in `granted` are never NULL: NOT IN is safe)
+        changed.append(or_(_RESOURCES.c.patient_id.is_(None),
+                           not_(_RESOURCES.c.patient_id.in_(granted))))
+    more = session.execute(select(RecordResource).where(*changed)
+                           .order_by(_RESOURCES.c.change_seq)
+                           .limit(count - len(rows))).scalars().all()
+    rows += more
+    if len(rows) == count and more:
+        return Page(rows, Cursor(cursor.after, cursor.until, CHANGED, more[-1].change_seq or 0),
+                    False)
+    done = Cursor(cursor.until)  # the window is read: the next pull opens the next one
+    return Page(rows, done, caught_up=head(session) == cursor.until)

@@ -1,0 +1,121 @@
+"""The change feed (`GET /fhir/_history`, `Repository.changes`): each change a reader may see
+comes once, in commit order, paged with an opaque cursor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from adapter.auth import Principal, issue_token
+from adapter.errors import BadRequest
+from adapter.record.pull import cursor_of, pull
+from adapter.record.repository import Repository
+from adapter.store.db import get_engine
+from tests.record.bundles import PCP, letter_bundle, post_bundle
+from tests.record.conftest import client_for
+
+NURSE = "801111111111"
+
+
+def reader(idnat: str = PCP) -> Principal:
+    return Principal(kind="professional", idnat=idnat, scopes=("user/*.rs",))
+
+
+def changed(bundle: dict[str, Any]) -> list[tuple[str, str]]:
+    """(type, version) of each change, in feed order."""
+    found = []
+    for entry in bundle["entry"]:
+        kind = entry["request"]["url"].split("/")[0]
+        found.append((kind, entry["response"]["etag"]))
+    return found
+
+
+def test_pages_give_every_change_once_and_resume_after_the_last(database_url) -> None:  # type: ignore[no-untyped-def]
+    repository = Repository(get_engine(database_url) if database_url else None)
+    for n in range(4):
+        repository.transaction(letter_bundle(ins=str(n), set_id=f"s{n}"))
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = repository.changes(reader(), cursor=cursor, count=3)
+        assert len(page["entry"]) <= 3
+        seen += page["entry"]
+        cursor = cursor_of(page)
+        if cursor_of(page, "next") is None:
+            break
+    urls = [entry["fullUrl"] for entry in seen]
+    assert len(urls) == len(set(urls))
+    assert sum(url.split("/")[-2] == "CarePlan" for url in urls) == 4
+    assert repository.changes(reader(), cursor=cursor)["entry"] == []
+    # a new version moves the plan forward: it comes again, once; nothing else of patient 0
+    repository.transaction(letter_bundle(ins="0", set_id="s0", version=2))
+    again = repository.changes(reader(), cursor=cursor)
+    kinds = sorted(kind for kind, _ in changed(again))
+    assert kinds == ["CarePlan", "Communication", "DocumentReference", "Provenance"]
+    assert all(etag in ('W/"1"', 'W/"2"') for _, etag in changed(again))
+
+
+def test_a_deletion_is_a_change_without_a_resource(database_url) -> None:  # type: ignore[no-untyped-def]
+    repository = Repository(get_engine(database_url) if database_url else None)
+    answer = repository.transaction(letter_bundle())
+    cursor = cursor_of(pull(repository, reader()))
+    plan = next(e["response"]["location"].split("/_history")[0] for e in answer["entry"]
+                if e["response"]["location"].startswith("CarePlan/"))
+    repository.delete(*plan.split("/"))
+    [entry] = repository.changes(reader(), cursor=cursor)["entry"]
+    assert entry["request"] == {"method": "DELETE", "url": plan}
+    assert entry["response"]["status"] == "204" and "resource" not in entry
+
+
+def test_a_professional_added_to_a_care_team_gets_what_was_written_before(database_url) -> None:  # type: ignore[no-untyped-def]
+    """The nurse joins the care team with version 2: her next pull brings the patient's
+    resources written with version 1 too (the grant is a change for her), each once."""
+    repository = Repository(get_engine(database_url) if database_url else None)
+    repository.transaction(letter_bundle(team=(PCP,), recipients=(PCP,)))
+    nurse_cursor = cursor_of(pull(repository, reader(NURSE)))
+    assert pull(repository, reader(NURSE))["total"] == 0
+    repository.transaction(letter_bundle(version=2, team=(PCP, NURSE), recipients=(PCP,)))
+    joined = pull(repository, reader(NURSE), cursor=nurse_cursor)
+    urls = [entry["fullUrl"] for entry in joined["entry"]]
+    assert len(urls) == len(set(urls))
+    kinds = sorted(url.split("/")[-2] for url in urls)
+    # the patient's compartment (of the pulled types), both versions: each resource once
+    assert kinds == ["CarePlan", "CareTeam", "Communication", "Communication",
+                     "DocumentReference", "DocumentReference", "Patient"]
+
+
+def test_a_hospital_pulls_only_its_own_letters_changes(database_url) -> None:  # type: ignore[no-untyped-def]
+    repository = Repository(get_engine(database_url) if database_url else None)
+    repository.transaction(letter_bundle(ins="1", hospital="1750000001"))
+    repository.transaction(letter_bundle(ins="1", hospital="1750000002", set_id="set-2"))
+    first = Principal(kind="hospital", organization="1750000001", scopes=("system/*.rs",))
+    plans = [e for e in pull(repository, first)["entry"]
+             if e["request"]["url"].startswith("CarePlan")]
+    assert len(plans) == 1 and plans[0]["resource"]["identifier"][0]["value"] == "set-1"
+
+
+def test_a_forged_cursor_is_refused_with_a_clear_error() -> None:
+    repository = Repository()
+    for forged in ("not-a-cursor", "MS4xLjIuMw", "Mi4wLjAuMS4w"):
+        with pytest.raises(BadRequest, match="cursor"):
+            repository.changes(reader(), cursor=forged)
+
+
+def test_the_feed_over_http(writer: httpx.Client, base_url: str) -> None:
+    post_bundle(writer, letter_bundle())
+    with client_for(base_url, issue_token("professional", idnat=PCP)) as member, \
+            client_for(base_url, issue_token("professional", idnat="809999999999")) as stranger:
+        page = member.get("_history", params={"_type": "CarePlan,CareTeam"})
+        assert page.status_code == 200, page.text
+        assert page.json()["type"] == "history"
+        assert sorted(e["resource"]["resourceType"] for e in page.json()["entry"]) == [
+            "CarePlan", "CareTeam"]
+        resume = next(link["url"] for link in page.json()["link"]
+                      if link["relation"] == "resume")
+        assert member.get(resume).json()["entry"] == []
+        assert stranger.get("_history").json()["entry"] == []
+        assert member.get("_history", params={"_cursor": "garbage"}).status_code == 400
+        first = member.get("_history", params={"_since": "2000-01-01T00:00:00Z"})
+        assert len(first.json()["entry"]) >= 5
