@@ -7,9 +7,11 @@ mounted (the route class translates errors itself), and every interaction is aud
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -82,15 +84,20 @@ class FhirRoute(APIRoute):
                 response = FhirResponse(
                     operation_outcome("internal error", code="exception"), status_code=500)
             if action != "capabilities":
-                _audit(request, action, response.status_code)
+                try:  # answered only once its audit row is committed
+                    await asyncio.wrap_future(_audit(request, action, response.status_code))
+                except Exception:
+                    response = FhirResponse(operation_outcome(
+                        "the audit trail is unavailable", code="transient"),
+                        status_code=503, headers={"Retry-After": "5"})
             return response
 
         return handler
 
 
-def _audit(request: Request, action: str, status: int) -> None:
+def _audit(request: Request, action: str, status: int) -> Future[None]:
     path = request.path_params
-    audit.record(
+    return audit.record(
         _repository(request).engine,
         getattr(request.state, "principal", None) or _ANONYMOUS,
         getattr(request.state, "audit_action", None) or action,

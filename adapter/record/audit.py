@@ -3,9 +3,11 @@
 Nothing clinical is written: the caller's kind and identifier, the action, the resource type and
 id, the HTTP outcome and, for searches, how many resources were returned (never the criteria).
 
-Rows are queued and written by one background thread in batches, so a request never waits for
-the audit write (on SQLite it would queue behind the single writer); `flush()` waits until
-everything queued is stored (tests, shutdown — it also runs at interpreter exit).
+Nothing audited may be lost, not even on `kill -9`: the rows of a write are written in the
+write's own transaction (`write`), and a read is answered only once its row is committed
+(`record` returns a future the route waits for). Read rows are written by one thread that
+commits whatever rows are waiting together (group commit, as urgent writes: a reader waits
+for one commit, not for a queue).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import atexit
 import logging
 import queue
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -33,17 +36,19 @@ log = logging.getLogger(__name__)
 
 class _AuditWriter:
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Engine, dict[str, Any]]] = queue.Queue()
+        self._queue: queue.Queue[tuple[Engine, dict[str, Any], Future[None]]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def put(self, engine: Engine, row: dict[str, Any]) -> None:
+    def put(self, engine: Engine, row: dict[str, Any]) -> Future[None]:
+        done: Future[None] = Future()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="record-audit",
                                                 daemon=True)
                 self._thread.start()
-        self._queue.put((engine, row))
+        self._queue.put((engine, row, done))
+        return done
 
     def _run(self) -> None:
         while True:
@@ -58,17 +63,22 @@ class _AuditWriter:
                 self._queue.task_done()
 
     @staticmethod
-    def _write(batch: list[tuple[Engine, dict[str, Any]]]) -> None:
-        by_engine: dict[int, tuple[Engine, list[dict[str, Any]]]] = {}
-        for engine, row in batch:
-            by_engine.setdefault(id(engine), (engine, []))[1].append(row)
-        for engine, rows in by_engine.values():
+    def _write(batch: list[tuple[Engine, dict[str, Any], Future[None]]]) -> None:
+        by_engine: dict[int, tuple[Engine, list[tuple[dict[str, Any], Future[None]]]]] = {}
+        for engine, row, done in batch:
+            by_engine.setdefault(id(engine), (engine, []))[1].append((row, done))
+        for engine, waiting in by_engine.values():
             try:
-                with write_session(engine) as session:
-                    write(session, rows)
-            except Exception as error:  # the trail must not take the API down; say so loudly
-                log.error("could not write %d audit rows: %s", len(rows),
+                with write_session(engine, urgent=True) as session:
+                    write(session, [row for row, _ in waiting])
+            except Exception as error:
+                log.error("could not write %d audit rows: %s", len(waiting),
                           error.__class__.__name__)
+                for _, done in waiting:
+                    done.set_exception(error)
+            else:
+                for _, done in waiting:
+                    done.set_result(None)
 
     def flush(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -79,22 +89,16 @@ _writer = _AuditWriter()
 atexit.register(_writer.flush)
 
 
-def record(engine: Engine, principal: Principal | None, action: str, **details: Any) -> None:
-    """Queue one audit row (`row(principal, action, **details)`), written within milliseconds
-    by the audit thread."""
-    queue_row(engine, row(principal, action, **details))
-
-
-def queue_row(engine: Engine, audit_row: dict[str, Any]) -> None:
-    """Queue a row built by `row` for the audit thread."""
-    _writer.put(engine, audit_row)
+def record(engine: Engine, principal: Principal | None, action: str,
+           **details: Any) -> Future[None]:
+    """Have one audit row (`row(principal, action, **details)`) committed; the future is done
+    once it is (or failed, with the database's error)."""
+    return _writer.put(engine, row(principal, action, **details))
 
 
 def write(session: Session, rows: list[dict[str, Any]]) -> None:
     """Audit rows (`row(...)`) written in the caller's write transaction, stored by its commit
-    with the changes they record: for a writer that already holds the record's write lock (the
-    pusher's grouped transactions), where a queued row would cost the audit thread another
-    lock, transaction and commit."""
+    with the changes they record (never one without the other)."""
     if rows:
         insert_rows(session, _AUDIT, _COLUMNS, [tuple(r[name] for name in _COLUMNS) for r in rows])
 

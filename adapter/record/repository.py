@@ -239,13 +239,9 @@ class Repository:
         if any(e.method not in ("GET", "HEAD") for e in entries):
             require_record_write(principal)
         try:
-            results = self._run_locked(entries, principal, base_url, source)
+            return self._run_locked(entries, principal, base_url, source)
         except IntegrityError as error:  # a concurrent writer won a race the locks don't cover
             raise Conflict("a concurrent change conflicts with this one; retry") from error
-        for entry, result in zip(entries, results, strict=True):
-            if not _is_get(entry):  # every write is on the trail, whoever the caller is
-                audit.queue_row(self.engine, _audited_write(principal, entry, result))
-        return results
 
     def _run_locked(self, entries: list[Entry], principal: Principal | None,
                     base_url: str, source: str | None) -> list[Result]:
@@ -256,6 +252,9 @@ class Repository:
             for entry in entries:
                 if entry.method in ("GET", "HEAD"):
                     results[entry.index] = self._get(session, entry, principal, base_url)
+            # every write is on the trail, whoever the caller is, committed with it
+            audit.write(session, [_audited_write(principal, entry, results[entry.index])
+                                  for entry in entries if not _is_get(entry)])
         return [results[e.index] for e in entries]
 
     def _lock_keys(self, group: list[list[Entry]]) -> list[str]:
