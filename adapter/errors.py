@@ -56,6 +56,11 @@ class Conflict(LiaisonError):
     issue_code = "conflict"
 
 
+class StalePreparation(Conflict):
+    """A letter was prepared against a version of its setId that another letter replaced
+    before it was stored: it is prepared again (409 only if that keeps happening)."""
+
+
 class PreconditionFailed(LiaisonError):
     http_status = 412
     issue_code = "conflict"

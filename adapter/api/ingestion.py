@@ -19,9 +19,13 @@ from adapter.api.validation import check_strictly
 from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.rules import token_organizations
 from adapter.config import Settings
-from adapter.errors import LetterTooLarge
+from adapter.errors import LetterTooLarge, StalePreparation
 
 __all__ = ["Accepted", "existing_receipt", "ingest_letter"]
+
+# A letter prepared against a version of its setId replaced before it was stored is prepared
+# again; versions of one letter racing this often are sent by a faulty client.
+_PREPARATIONS = 3
 
 
 def ingest_letter(
@@ -47,15 +51,21 @@ def ingest_letter(
         return Accepted(known, created=False)
 
     validation = check_strictly(xml) if settings.validation_mode == "strict" else None
-    letter = (converters.prepare(xml, engine, principal) if converters is not None
-              else prepare_here(xml, engine, principal))
-    return writer_for(engine).store(Pending(
-        xml=xml,
-        sha1=sha1,
-        letter=letter,
-        content_type=content_type,
-        submitted_by=letter.organization,
-        validation=validation,
-        deferred_validation=settings.validation_mode == "report",
-        senders=senders,
-    ))
+    for attempt in range(_PREPARATIONS):
+        letter = (converters.prepare(xml, engine, principal) if converters is not None
+                  else prepare_here(xml, engine, principal))
+        try:
+            return writer_for(engine).store(Pending(
+                xml=xml,
+                sha1=sha1,
+                letter=letter,
+                content_type=content_type,
+                submitted_by=letter.organization,
+                validation=validation,
+                deferred_validation=settings.validation_mode == "report",
+                senders=senders,
+            ))
+        except StalePreparation:  # another version of the letter was stored meanwhile
+            if attempt + 1 == _PREPARATIONS:
+                raise
+    raise AssertionError("unreachable")

@@ -27,7 +27,7 @@ from sqlmodel import Session
 from adapter.api import metrics
 from adapter.api.preparation import PreparedLetter
 from adapter.api.validation import CDA_VALIDATION, validator
-from adapter.errors import Conflict, LiaisonError
+from adapter.errors import Conflict, LiaisonError, StalePreparation
 from adapter.push import worker
 from adapter.store import outbox
 from adapter.store.letters import LetterStory, ReceivedLetter, find_letter, receipt, story_of
@@ -75,13 +75,15 @@ def _claim_story(session: Session, pending: Pending) -> LetterStory:
     """The story the letter belongs to, refused when its setId is another organisation's."""
     letter = pending.letter
     story = story_of(session, letter.set_id)
-    if story is None:
-        return LetterStory(set_id=letter.set_id, organization=pending.submitted_by,
-                           version=letter.version, letter_id="")
-    if story.organization and pending.submitted_by \
+    if story is not None and story.organization and pending.submitted_by \
             and story.organization != pending.submitted_by:
         raise Conflict("this letter's setId belongs to another organisation: only the "
                        "organisation that sent its first version sends the next ones")
+    if (story.version if story is not None else 0) != letter.based_on:
+        raise StalePreparation("another version of this letter was received meanwhile")
+    if story is None:
+        return LetterStory(set_id=letter.set_id, organization=pending.submitted_by,
+                           version=letter.version, letter_id="")
     return story
 
 

@@ -27,6 +27,7 @@ from adapter.api.directory_cache import CachedDirectory
 from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.rules import letter_organization
 from adapter.errors import LiaisonError
+from adapter.ingest import versions
 from adapter.parts import optional
 from adapter.record.transaction import SOURCE_TAG
 from adapter.runtime import settle_after_start
@@ -58,6 +59,9 @@ class PreparedLetter:
     # the organisation (idNat_Struct) the letter is accepted for: its custodian or author
     # organisation that the sender acts for (`adapter.auth.rules.letter_organization`)
     organization: str | None = None
+    # the version of the setId the bundle was prepared against (0: none): if another was
+    # stored meanwhile, the letter is prepared again (`letter_writer`)
+    based_on: int = 0
 
 
 _directories: dict[str, CachedDirectory] = {}
@@ -114,9 +118,18 @@ def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM) -> Prepar
 
     conversion = convert_letter(xml, directory=_directory(engine))
     organization = _sent_by(conversion, principal)
-    conversion = _coordinated(conversion, engine)
-    problems = _validation_problems(conversion)
     summary = conversion.letter
+    previous = versions.previous_version(engine, "|".join(summary.set_id))
+    if previous is not None and previous.version > summary.version:
+        versions.record_late(conversion.bundle)  # nothing to coordinate: nothing changes
+        _note(conversion, f"Version {summary.version} arrived after version "
+                          f"{previous.version}: recorded as superseded, nothing current "
+                          "changed.")
+    else:
+        conversion = _coordinated(conversion, engine)
+        if previous is not None:
+            _supersede(conversion, previous, engine)
+    problems = _validation_problems(conversion)
     return PreparedLetter(
         document_id="|".join(summary.document_id),
         set_id="|".join(summary.set_id),
@@ -129,7 +142,26 @@ def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM) -> Prepar
         report=orjson.dumps(conversion.report).decode(),
         validated=not problems,
         organization=organization,
+        based_on=previous.version if previous is not None else 0,
     )
+
+
+def _supersede(conversion: Any, previous: versions.Previous, engine: Engine) -> None:
+    """The letter replaces `previous` in the record, and its messages say what changed."""
+    from adapter.mapping import convert_letter
+
+    earlier = convert_letter(previous.content, directory=_directory(engine))
+    changes = versions.supersede(
+        conversion.bundle, versions.items_of(conversion.bundle),
+        earlier.bundle, versions.items_of(earlier.bundle), previous,
+        earlier.letter.effective_time)
+    versions.tell_correction(conversion.bundle, conversion.letter.version, changes)
+    _note(conversion, versions.correction_notice(conversion.letter.version, changes))
+
+
+def _note(conversion: Any, message: str) -> None:
+    conversion.report["issue"].append(
+        {"severity": "information", "code": "informational", "diagnostics": message})
 
 
 def prepare_here(xml: bytes, engine: Engine, principal: Principal = SYSTEM) -> PreparedLetter:

@@ -54,8 +54,9 @@ def discharge_event(
     organization = view.by_reference(organization_url) or view.first("Organization")
     if patient is None or organization is None:
         return None  # the profile requires both; a letter without them is reported by the mapping
-    letter_value = getattr(letter, "document_id", ("", ""))[1]
-    identifier = {"system": section["identifier_system"], "value": f"{letter_value}|SOR"}
+    # one discharge event per stay: a corrected version of the letter is not a new discharge
+    stay = getattr(letter, "set_key", "") or getattr(letter, "set_id", ("", ""))[1]
+    identifier = {"system": section["identifier_system"], "value": f"{stay}|SOR"}
     emitted = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     event_type = {"coding": [section["event_type"]]}
     extensions = [{"url": section["event_type_extension"], "valueCodeableConcept": event_type}]
