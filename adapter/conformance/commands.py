@@ -56,8 +56,11 @@ def run(
     junit: Path | None = typer.Option(None, "--junit", help="write JUnit XML here"),
     html: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
     actor: str = typer.Option(
-        "shared-record", "--actor", help="which scenarios: shared-record | ingestion"
+        "shared-record", "--actor", help="which scenarios: shared-record | ingestion | access"
     ),
+    callers: list[str] = typer.Option(
+        None, "--as", help="NAME=TOKEN of another caller a scenario acts as (access: hospital, "
+        "outsider)"),
     letter: Path | None = typer.Option(
         None, "--letter", help="LDL-SES to build the test data from (default: official example)"
     ),
@@ -73,10 +76,13 @@ def run(
         content = letter.read_bytes() if letter else None
     except OSError as error:
         _fail(f"cannot read {letter}: {error.strerror}")
+    tokens = dict(caller.partition("=")[::2] for caller in callers or [])
+    if any(not name or not value for name, value in tokens.items()):
+        _fail("--as takes NAME=TOKEN")
     try:
         result = run_conformance(
             base, actor=actor, token=token, junit=junit, html=html, letter=content,
-            max_entries=max_entries,
+            max_entries=max_entries, tokens=tokens,
         )
     except LiaisonError as error:
         _fail(error.message)

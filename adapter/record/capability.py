@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapter import __version__
+from adapter.auth.rules import WRITE_RULES
 from adapter.record.params import (
     FHIR_VERSION,
     SPECIAL_PARAMETERS,
@@ -80,14 +81,25 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                     "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                     "code": "OAuth",
                 }]}],
-                "description": (
-                    "JWT bearer tokens (SMART-style scopes). Hospitals write and read the patients "
-                    "they sent letters for; a professional reads the patients whose active "
-                    "CareTeam lists them and the Communications addressed to them; a CPTS "
-                    "coordinator reads the patients of its CPTS."
-                ),
+                "description": _security_description(),
             },
             "resource": [_resource(t) for t in supported_types()],
-            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"},
+                            {"code": "history-system",
+                             "documentation": "the change feed: what changed for the caller "
+                                              "after _cursor (or _since), each change once"}],
         }],
     }
+
+
+def _security_description() -> str:
+    """Who reads and who writes, from the rules themselves (adapter.auth.rules)."""
+    writes = "; ".join(f"{actor}: {rule}" for actor, rule in WRITE_RULES)
+    return (
+        "JWT bearer tokens (SMART-style scopes). Reads: a hospital reads what its own letters "
+        "produced and the Patient and CareTeams of those patients; a professional reads the "
+        "patients whose active CareTeam lists them and the Communications addressed to them; a "
+        "CPTS coordinator reads the patients of its CPTS; the system reads everything. A "
+        "resource the caller may not read answers as an unknown one (404). Only liaison and "
+        f"system tokens write this record. Writes by actor — {writes}."
+    )

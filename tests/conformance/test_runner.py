@@ -218,3 +218,45 @@ def test_split_transactions_are_sent_in_chunks_and_still_pass_on_the_record() ->
     assert "transactions of at most 5" in first_post.request_body
     whole = by_id["SR-TX-01"].steps[0].exchanges[0]  # "as one unit": never split
     assert whole.request_body.startswith('{"resourceType": "Bundle"')
+
+
+def _access_tokens() -> dict[str, str]:
+    return {"hospital": issue_token("hospital", organization="1999999999"),
+            "outsider": issue_token("professional", idnat="809999999999")}
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres",
+                                                             marks=pytest.mark.postgres)])
+def test_access_scenarios_pass_against_the_embedded_record(
+        database: str, request: pytest.FixtureRequest) -> None:
+    from adapter.record.app import create_record_app
+
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else None
+    with serve_app(create_record_app(url)) as base:
+        result = run_conformance(f"{base}/fhir", actor="access", token=issue_token("system"),
+                                 tokens=_access_tokens())
+    assert [test.id for test in result.tests] == ["AC-WRITE-01", "AC-READ-01", "AC-FEED-01"]
+    assert result.differences() == []
+    assert result.ok
+
+
+@pytest.mark.medplum
+def test_access_scenarios_fail_against_a_server_without_liaisons_rules(
+        medplum_base_url: str) -> None:
+    result = run_conformance(medplum_base_url, actor="access", letter=letter_variant(6007),
+                             max_entries=8, tokens=_access_tokens())
+    [writes] = [test for test in result.tests if test.id == "AC-WRITE-01"]
+    assert all(step.passed for step in writes.steps if step.phase == "setup")
+    refused = [step.passed for step in writes.steps if step.phase == "test"]
+    assert refused and not any(refused)  # anyone writes there, and the care plan is gone
+
+
+def test_a_scenario_calling_as_an_unnamed_caller_says_which_token_is_missing() -> None:
+    from adapter.record.app import create_record_app
+
+    with serve_app(create_record_app()) as base:
+        result = run_conformance(f"{base}/fhir", actor="access", token=issue_token("system"),
+                                 only={"AC-WRITE-01"})
+    [test] = result.tests
+    assert not test.passed
+    assert any("--as hospital=TOKEN" in (step.error or "") for step in test.steps)

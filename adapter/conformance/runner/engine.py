@@ -64,6 +64,7 @@ def run_conformance(
     timeout: float = 30.0,
     letter: bytes | None = None,
     max_entries: int | None = None,
+    tokens: dict[str, str] | None = None,
 ) -> RunResult:
     """Play every scenario of `actor` against `base`; write JUnit XML / HTML when asked.
 
@@ -72,6 +73,8 @@ def run_conformance(
     `max_entries`: for servers that cap transaction size, the steps marked `split` send
     liaison's bundles in chunks as its pusher would (`target_max_entries`); the scenario that
     checks a whole bundle is taken as one unit still sends it whole.
+    `tokens`: other callers' tokens by name, for the steps that call as them (`auth: name`;
+    the access scenarios need `hospital` and `outsider`).
     """
     from adapter.conformance.runner.html_report import write_html
     from adapter.conformance.runner.junit import write_junit
@@ -94,7 +97,7 @@ def run_conformance(
         for scenario in scenarios:
             context = RunContext(client=client, base=base.rstrip("/"), token=token,
                                  fixtures=fixtures, variables={"run_id": run_id},
-                                 max_entries=max_entries)
+                                 max_entries=max_entries, tokens=dict(tokens or {}))
             tests.append(run_scenario(scenario, context))
     result = RunResult(
         base=base,

@@ -16,7 +16,7 @@ import yaml
 
 from adapter.errors import BadRequest
 
-ACTORS = ("shared-record", "ingestion")
+ACTORS = ("shared-record", "ingestion", "access")
 
 
 @dataclass(frozen=True)

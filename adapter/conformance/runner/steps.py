@@ -33,6 +33,7 @@ class RunContext:
     variables: dict[str, str] = field(default_factory=dict)
     saved: dict[str, Any] = field(default_factory=dict)
     max_entries: int | None = None  # split transactions, as liaison does for capped servers
+    tokens: dict[str, str] = field(default_factory=dict)  # other callers' tokens, by name
 
     def substitute(self, text: str, *, url_encode: bool = False) -> str:
         def value(match: re.Match[str]) -> str:
@@ -95,8 +96,14 @@ def send(context: RunContext, request: dict[str, Any]) -> tuple[Exchange, httpx.
     headers = {"Accept": "application/fhir+json"}
     if content_type:
         headers["Content-Type"] = content_type
-    if context.token and request.get("auth", True):
-        headers["Authorization"] = f"Bearer {context.token}"
+    caller = request.get("auth", True)
+    token = context.tokens.get(caller) if isinstance(caller, str) else (
+        context.token if caller else None)
+    if isinstance(caller, str) and token is None:
+        raise BadRequest(f"this scenario calls as {caller!r}: give its token with "
+                         f"--as {caller}=TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     for name, value in (request.get("headers") or {}).items():
         headers[name] = context.substitute(str(value))
     exchange = Exchange(
