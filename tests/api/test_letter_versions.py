@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from adapter.auth import issue_token
@@ -97,3 +98,24 @@ def test_a_version_arriving_after_a_newer_one_changes_nothing_current(
     assert all("Lettre corrigée" not in str(m["payload"]) for m in messages)
     assert any("arrived after version 2" in issue["diagnostics"]
                for issue in late["unmapped"]["issue"])
+
+
+@pytest.mark.medplum
+def test_versions_supersede_in_medplum_too(
+        liaison: Callable[..., Any], hospital: dict[str, str], medplum_base_url: str) -> None:
+    """The same through a FHIR server liaison does not run: only conditional writes."""
+    from tests.push.medplum_queries import search as medplum_search
+
+    changed = Drug(DOLIPRANE.entry_id, DOLIPRANE.cis, DOLIPRANE.name, tablets=3)
+    with liaison(target_url=medplum_base_url, target_max_entries=8) as client:
+        send(client, letter(403, 1, LEPONEX, DOLIPRANE, KARDEGIC), hospital)
+        send(client, letter(403, 2, changed, KARDEGIC), hospital)
+    (patient,) = medplum_search(medplum_base_url, "Patient",
+                                identifier=f"{INS_SYSTEM}|{ins_of(403)}")
+    about = f"Patient/{patient['id']}"
+    prescriptions = medplum_search(medplum_base_url, "MedicationRequest", patient=about)
+    active = [r for r in prescriptions if r["status"] == "active"]
+    assert drug_names(active) == ["DOLIPRANE 1000 mg", "KARDEGIC 75 mg"]
+    assert [r["status"] for r in prescriptions if r not in active] == ["stopped"]
+    documents = medplum_search(medplum_base_url, "DocumentReference", patient=about)
+    assert sorted(d["status"] for d in documents) == ["current", "superseded"]
