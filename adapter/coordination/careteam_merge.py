@@ -37,6 +37,8 @@ class KnownCarer:
     period: dict[str, Any] | None = None
     extensions: list[dict[str, Any]] = field(default_factory=list)
     care_team_identifier: tuple[str, str] | None = None
+    # the organisation the carer acts for (a coordinator: its CPTS, which reads through it)
+    on_behalf_of: dict[str, Any] | None = None
 
 
 def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,9 +120,9 @@ def known_carers(
             if key in carers:
                 continue
             # copies: the new CareTeam gets them, the record reader's objects stay its own
-            roles, period, extensions = orjson.loads(orjson.dumps(
+            roles, period, extensions, on_behalf_of = orjson.loads(orjson.dumps(
                 [participant.get("role") or [], participant.get("period"),
-                 participant.get("extension") or []]))
+                 participant.get("extension") or [], participant.get("onBehalfOf")]))
             carers[key] = KnownCarer(
                 practitioner=practitioner,
                 idnat=_idnat(practitioner),
@@ -128,6 +130,7 @@ def known_carers(
                 period=period,
                 extensions=extensions,
                 care_team_identifier=team_identifier,
+                on_behalf_of=on_behalf_of,
             )
     return list(carers.values())
 
@@ -145,6 +148,8 @@ def carry_over(
         participant["role"] = carer.roles
     if carer.period:
         participant["period"] = carer.period
+    if carer.on_behalf_of:
+        participant["onBehalfOf"] = carer.on_behalf_of
     origin_url = origin["url"]
     kept = [e for e in carer.extensions if e.get("url") == origin_url]
     participant["extension"] = kept or [origin]

@@ -171,6 +171,10 @@ def _add_coordinators(
     present = participant_idnats(view, care_team)
     for coordinator in coordinators:
         idnat = coordinator.identifier[1]
+        if idnat in present and decision.may_reach(idnat):
+            # carried over from an earlier stay: it still acts for its territory's CPTS
+            _act_for_territory(view, care_team, idnat,
+                               ensure_territory_organization(view, coordinator, rules))
         if not decision.may_reach(idnat):
             _audit_care_team(session, letter, idnat, "withheld",
                              "coordinator not added: " + "; ".join(decision.reasons))
@@ -216,6 +220,16 @@ def _add_coordinators(
         _info(report, f"coordination: coordinator of {coordinator.territory_id} added")
 
 
+def _act_for_territory(view: BundleView, care_team: dict[str, Any], idnat: str,
+                       territory_url: str) -> None:
+    """The coordinator's participant acts on behalf of its territory's organisation (its CPTS
+    reads the patient through it), whatever stay first added it."""
+    for participant in care_team.get("participant") or []:
+        if idnat in view.idnats_of((participant.get("member") or {}).get("reference")) \
+                and not participant.get("onBehalfOf"):
+            participant["onBehalfOf"] = {"reference": territory_url}
+
+
 def _merge_known_carers(
     view: BundleView,
     care_team: dict[str, Any],
@@ -229,11 +243,12 @@ def _merge_known_carers(
     section = rules.section("care_team_merge")
     if not section.get("enabled", True) or record is None:
         return
-    identifiers = list(getattr(letter, "patient_identifiers", None) or [])
-    if getattr(letter, "ins", None) and letter.ins not in identifiers:
-        identifiers.insert(0, letter.ins)
+    ins = getattr(letter, "ins", None)
+    if not ins:  # a hospital's local identifier joins nobody: no earlier care team to merge
+        _info(report, "coordination: no INS, the care team is not merged with earlier ones")
+        return
     present = participant_idnats(view, care_team)
-    for carer in known_carers(record, identifiers):
+    for carer in known_carers(record, [ins]):
         if carer.idnat is None or carer.idnat in present:
             continue
         if not decision.may_reach(carer.idnat):

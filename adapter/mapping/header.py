@@ -14,6 +14,7 @@ from adapter.mapping.bundle import PER_LETTER, SHARED
 from adapter.mapping.context import Actor, Context
 from adapter.mapping.directory_port import ContactPoint, OrganizationCard, ProfessionalCard
 from adapter.mapping.identity import derived_uuid
+from adapter.mapping.ins import ins_problem
 
 _PROFESSION = re.compile(r"^G15_(\w+?)(?:/(\w+))?$")
 
@@ -76,6 +77,9 @@ def map_patient(ctx: Context) -> dict[str, Any]:
         root, extension = value
         rule = rules["patient"].get(root)
         if rule:
+            problem = ins_problem(extension) if rule.get("ins") else None
+            if problem:  # a wrong key is a wrong person: never match anyone with it
+                raise RefusedLetter(f"The patient's {rule['label']} is not valid: {problem}.")
             identifiers.append(_typed(rule, extension))
             if ins is None:
                 ins = (rule["system"], extension)
@@ -111,9 +115,16 @@ def map_patient(ctx: Context) -> dict[str, Any]:
     if birth_place:
         patient["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
                                  "valueAddress": birth_place}]
-    key = identifiers[0]
-    ctx.patient_url = ctx.builder.add(patient, {"system": key["system"], "value": key["value"]},
-                                      SHARED)
+    if ins is not None:
+        key = {"system": ins[0], "value": ins[1]}
+    else:
+        key = _local_patient(ctx, all_ids[0])
+        identifiers.append(key)
+        ctx.report.warning(
+            "The patient has no INS: identity not qualified. The patient is this hospital's "
+            "only (keyed by its local identifier), never matched with another hospital's.",
+            role)
+    ctx.patient_url = ctx.builder.add(patient, key, SHARED)
     ctx.patient_display = _name_display(names)
     for guardian in children(patient_element, "guardian"):
         map_related_person(ctx, guardian, "guardianPerson", "GUARD")
@@ -123,6 +134,16 @@ def map_patient(ctx: Context) -> dict[str, Any]:
             ctx.report.unmapped(element, "Patient element not mapped.")
     postal = next((a.get("postalCode") for a in addresses if a.get("postalCode")), None)
     return {"identifiers": all_ids, "ins": ins, "postal_code": postal}
+
+
+def _local_patient(ctx: Context, local: tuple[str, str]) -> dict[str, str]:
+    """The identity of a patient known by a hospital's own identifier only: scoped to the
+    hospital (its custodian), since an IPP identifies nobody elsewhere."""
+    custodian = ii(path(ctx.root, "custodian", "assignedCustodian",
+                        "representedCustodianOrganization", "id"))
+    hospital = "^".join(part for part in custodian if part) if custodian else "no-custodian"
+    return {"system": ctx.knowledge.liaison_system("local_patient"),
+            "value": f"{hospital}/{local[0]}|{local[1]}"}
 
 
 def _name_display(names: list[dict]) -> str:

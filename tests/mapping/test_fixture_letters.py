@@ -46,7 +46,7 @@ def test_ins_nia_is_typed_as_fr_core_and_summarised() -> None:
     nia = patient["identifier"][0]
     assert (nia["system"], nia["type"]["coding"][0]["code"]) == (
         "urn:oid:1.2.250.1.213.1.4.9", "INS-NIA")
-    assert conversion.letter.ins == ("urn:oid:1.2.250.1.213.1.4.9", "354076926698765")
+    assert conversion.letter.ins == ("urn:oid:1.2.250.1.213.1.4.9", "354076926698766")
 
 
 def test_a_patient_without_medecin_traitant_works_and_the_report_says_so() -> None:
@@ -71,8 +71,12 @@ def test_a_letter_without_plan_de_soins_has_only_the_treatments_as_activities() 
 def test_null_flavored_identifiers_are_not_invented_and_are_reported() -> None:
     conversion = convert_fixture("ldl-ses-nullflavor-ids.xml")
     patient = one(conversion.bundle, "Patient")
-    assert [i["value"] for i in patient["identifier"]] == ["IPP000789"]
+    # no INS: the hospital's IPP, and the key scoping it to that hospital (never a match key
+    # across hospitals)
+    assert [i["value"] for i in patient["identifier"]] == [
+        "IPP000789", "1.2.250.1.71.4.2.2^1690000015/urn:oid:1.2.250.1.213.1.2.3.4|IPP000789"]
     assert conversion.letter.ins is None
+    assert any("identity not qualified" in d for d in diagnostics(conversion))
     unidentified = [p for p in resources(conversion.bundle, "Practitioner")
                     if p["identifier"][0]["system"] == "urn:liaison:unidentified"]
     assert len(unidentified) == 2  # the recipient and the performer
