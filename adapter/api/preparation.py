@@ -87,16 +87,22 @@ def _coordinated(conversion: Any, engine: Engine) -> Any:
 
 
 def _validation_problems(conversion: Any) -> list[str]:
-    """The FHIR model check of the final bundle (after coordination), done here — in the
-    conversion processes, beside the server — rather than by the pusher, whose single process
-    and single database writer set how fast letters reach the record. Problems are reported
-    in the receipt; the record still judges (and refuses) a bundle that has any."""
+    """The FHIR model and profile checks of the final bundle (after coordination), done here —
+    in the conversion processes, beside the server — rather than by the pusher, whose single
+    process and single database writer set how fast letters reach the record. Problems are
+    reported in the receipt; the record still judges (and refuses) a bundle with model ones."""
+    from adapter.conformance.profiles import check_bundle
     from adapter.mapping.validation import validate_bundle
 
     problems = validate_bundle(conversion.bundle)
     conversion.report["issue"] += [
         {"severity": "warning", "code": "invalid", "diagnostics": f"FHIR validation: {problem}"}
         for problem in problems]
+    # liaison's own profiles (CarePlan, CareTeam, Communication) of what coordination made of
+    # the letter: reported, not refused (the record takes any valid FHIR)
+    conversion.report["issue"] += [
+        {"severity": "warning", "code": "invariant", "diagnostics": f"profile: {problem}"}
+        for problem in check_bundle(conversion.bundle)]
     return problems
 
 

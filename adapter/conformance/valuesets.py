@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -32,12 +33,28 @@ def load_value_sets(mappings_dir: Path) -> dict[str, ValueSet]:
     value_sets: dict[str, ValueSet] = {}
     for path in sorted((mappings_dir / "valuesets").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        concepts = [(item["system"], str(item["code"])) for item in raw.get("concepts") or ()]
+        for source in raw.get("concepts_from") or ():
+            concepts += declared_concepts(mappings_dir, source)
         value_sets[raw["url"]] = ValueSet(
             url=raw["url"],
             systems=frozenset(item["system"] for item in raw.get("include") or ()),
-            concepts=frozenset(
-                (item["system"], str(item["code"])) for item in raw.get("concepts") or ()
-            ),
+            concepts=frozenset(concepts),
             codes=frozenset(str(code) for code in raw.get("codes") or ()),
         )
     return value_sets
+
+
+def declared_concepts(mappings_dir: Path, source: str) -> list[tuple[str, str]]:
+    """The (system, code) declared at `file.yaml#dotted.path` of mappings/: one coding there
+    (a mapping with `code`), or a mapping of them. A system may be an alias of the file's
+    top-level `systems`."""
+    name, _, where = source.partition("#")
+    document = yaml.safe_load((mappings_dir / name).read_text(encoding="utf-8")) or {}
+    node: Any = document
+    for key in where.split(".") if where else []:
+        node = node[key]
+    codings = [node] if isinstance(node, dict) and "code" in node else list(node.values())
+    aliases = document.get("systems") or {}
+    return [(aliases.get(coding["system"], coding["system"]), str(coding["code"]))
+            for coding in codings]

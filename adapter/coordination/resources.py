@@ -8,6 +8,7 @@ from typing import Any
 from adapter.coordination.bundle_tools import IDNAT_PS, BundleView
 from adapter.coordination.rules import CoordinationRules, Coordinator
 from adapter.mapping.identity import create_if_absent, full_url
+from adapter.mapping.knowledge import knowledge
 
 PRACTITIONER_PROFILE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-practitioner"
 
@@ -107,6 +108,7 @@ def communication(
     value = f"{letter.document_key}/{recipient_key}"
     resource: dict[str, Any] = {
         "resourceType": "Communication",
+        "meta": {"profile": [knowledge().identifiers["profiles"]["Communication"]]},
         "identifier": [{"system": section["identifier_system"], "value": value}],
         "status": "completed",
         "category": [{"coding": [section["category"]]}],
