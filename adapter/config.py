@@ -14,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_AUDIENCE = "liaison"  # the `aud` of local tokens when none is configured
 _PACKAGED_DATA = Path(__file__).resolve().parent / "_data"
 
 
@@ -87,7 +88,19 @@ class Settings(BaseSettings):
     )
     token_audience: str | None = Field(
         default=None,
-        description="`aud` bearer tokens must carry (set it when trusting an external issuer)",
+        description="`aud` every bearer token must carry (default `liaison`, which local "
+        "tokens carry); required when trusting an external issuer's JWKS",
+    )
+    annuaire_public: bool = Field(
+        default=False,
+        description="serve /annuaire/fhir without a token too — then only the public national "
+        "subset: no MSSanté addresses, nothing from local lists",
+    )
+    ops_auth: bool = Field(
+        default=False, description="/metrics and /readyz need a system token"
+    )
+    max_page_size: int = Field(
+        default=1000, description="largest page a search answers (a larger _count gets this)"
     )
     convert_processes: int | None = Field(
         default=None,
@@ -108,6 +121,19 @@ class Settings(BaseSettings):
         if self.convert_processes is not None:
             return max(0, self.convert_processes)
         return max(1, len(os.sched_getaffinity(0)) - 2)
+
+    @property
+    def audience(self) -> str:
+        """The `aud` every token must carry."""
+        return self.token_audience or DEFAULT_AUDIENCE
+
+    def refusals(self) -> list[str]:
+        """Why these settings must not serve (one line each)."""
+        if self.jwks_url and not self.token_audience:
+            return ["LIAISON_JWKS_URL trusts an external issuer, which signs tokens for other "
+                    "services too: set LIAISON_TOKEN_AUDIENCE to the audience its tokens for "
+                    "liaison carry"]
+        return []
 
     @property
     def resolved_database_url(self) -> str:

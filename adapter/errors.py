@@ -56,6 +56,10 @@ class Conflict(LiaisonError):
     issue_code = "conflict"
 
 
+class Misconfigured(LiaisonError):
+    """Settings liaison must not serve with (say which, and what to set)."""
+
+
 class StalePreparation(Conflict):
     """A letter was prepared against a version of its setId that another letter replaced
     before it was stored: it is prepared again (409 only if that keeps happening)."""

@@ -18,6 +18,7 @@ from adapter.api.errors import install_error_handlers
 from adapter.api.mhd import provide_document_interceptor
 from adapter.api.preparation import ConversionPool
 from adapter.config import Settings, get_settings
+from adapter.errors import Misconfigured
 from adapter.parts import optional
 from adapter.push.process import PusherProcess
 from adapter.push.targets import target_from_settings
@@ -48,6 +49,8 @@ def register_outbox_handlers(engine: Engine) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    for refusal in settings.refusals():
+        raise Misconfigured(refusal)
     engine = get_engine(settings.resolved_database_url)
 
     @asynccontextmanager

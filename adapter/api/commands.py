@@ -40,6 +40,9 @@ def serve(
     from adapter.api.app import create_app
 
     settings = get_settings()
+    for refusal in settings.refusals():
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(2)
     if pusher is not None:
         settings.push_in_server = pusher
     if workers > 1:  # each worker process builds its app from the environment

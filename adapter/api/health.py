@@ -1,14 +1,18 @@
-"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers and
-the pusher (its threads or its process), when configured, is running)."""
+"""Liveness (`/healthz`: the process answers, always open) and readiness (`/readyz`: the
+database answers and the pusher (its threads or its process), when configured, is running;
+system tokens only with `LIAISON_OPS_AUTH`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+
+from adapter.auth import current_principal
+from adapter.errors import Forbidden
 
 router = APIRouter(tags=["operations"])
 
@@ -18,7 +22,17 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Ready to accept letters")
+def require_operator(request: Request) -> None:
+    """With `LIAISON_OPS_AUTH`, operations endpoints answer system tokens only (they tell how
+    busy liaison is and what it runs)."""
+    if request.app.state.settings.ops_auth:
+        principal = current_principal(request)  # 401 without a valid token
+        if principal.kind != "system":
+            raise Forbidden("operations endpoints are for system tokens (LIAISON_OPS_AUTH)")
+
+
+@router.get("/readyz", summary="Ready to accept letters",
+            dependencies=[Depends(require_operator)])
 def readyz(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:

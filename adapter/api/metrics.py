@@ -6,9 +6,10 @@ each scrape, so it is right across restarts and across several worker processes.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from adapter.api.health import require_operator
 from adapter.store import outbox
 
 LETTERS_ACCEPTED = Counter("liaison_letters_accepted", "Discharge letters accepted (202)")
@@ -31,7 +32,8 @@ OUTBOX_ENTRIES = Gauge("liaison_outbox_entries", "Outbox entries by status", ["s
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", include_in_schema=True, summary="Prometheus metrics")
+@router.get("/metrics", include_in_schema=True, summary="Prometheus metrics",
+            dependencies=[Depends(require_operator)])
 def metrics(request: Request) -> Response:
     for status, number in outbox.counts(request.app.state.engine).items():
         OUTBOX_ENTRIES.labels(status=status).set(number)

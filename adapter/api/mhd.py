@@ -33,22 +33,37 @@ WRITERS = ("hospital", "system")
 Interceptor = Callable[[dict[str, Any], Any], Awaitable[Response | None]]
 
 
+def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bundle's entries that are objects (anything else is the record's to refuse)."""
+    entries = bundle.get("entry")
+    return [entry for entry in entries if isinstance(entry, dict)] \
+        if isinstance(entries, list) else []
+
+
+def _resource(entry: dict[str, Any]) -> dict[str, Any]:
+    resource = entry.get("resource")
+    return resource if isinstance(resource, dict) else {}
+
+
 def _cda_attachment(bundle: dict[str, Any]) -> dict[str, Any] | None:
-    for entry in bundle.get("entry", []):
-        resource = entry.get("resource") or {}
+    for entry in _entries(bundle):
+        resource = _resource(entry)
         if resource.get("resourceType") != "DocumentReference":
             continue
-        for content in resource.get("content", []):
-            attachment = content.get("attachment") or {}
-            media_type = (attachment.get("contentType") or "").split(";")[0].strip().lower()
+        contents = resource.get("content")
+        for content in contents if isinstance(contents, list) else []:
+            attachment = content.get("attachment") if isinstance(content, dict) else None
+            if not isinstance(attachment, dict):
+                continue
+            media_type = str(attachment.get("contentType") or "").split(";")[0].strip().lower()
             if media_type in CDA_TYPES:
                 return attachment
     return None
 
 
 def _binary_data(bundle: dict[str, Any], url: str) -> str | None:
-    for entry in bundle.get("entry", []):
-        resource = entry.get("resource") or {}
+    for entry in _entries(bundle):
+        resource = _resource(entry)
         if resource.get("resourceType") == "Binary" and url in (
             entry.get("fullUrl"),
             f"Binary/{resource.get('id')}",
@@ -59,12 +74,13 @@ def _binary_data(bundle: dict[str, Any], url: str) -> str | None:
 
 def is_submission(bundle: dict[str, Any]) -> bool:
     """A transaction Bundle declared as MHD, or holding only what a submission holds."""
-    if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" \
+            or bundle.get("type") != "transaction":
         return False
     profiles = (bundle.get("meta") or {}).get("profile") or []
     if any(str(profile).startswith(MHD_PROFILE_PREFIX) for profile in profiles):
         return True
-    types = {(entry.get("resource") or {}).get("resourceType") for entry in bundle.get("entry", [])}
+    types = {_resource(entry).get("resourceType") for entry in _entries(bundle)}
     return bool(types) and types <= SUBMISSION_TYPES
 
 

@@ -82,6 +82,8 @@ def external_keys(jwks_url: str) -> KeySet:
         response.raise_for_status()
         keys = JsonWebKey.import_key_set(response.json())
     except (httpx.HTTPError, ValueError) as error:
+        if cached:  # keys rotate seldom: the last ones fetched beat refusing every caller
+            return cached[1]
         raise Unauthorized(f"the token issuer's keys cannot be fetched ({error})") from error
     _jwks_cache[jwks_url] = (now, keys)
     return keys

@@ -2,11 +2,18 @@
 
 Local tokens are signed with the key in the data directory; when `jwks_url` is configured,
 tokens signed by that issuer's keys (e.g. Pro Santé Connect) are accepted too. Either way the
-`iss` must be the configured `token_issuer` and the token must not be expired.
+`iss` must be the configured `token_issuer`, the `aud` the configured audience (local tokens
+carry it: an issuer signing for several services must not open liaison with a token meant for
+another), and the token must not be expired. A token is checked against the key its header
+names (`kid`): the local key, or the external issuer's — so local tokens keep working while
+the external JWKS cannot be fetched.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 import uuid
 import warnings
@@ -46,7 +53,7 @@ def issue_token(kind: str, *, lifetime: int = DEFAULT_LIFETIME_SECONDS, **claims
     now = int(time.time())
     payload = {
         "iss": get_settings().token_issuer,
-        **({"aud": get_settings().token_audience} if get_settings().token_audience else {}),
+        "aud": get_settings().audience,
         "sub": claims.pop("sub", None) or _default_subject(kind, claims),
         "iat": now,
         "exp": now + lifetime,
@@ -64,12 +71,25 @@ def _default_subject(kind: str, claims: dict[str, Any]) -> str:
     return f"{kind}:{who}"
 
 
+def _header_kid(token: str) -> str | None:
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
 def _keys_for(token: str) -> KeySet:
-    keys = [local_public_key()]
+    """The keys that may have signed `token`: the local key when its header names it (or
+    names none and no external issuer is trusted), else the external issuer's."""
+    local = local_public_key()
     jwks_url = get_settings().jwks_url
-    if jwks_url:
-        keys.extend(external_keys(jwks_url).keys)
-    return KeySet(keys)
+    kid = _header_kid(token)
+    if jwks_url is None or kid == local.kid:
+        return KeySet([local])
+    external = external_keys(jwks_url).keys  # Unauthorized when they cannot be fetched
+    return KeySet([local, *external] if kid is None else external)
 
 
 def verify_token(token: str) -> Principal:
@@ -78,9 +98,8 @@ def verify_token(token: str) -> Principal:
     options: dict[str, Any] = {
         "iss": {"essential": True, "value": settings.token_issuer},
         "exp": {"essential": True},
+        "aud": {"essential": True, "value": settings.audience},
     }
-    if settings.token_audience:  # an issuer such as Pro Santé Connect serves many services
-        options["aud"] = {"essential": True, "value": settings.token_audience}
     try:
         claims = _VERIFIER.decode(token, _keys_for(token), claims_options=options)
         claims.validate(leeway=30)

@@ -178,14 +178,30 @@ def list_subscriptions() -> None:
 
 
 def coordinators(
-    postcode: str = typer.Option(..., help="the patient's postcode"),
+    postcode: str | None = typer.Option(None, help="the patient's postcode"),
     commune: str | None = typer.Option(None),
     csv: Path | None = typer.Option(None, help="a local directory CSV (default: the directory)"),
+    catch_up: bool = typer.Option(
+        False, "--catch-up", help="add the coordinators declared since to the active care "
+        "teams of their territory (through the outbox)"),
 ) -> None:
-    """Which pathway coordinator(s) the rules give for an address."""
+    """Which pathway coordinator(s) the rules give for an address; or, with --catch-up, have
+    them join the care teams of the patients already discharged."""
     from adapter.coordination.coordinators import CsvCoordinators, DirectoryCoordinators
     from adapter.coordination.rules import load_rules
     from adapter.store.db import get_engine
+
+    if catch_up:
+        from adapter.coordination.catch_up import catch_up as join_teams
+
+        try:
+            result = join_teams(get_engine())
+        except LiaisonError as error:
+            _fail(error.message)
+        typer.echo(f"{result.joined} of {result.teams} active care teams joined")
+        return
+    if not postcode:
+        _fail("give --postcode (or --catch-up)")
 
     try:
         rules = load_rules()

@@ -23,6 +23,7 @@ from adapter.coordination.notifications import discharge_event
 from adapter.coordination.resources import (
     communicated_idnats,
     communication,
+    coordinator_participant,
     coordinator_practitioner,
     ensure_practitioner,
     ensure_territory_organization,
@@ -183,27 +184,10 @@ def _add_coordinators(
         member_url = ensure_practitioner(view, coordinator_practitioner(coordinator, rules))
         territory_url = ensure_territory_organization(view, coordinator, rules)
         if idnat not in present:
-            participant = {
-                "role": [
-                    {
-                        "coding": [rules.coordinator.role.as_fhir()],
-                        "text": rules.coordinator.role.display,
-                    }
-                ],
-                "member": {"reference": member_url, "display": coordinator.display},
-                "onBehalfOf": {"reference": territory_url},
-                "extension": [
-                    origin_extension(
-                        rules,
-                        source=getattr(letter, "document_id", None),
-                        added_by=f"coordination rule ({coordinator.territory_kind} "
-                        f"{coordinator.territory_id})",
-                    )
-                ],
-            }
-            if getattr(letter, "effective_time", None):
-                participant["period"] = {"start": letter.effective_time}
-            care_team.setdefault("participant", []).append(participant)
+            care_team.setdefault("participant", []).append(coordinator_participant(
+                coordinator, rules, member_url=member_url, territory_url=territory_url,
+                source=getattr(letter, "document_id", None),
+                since=getattr(letter, "effective_time", None) or None))
         if idnat not in communicated_idnats(view):
             reason = rules.section("communication").get("reason_coordinator", "Sortie")
             communication(

@@ -74,6 +74,26 @@ def origin_extension(
     return {"url": url, "extension": parts}
 
 
+def coordinator_participant(
+    coordinator: Coordinator, rules: CoordinationRules, *, member_url: str, territory_url: str,
+    source: tuple[str, str] | None, since: str | None,
+) -> dict[str, Any]:
+    """The pathway coordinator as a CareTeam participant, acting for its territory's
+    organisation (through which its CPTS reads the patient)."""
+    participant: dict[str, Any] = {
+        "role": [{"coding": [rules.coordinator.role.as_fhir()],
+                  "text": rules.coordinator.role.display}],
+        "member": {"reference": member_url, "display": coordinator.display},
+        "onBehalfOf": {"reference": territory_url},
+        "extension": [origin_extension(
+            rules, source=source, added_by=f"coordination rule ({coordinator.territory_kind} "
+                                           f"{coordinator.territory_id})")],
+    }
+    if since:
+        participant["period"] = {"start": since}
+    return participant
+
+
 def has_origin(participant: dict[str, Any], rules: CoordinationRules) -> bool:
     url = rules.section("care_team_merge").get("origin_extension")
     return any(e.get("url") == url for e in participant.get("extension") or [])

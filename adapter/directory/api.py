@@ -20,8 +20,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from adapter.auth.dependency import bearer_token, current_principal
+from adapter.config import Settings, get_settings
 from adapter.directory import fhir
 from adapter.directory.search import (
+    NATIONAL,
     Criteria,
     Match,
     Page,
@@ -69,6 +72,21 @@ def _outcome(error: LiaisonError) -> JSONResponse:
     return _fhir(error.operation_outcome(), error.http_status)
 
 
+def _settings(request: Request) -> Settings:
+    return getattr(request.app.state, "settings", None) or get_settings()
+
+
+def public_only(request: Request) -> bool:
+    """Whether the caller gets the public national subset only: a call without a token, when
+    `LIAISON_ANNUAIRE_PUBLIC` allows it. Otherwise a valid bearer token is required (the
+    directory holds MSSanté addresses and local lists that are not public)."""
+    settings = _settings(request)
+    if bearer_token(request) is None and settings.annuaire_public:
+        return True
+    current_principal(request)  # 401 without a valid token (when auth is required)
+    return False
+
+
 def _params(request: Request, kind: str) -> tuple[dict[str, str], int, int]:
     given = dict(request.query_params)
     unknown = sorted(set(given) - PARAMETERS[kind] - PAGING)
@@ -79,7 +97,8 @@ def _params(request: Request, kind: str) -> tuple[dict[str, str], int, int]:
         offset = int(given.get("_offset", 0))
     except ValueError:
         raise BadRequest("_count and _offset must be integers") from None
-    return given, count, offset
+    # a larger page than the maximum is served as the maximum (FHIR lets a server give fewer)
+    return given, min(count, _settings(request).max_page_size), offset
 
 
 def _bundle(
@@ -130,8 +149,10 @@ def _guarded(handler: Callable[[Request], dict[str, Any]]) -> Callable[..., Any]
 
 def _practitioner_search(request: Request) -> dict[str, Any]:
     """Search professionals (Practitioner)."""
+    public = public_only(request)
     given, count, offset = _params(request, "Practitioner")
-    criteria = Criteria(identifier=given.get("identifier") or given.get("_id"))
+    criteria = Criteria(identifier=given.get("identifier") or given.get("_id"),
+                        national_only=public)
     if "name:contains" in given:
         criteria.name, criteria.name_mode = given["name:contains"], "contains"
     elif "name" in given or "family" in given:
@@ -139,13 +160,14 @@ def _practitioner_search(request: Request) -> dict[str, Any]:
     engine = _engine(request)
     page = search_practitioners(engine, criteria, limit=count, offset=offset)
     with engine.connect() as connection:
-        boxes = mailboxes_of(connection, [row.idnat for row in page.items])
+        boxes = {} if public else mailboxes_of(connection, [row.idnat for row in page.items])
     entries = [fhir.practitioner_resource(row, boxes.get(row.idnat, [])) for row in page.items]
     return _bundle(request, page, entries, count, offset)
 
 
 def _role_search(request: Request) -> dict[str, Any]:
     """Search activities (PractitionerRole) by specialty, postcode, local role…"""
+    public = public_only(request)
     given, count, offset = _params(request, "PractitionerRole")
     practitioner = given.get("practitioner", "").removeprefix("Practitioner/") or None
     organization = given.get("organization", "").removeprefix("Organization/") or None
@@ -155,12 +177,13 @@ def _role_search(request: Request) -> dict[str, Any]:
         postcode=given.get("address-postalcode"),
         role=given.get("role"),
         organization=organization,
+        national_only=public,
     )
     if "_id" in given:
         row_id = given["_id"].removeprefix("role-")
         if not row_id.isdigit():
             raise BadRequest(f"no PractitionerRole has id {given['_id']!r}")
-        page = _role_by_id(_engine(request), int(row_id))
+        page = _role_by_id(_engine(request), int(row_id), public)
         return _bundle(
             request,
             page,
@@ -175,6 +198,7 @@ def _role_search(request: Request) -> dict[str, Any]:
 
 def _organization_search(request: Request) -> dict[str, Any]:
     """Search structures (Organization)."""
+    public = public_only(request)
     given, count, offset = _params(request, "Organization")
     name = given.get("name:contains") or given.get("name")
     engine = _engine(request)
@@ -183,20 +207,21 @@ def _organization_search(request: Request) -> dict[str, Any]:
         identifier=given.get("identifier") or given.get("_id"),
         name=name,
         postcode=given.get("address-postalcode"),
+        national_only=public,
         limit=count,
         offset=offset,
     )
     entries = [
-        fhir.organization_resource(row, _org_mailboxes(engine, row.idnat_struct))
+        fhir.organization_resource(row, [] if public else _org_mailboxes(engine, row.idnat_struct))
         for row in page.items
     ]
     return _bundle(request, page, entries, count, offset)
 
 
-def _role_by_id(engine: Engine, row_id: int) -> Page:
+def _role_by_id(engine: Engine, row_id: int, public: bool) -> Page:
     with engine.connect() as connection:
         role = connection.execute(select(roles).where(roles.c.id == row_id)).first()
-        if role is None:
+        if role is None or (public and role.source != NATIONAL):
             return Page(0, [])
         person = connection.execute(
             select(practitioners).where(practitioners.c.idnat == role.practitioner_idnat)
@@ -222,39 +247,50 @@ router.add_api_route("/PractitionerRole", _guarded(_role_search), methods=["GET"
 router.add_api_route("/Organization", _guarded(_organization_search), methods=["GET"])
 
 
-@router.get("/Practitioner/{resource_id}")
-def read_practitioner(resource_id: str, request: Request) -> JSONResponse:
-    engine = _engine(request)
-    with engine.connect() as connection:
+def _read_practitioner(request: Request) -> dict[str, Any]:
+    public = public_only(request)
+    resource_id = request.path_params["resource_id"]
+    with _engine(request).connect() as connection:
         row = connection.execute(
             select(practitioners).where(practitioners.c.idnat == resource_id)
         ).first()
-        if row is None:
-            return _outcome(NotFound(f"Practitioner/{resource_id} is not in the directory"))
-        boxes = mailboxes_of(connection, [row.idnat]).get(row.idnat, [])
-    return _fhir(fhir.practitioner_resource(row, boxes))
+        if row is None or (public and row.source != NATIONAL):
+            raise NotFound(f"Practitioner/{resource_id} is not in the directory")
+        boxes = [] if public else mailboxes_of(connection, [row.idnat]).get(row.idnat, [])
+    return fhir.practitioner_resource(row, boxes)
 
 
-@router.get("/PractitionerRole/{resource_id}")
-def read_practitioner_role(resource_id: str, request: Request) -> JSONResponse:
+def _read_practitioner_role(request: Request) -> dict[str, Any]:
+    public = public_only(request)
+    resource_id = request.path_params["resource_id"]
     row_id = resource_id.removeprefix("role-")
-    page = _role_by_id(_engine(request), int(row_id)) if row_id.isdigit() else Page(0, [])
+    page = _role_by_id(_engine(request), int(row_id), public) if row_id.isdigit() \
+        else Page(0, [])
     if not page.items:
-        return _outcome(NotFound(f"PractitionerRole/{resource_id} is not in the directory"))
+        raise NotFound(f"PractitionerRole/{resource_id} is not in the directory")
     match = page.items[0]
-    return _fhir(fhir.role_resource(match.role, match.practitioner))
+    return fhir.role_resource(match.role, match.practitioner)
 
 
-@router.get("/Organization/{resource_id}")
-def read_organization(resource_id: str, request: Request) -> JSONResponse:
+def _read_organization(request: Request) -> dict[str, Any]:
+    public = public_only(request)
+    resource_id = request.path_params["resource_id"]
     engine = _engine(request)
     with engine.connect() as connection:
         row = connection.execute(
             select(organizations).where(organizations.c.idnat_struct == resource_id)
         ).first()
-    if row is None:
-        return _outcome(NotFound(f"Organization/{resource_id} is not in the directory"))
-    return _fhir(fhir.organization_resource(row, _org_mailboxes(engine, resource_id)))
+    if row is None or (public and row.source != NATIONAL):
+        raise NotFound(f"Organization/{resource_id} is not in the directory")
+    return fhir.organization_resource(row, [] if public else _org_mailboxes(engine, resource_id))
+
+
+router.add_api_route("/Practitioner/{resource_id}", _guarded(_read_practitioner),
+                     methods=["GET"])
+router.add_api_route("/PractitionerRole/{resource_id}", _guarded(_read_practitioner_role),
+                     methods=["GET"])
+router.add_api_route("/Organization/{resource_id}", _guarded(_read_organization),
+                     methods=["GET"])
 
 
 def create_directory_app(engine: Engine | None = None) -> Any:

@@ -112,8 +112,21 @@ def import_command(
         raise typer.Exit(EXIT_FAILED) from None
     for line in _summary_lines(summary):
         typer.echo(line)
+    if summary.kind == "local":  # local lists declare coordinators: they join existing teams
+        _coordinators_catch_up()
     if summary.rejected:
         raise typer.Exit(EXIT_SOME_REJECTED)
+
+
+def _coordinators_catch_up() -> None:
+    from adapter.coordination.catch_up import catch_up
+
+    try:
+        result = catch_up(get_engine())
+    except LiaisonError as error:
+        typer.echo(f"coordinators: not caught up ({error.message})", err=True)
+        return
+    typer.echo(f"coordinators: {result.joined} of {result.teams} active care teams joined")
 
 
 @app.command("search")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
+from adapter.config import get_settings
 from adapter.directory import codes
 from adapter.directory.lookup import professional_idnat
 from adapter.directory.models import (
@@ -28,7 +29,7 @@ roles = table_of(DirectoryRole)
 organizations = table_of(DirectoryOrganization)
 mailboxes = table_of(DirectoryMailbox)
 
-MAX_PAGE = 200
+NATIONAL = "national"  # the source of rows from the national Annuaire Santé extract
 _DIGITS = re.compile(r"^[0-9]+$")
 
 
@@ -46,6 +47,7 @@ class Criteria:
     cpts_id: str | None = None
     organization: str | None = None  # idNat_Struct of the site
     include_inactive: bool = False
+    national_only: bool = False  # the public national subset (Annuaire Santé extract) only
 
     def is_empty(self) -> bool:
         return not any(
@@ -188,6 +190,8 @@ def role_conditions(criteria: Criteria) -> list[ColumnElement[bool]]:
         conditions.append(roles.c.cpts_id == criteria.cpts_id)
     if criteria.organization:
         conditions.append(roles.c.organization_idnat == criteria.organization)
+    if criteria.national_only:
+        conditions.append(roles.c.source == NATIONAL)
     return conditions
 
 
@@ -198,7 +202,7 @@ def _joined() -> Any:
 def _page_bounds(limit: int, offset: int) -> tuple[int, int]:
     if limit < 0 or offset < 0:
         raise BadRequest("_count and _offset must not be negative")
-    return min(limit, MAX_PAGE), offset
+    return min(limit, get_settings().max_page_size), offset
 
 
 def search_roles(engine: Engine, criteria: Criteria, *, limit: int = 50, offset: int = 0) -> Page:
@@ -239,6 +243,8 @@ def search_practitioners(
         where.append(practitioners.c.idnat.in_(_professional_idnats(criteria.identifier)))
     if criteria.name:
         where.append(_name_condition(criteria))
+    if criteria.national_only:
+        where.append(practitioners.c.source == NATIONAL)
     activity = Criteria(
         profession=criteria.profession,
         specialty=criteria.specialty,
@@ -274,6 +280,7 @@ def search_organizations(
     name: str | None = None,
     postcode: str | None = None,
     include_inactive: bool = False,
+    national_only: bool = False,
     limit: int = 50,
     offset: int = 0,
 ) -> Page:
@@ -282,6 +289,8 @@ def search_organizations(
     where: list[ColumnElement[bool]] = []
     if not include_inactive:
         where.append(organizations.c.active.is_(True))
+    if national_only:
+        where.append(organizations.c.source == NATIONAL)
     if identifier:
         system, value = split_identifier(identifier.strip())
         column = {

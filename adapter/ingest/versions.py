@@ -20,16 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import orjson
-import yaml
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from adapter.config import get_settings
 from adapter.mapping.identity import identifier_query
+from adapter.mapping.items import business_key
+from adapter.mapping.knowledge import knowledge
 from adapter.store.letters import ReceivedLetter, story_of
 
 ITEM_SYSTEM = "urn:liaison:entry"
@@ -37,10 +36,8 @@ DOCUMENT_SYSTEM = "urn:liaison:document-version"
 HOSPITAL_ID_SYSTEM = "urn:ietf:rfc:3986"  # the CDA entry's own id, as a URI
 
 
-@cache
 def _rules() -> dict[str, Any]:
-    path = get_settings().mappings_dir / "versions.yaml"
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return knowledge().versions
 
 
 @dataclass(frozen=True)
@@ -89,10 +86,8 @@ class Changes:
     changed: list[str] = field(default_factory=list)
 
 
-def items_of(bundle: dict[str, Any], described: list[Any] | None = None) -> list[Item]:
-    """The items of a bundle; `described`: the mapping's descriptions of them (entry and
-    business keys, by fullUrl), when it gives them."""
-    keys = {getattr(d, "full_url", None): d for d in described or []}
+def items_of(bundle: dict[str, Any]) -> list[Item]:
+    """The items of a bundle, with what tells them apart across versions."""
     found = []
     for entry in bundle.get("entry") or []:
         resource = entry.get("resource") or {}
@@ -100,11 +95,9 @@ def items_of(bundle: dict[str, Any], described: list[Any] | None = None) -> list
                       if i.get("system") == ITEM_SYSTEM and i.get("value")), None)
         if value is None:
             continue
-        description = keys.get(entry.get("fullUrl"))
         own_id = next((i.get("value") for i in resource.get("identifier") or []
                        if i.get("system") == HOSPITAL_ID_SYSTEM), None)
-        found.append(Item(entry, value, getattr(description, "entry_key", None) or own_id,
-                          getattr(description, "business_key", None)))
+        found.append(Item(entry, value, own_id, business_key(knowledge(), resource)))
     return found
 
 
@@ -146,9 +139,15 @@ def _label(resource: dict[str, Any]) -> str:
     return what
 
 
+# An item's identity and bookkeeping, and the dates it takes from its letter: a new version
+# (written later) does not change the item by itself.
+_NOT_CONTENT = frozenset({"identifier", "id", "meta", "authoredOn", "recordedDate",
+                          "recordedOn", "created", "dateAsserted"})
+
+
 def _content(resource: dict[str, Any]) -> bytes:
-    """What a carer reads of an item: all but its identity and bookkeeping."""
-    kept = {k: v for k, v in resource.items() if k not in ("identifier", "id", "meta")}
+    """What a carer reads of an item."""
+    kept = {k: v for k, v in resource.items() if k not in _NOT_CONTENT}
     return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)
 
 

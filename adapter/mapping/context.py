@@ -10,6 +10,7 @@ from lxml import etree
 from adapter.cda.recognition import Recognition
 from adapter.mapping.bundle import BundleBuilder
 from adapter.mapping.directory_port import DirectoryLookup
+from adapter.mapping.items import ItemKeys
 from adapter.mapping.knowledge import Knowledge
 from adapter.mapping.report import Report
 
@@ -56,8 +57,8 @@ class Context:
     admit_source: dict[str, Any] | None = None
     discharge_disposition: dict[str, Any] | None = None
     doc_status: str | None = None
-    entry_count: int = 0
     letter_sha1: bytes = b""  # SHA-1 of the raw CDA bytes (attachment hash and summary)
+    item_keys: ItemKeys = field(default_factory=lambda: ItemKeys("", ""))
 
     def uris(self, oid: str) -> str:
         return self.knowledge.system_uri(oid)
@@ -76,7 +77,3 @@ class Context:
         if role not in known.roles:
             known.roles.append(role)
         return known
-
-    def next_entry_key(self, kind: str) -> str:
-        self.entry_count += 1
-        return f"{self.doc_key}/{kind}/{self.entry_count}"

@@ -18,6 +18,7 @@ from adapter.mapping import care, header, sections
 from adapter.mapping.bundle import BundleBuilder
 from adapter.mapping.context import Context
 from adapter.mapping.directory_port import DirectoryLookup
+from adapter.mapping.items import ItemKeys
 from adapter.mapping.knowledge import knowledge
 from adapter.mapping.report import Report
 from adapter.mapping.summary import LetterSummary
@@ -65,6 +66,7 @@ def convert_letter(xml: bytes, *, directory: DirectoryLookup | None = None,
         version=_version(root), effective=cda.ts_of(child(root, "effectiveTime")),
         narrative=sections.narrative_index(root) if recognition.kind == "structured" else {},
         letter_sha1=hashlib.sha1(xml).digest(),
+        item_keys=ItemKeys(know.liaison_system("entry"), _key(set_id)),
     )
     patient = header.map_patient(ctx)
     header.map_header_people(ctx)

@@ -20,6 +20,7 @@ class Knowledge:
     roles: dict[str, Any]
     valuesets: dict[str, Any]
     section_models: dict[str, dict[str, Any]]  # file name → content
+    versions: dict[str, Any]  # items across versions of a letter (versions.yaml)
 
     def system_uri(self, oid: str) -> str:
         """The FHIR URI of a code system OID (urn:oid:… when not listed)."""
@@ -57,6 +58,7 @@ def load_knowledge(folder: Path) -> Knowledge:
         roles=_read(folder, "roles.yaml"),
         valuesets=_stringify_keys(_read(folder, "valuesets.yaml")),
         section_models={name: _read(folder, name) for name in sorted(section_files)},
+        versions=_read(folder, "versions.yaml"),
     )
 
 

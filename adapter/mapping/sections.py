@@ -13,8 +13,9 @@ from lxml import etree
 
 from adapter.cda import datatypes as cda
 from adapter.cda.datatypes import XSI_TYPE, child, children, local_name
-from adapter.mapping.bundle import PER_VERSION
+from adapter.mapping.bundle import PER_LETTER
 from adapter.mapping.context import Context
+from adapter.mapping.items import business_key
 
 Handler = Callable[[Context, etree._Element, dict[str, Any]], None]
 
@@ -32,18 +33,25 @@ def narrative_index(root: etree._Element) -> dict[str, str]:
     return index
 
 
-def _entry_identifier(ctx: Context, kind: str) -> dict[str, str]:
-    return {"system": ctx.knowledge.liaison_system("entry"), "value": ctx.next_entry_key(kind)}
-
-
-def _identifiers(ctx: Context, element: etree._Element, kind: str) -> tuple[dict, list[dict]]:
-    key = _entry_identifier(ctx, kind)
-    identifiers = [key]
+def _own_identifiers(element: etree._Element) -> list[dict]:
+    """The identifiers the hospital gave a CDA entry."""
+    identifiers: list[dict] = []
     for id_element in children(element, "id"):
         identifier = cda.ii_identifier(id_element)
         if identifier and identifier.get("system") and identifier not in identifiers:
             identifiers.append(identifier)
-    return key, identifiers
+    return identifiers
+
+
+def _add_item(ctx: Context, element: etree._Element, kind: str, resource: dict[str, Any]
+              ) -> tuple[str, dict[str, str]]:
+    """Add an item of the letter under its identity across versions (adapter/mapping/items.py):
+    a conditional update, so the next version of the letter updates it; (fullUrl, key)."""
+    own = cda.ii(child(element, "id"))
+    own_id = "^".join(part for part in own if part) if own else None
+    key = ctx.item_keys.identifier(kind, own_id, business_key(ctx.knowledge, resource))
+    resource["identifier"] = [key, *resource.get("identifier", [])]
+    return ctx.builder.add(resource, key, PER_LETTER), key
 
 
 def _report_children(ctx: Context, element: etree._Element, used: set[str], what: str) -> None:
@@ -223,7 +231,7 @@ def medication_request(ctx: Context, administration: etree._Element) -> str | No
     medication = medication or {}
     if name:
         medication["text"] = name
-    key, identifiers = _identifiers(ctx, administration, "medication")
+    identifiers = _own_identifiers(administration)
     request: dict[str, Any] = {
         "resourceType": "MedicationRequest", "identifier": identifiers, "status": "active",
         "intent": "order",
@@ -243,7 +251,7 @@ def medication_request(ctx: Context, administration: etree._Element) -> str | No
         "templateId", "id", "code", "text", "statusCode", "effectiveTime", "routeCode",
         "doseQuantity", "rateQuantity", "maxDoseQuantity", "consumable", "author"},
         "Treatment")
-    return ctx.builder.add(request, key, PER_VERSION)
+    return _add_item(ctx, administration, "medication", request)[0]
 
 
 def medication_requests(ctx: Context, section: etree._Element, model: dict) -> None:
@@ -268,7 +276,7 @@ def _service_request(ctx: Context, act: etree._Element, kind: str) -> str | None
     concept = code or {}
     if text:
         concept["text"] = text
-    key, identifiers = _identifiers(ctx, act, kind)
+    identifiers = _own_identifiers(act)
     statuses = ctx.knowledge.valuesets["request_status"]
     status_code = child(act, "statusCode")
     request: dict[str, Any] = {
@@ -297,11 +305,11 @@ def _service_request(ctx: Context, act: etree._Element, kind: str) -> str | None
     _report_children(ctx, act, {"templateId", "id", "code", "text", "statusCode",
                                 "effectiveTime", "priorityCode", "value", "author"},
                      "Planned act")
-    return ctx.builder.add(request, key, PER_VERSION)
+    return _add_item(ctx, act, kind, request)[0]
 
 
 def _appointment(ctx: Context, encounter: etree._Element) -> str:
-    key, identifiers = _identifiers(ctx, encounter, "appointment")
+    identifiers = _own_identifiers(encounter)
     appointment: dict[str, Any] = {
         "resourceType": "Appointment", "identifier": identifiers, "status": "proposed",
         "participant": [{"actor": {"reference": ctx.patient_url}, "status": "needs-action"}],
@@ -322,7 +330,7 @@ def _appointment(ctx: Context, encounter: etree._Element) -> str:
         appointment["created"] = ctx.effective[:10]
     _report_children(ctx, encounter, {"templateId", "id", "code", "text", "effectiveTime",
                                       "priorityCode"}, "Meeting to organise")
-    return ctx.builder.add(appointment, key, PER_VERSION)
+    return _add_item(ctx, encounter, "appointment", appointment)[0]
 
 
 def _device_request(ctx: Context, supply: etree._Element) -> str | None:
@@ -332,11 +340,11 @@ def _device_request(ctx: Context, supply: etree._Element) -> str | None:
     if code is None:
         ctx.report.unmapped(supply, "Device request without a device code.")
         return None
-    key, identifiers = _identifiers(ctx, supply, "device-request")
+    identifiers = _own_identifiers(supply)
     request = {"resourceType": "DeviceRequest", "identifier": identifiers, "status": "active",
                "intent": "plan", "codeCodeableConcept": code,
                "subject": {"reference": ctx.patient_url}}
-    return ctx.builder.add(request, key, PER_VERSION)
+    return _add_item(ctx, supply, "device-request", request)[0]
 
 
 def plan_activities(ctx: Context, section: etree._Element, model: dict) -> None:
@@ -368,13 +376,13 @@ def devices(ctx: Context, section: etree._Element, model: dict) -> None:
         if supply is None or code is None:
             ctx.report.unmapped(entry, "Device entry without a device code.")
             continue
-        key, identifiers = _identifiers(ctx, supply, "device")
+        identifiers = _own_identifiers(supply)
         device: dict[str, Any] = {"resourceType": "Device", "identifier": identifiers,
                                   "type": code, "patient": {"reference": ctx.patient_url}}
         udi = cda.ii(child(role, "id"))
         if udi and udi[1]:
             device["udiCarrier"] = [{"carrierHRF": udi[1]}]
-        device_url = ctx.builder.add(device, key, PER_VERSION)
+        device_url, key = _add_item(ctx, supply, "device", device)
         use_key = {"system": key["system"], "value": f"{key['value']}/use"}
         statement: dict[str, Any] = {
             "resourceType": "DeviceUseStatement", "identifier": [use_key], "status": "active",
@@ -385,7 +393,7 @@ def devices(ctx: Context, section: etree._Element, model: dict) -> None:
             statement["timingPeriod"] = period
         if ctx.effective:
             statement["recordedOn"] = ctx.effective
-        ctx.supporting.append(ctx.builder.add(statement, use_key, PER_VERSION))
+        ctx.supporting.append(ctx.builder.add(statement, use_key, PER_LETTER))
         _report_children(ctx, supply, {"templateId", "id", "effectiveTime", "participant"},
                          "Device")
 
@@ -400,7 +408,7 @@ def allergies(ctx: Context, section: etree._Element, model: dict) -> None:
             ctx.report.unmapped(observation, "Allergy entry without an allergen (no code and no "
                                              "text) is not mapped.")
             continue
-        key, identifiers = _identifiers(ctx, observation, "allergy")
+        identifiers = _own_identifiers(observation)
         allergy: dict[str, Any] = {
             "resourceType": "AllergyIntolerance", "identifier": identifiers,
             "clinicalStatus": {"coding": [{
@@ -417,7 +425,7 @@ def allergies(ctx: Context, section: etree._Element, model: dict) -> None:
             allergy["category"] = [sets["allergy_category"][kind_code]]
         if ctx.effective:
             allergy["recordedDate"] = ctx.effective
-        ctx.supporting.append(ctx.builder.add(allergy, key, PER_VERSION))
+        ctx.supporting.append(_add_item(ctx, observation, "allergy", allergy)[0])
 
 
 HANDLERS: dict[str, Handler] = {

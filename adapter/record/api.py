@@ -152,9 +152,33 @@ async def _json_body(request: Request) -> Any:
     if len(body) > limit:
         raise LetterTooLarge(f"the body is larger than {limit} bytes")
     try:
-        return orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"the body is not JSON ({error.msg})") from None
+    if _deeper_than(parsed, MAX_JSON_DEPTH):
+        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return parsed
+
+
+# FHIR resources nest a few tens of levels at most (contained, extensions of extensions);
+# what goes deeper is refused before any code walks it recursively.
+MAX_JSON_DEPTH = 64
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests more than `limit` levels of arrays and objects (iterative)."""
+    pending = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(
+            node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children
+                       if isinstance(child, dict | list))
+    return False
 
 
 def _prefer(request: Request, key: str) -> str | None:
@@ -235,7 +259,7 @@ def _count(value: str | None) -> int:
         return 100
     if not value.isdigit() or int(value) < 1:
         raise BadRequest("_count must be a positive number")
-    return min(int(value), 1000)
+    return min(int(value), get_settings().max_page_size)
 
 
 @router.post("", name="bundle")

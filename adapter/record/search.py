@@ -19,6 +19,7 @@ from sqlalchemy.sql.expression import FromClause
 from sqlmodel import Session
 
 from adapter.auth.principal import Principal
+from adapter.config import get_settings
 from adapter.errors import BadRequest, NotAcceptable
 from adapter.record.access import read_filter
 from adapter.record.indexing import date_range, normalize_text, parse_reference
@@ -33,7 +34,6 @@ from adapter.record.params import (
 from adapter.record.storage import RESOURCES, loads
 
 DEFAULT_COUNT = 50
-MAX_COUNT = 1000
 _INCLUDE_ROUNDS = 3
 _TABLES = {"token": RecordToken.__table__, "reference": RecordReference.__table__,
            "date": RecordDate.__table__, "string": RecordString.__table__}
@@ -90,7 +90,9 @@ def _result_parameter(request: SearchRequest, name: str, value: str) -> None:
     if base == "_count":
         if not value.isdigit():
             raise BadRequest("_count must be a non-negative integer")
-        request.count = min(int(value), MAX_COUNT)
+        # a larger page than the maximum is served as the maximum (FHIR lets a server give
+        # fewer); the next link carries the count actually used
+        request.count = min(int(value), get_settings().max_page_size)
         request.summary_count = request.summary_count or request.count == 0
     elif base == "_sort":
         if value not in _SORTS:
@@ -425,7 +427,8 @@ def _revincluded(session: Session, request: SearchRequest, matches: list[Any],
 
 
 def _link(base_url: str, request: SearchRequest, cursor: str | None = None) -> str:
-    params = list(request.echo)
+    params = [(name, str(request.count) if name == "_count" else value)
+              for name, value in request.echo]  # the count served, not the one asked
     if cursor is not None:
         params.append(("_cursor", cursor))
     query = urlencode(params)

@@ -119,3 +119,20 @@ def test_versions_supersede_in_medplum_too(
     assert [r["status"] for r in prescriptions if r not in active] == ["stopped"]
     documents = medplum_search(medplum_base_url, "DocumentReference", patient=about)
     assert sorted(d["status"] for d in documents) == ["current", "superseded"]
+
+
+def test_items_are_followed_by_what_they_are_when_entry_ids_change(
+        liaison: Callable[..., Any], hospital: dict[str, str]) -> None:
+    """A hospital that gives its entries new ids in each version: the same drug (code and
+    route) is still the same prescription, updated — not stopped and prescribed again."""
+    renamed = [Drug(f"{n:08X}-0000-4000-8000-000000000000", drug.cis, drug.name, drug.tablets)
+               for n, drug in enumerate((DOLIPRANE, KARDEGIC), start=7)]
+    with liaison() as client:
+        send(client, letter(404, 1, DOLIPRANE, KARDEGIC), hospital)
+        second = send(client, letter(404, 2, *renamed), hospital)
+        everything = search(client, "MedicationRequest", 404)
+    assert drug_names(everything) == ["DOLIPRANE 1000 mg", "KARDEGIC 75 mg"]
+    assert {r["status"] for r in everything} == {"active"}
+    assert {r["meta"]["versionId"] for r in everything} == {"2"}  # updated in place
+    assert any("Traitements et suivi inchangés" in issue["diagnostics"]
+               for issue in second["unmapped"]["issue"])

@@ -9,6 +9,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy.engine import Engine
 
+from adapter.auth import issue_token
 from adapter.directory.api import create_directory_app
 from tests.support.servers import serve_app
 
@@ -22,7 +23,9 @@ def base(loaded: Engine) -> Iterator[str]:
 
 
 def _get(url: str, **params: str) -> httpx.Response:
-    return httpx.get(url, params=params, timeout=10)
+    token = issue_token("professional", idnat="801234567897")
+    return httpx.get(url, params=params or None, timeout=10,
+                     headers={"Authorization": f"Bearer {token}"})
 
 
 def test_practitioner_by_identifier_is_a_valid_searchset(base: str) -> None:
@@ -66,7 +69,7 @@ def test_name_contains_and_paging_links(base: str) -> None:
     assert first["total"] > 2 and len(first["entry"]) == 2
     relations = {link["relation"]: link["url"] for link in first["link"]}
     assert "next" in relations and "previous" not in relations
-    second = httpx.get(relations["next"], timeout=10).json()
+    second = _get(relations["next"]).json()
     assert second["total"] == first["total"]
     ids_first = {entry["resource"]["id"] for entry in first["entry"]}
     ids_second = {entry["resource"]["id"] for entry in second["entry"]}

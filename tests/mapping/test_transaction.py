@@ -14,7 +14,10 @@ from tests.mapping.helpers import LETTERS, convert_file, convert_fixture, entry_
 from tests.support.paths import LDL_SES_EXAMPLE
 
 SHARED = {"Patient", "Practitioner", "PractitionerRole", "Organization", "RelatedPerson"}
-PER_LETTER = {"CarePlan", "CareTeam", "Encounter"}
+# per letter (its setId): the letter's own resources and its items, updated by a new version
+PER_LETTER = {"CarePlan", "CareTeam", "Encounter", "MedicationRequest", "ServiceRequest",
+              "Appointment", "Device", "DeviceUseStatement", "DeviceRequest",
+              "AllergyIntolerance"}
 ALL_LETTERS = sorted(LETTERS.glob("*.xml"))
 
 

@@ -325,13 +325,14 @@ def test_tokens_from_an_external_issuer_are_checked_against_its_jwks(
 
     def psc_token(idnat: str, issuer: str) -> str:
         now = int(time.time())
-        claims = {"iss": issuer, "sub": "x", "iat": now, "exp": now + 60,
+        claims = {"iss": issuer, "sub": "x", "iat": now, "exp": now + 60, "aud": "liaison-psc",
                   "SubjectNameID": idnat, "scope": "openid scope_all"}
         return jwt.encode({"alg": "ES256", "kid": "psc-1"}, claims, issuer_key).decode()
 
     with serve_app(jwks_app) as jwks_root:
         monkeypatch.setenv("LIAISON_JWKS_URL", f"{jwks_root}/jwks")
         monkeypatch.setenv("LIAISON_TOKEN_ISSUER", "https://psc.example")
+        monkeypatch.setenv("LIAISON_TOKEN_AUDIENCE", "liaison-psc")
         get_settings.cache_clear()
         keys.forget_external_keys()
         with client_for(base_url, issue_token("system")) as writer:
