@@ -44,13 +44,18 @@ class LetterFactory:
                 self._swaps.append((f'root="{oid}"'.encode(), f'root="{oid}.9{{n}}"'))
         for element in root.iterfind(f"{HL7}recordTarget/{HL7}patientRole/{HL7}id"):
             extension = element.get("extension")
-            if extension and len(extension) > 8:  # same length: an INS keeps its 15 digits
+            if extension and len(extension) == 15 and extension[:13].isdigit():
+                # an INS: 13 digits (the last 8 counted) and their control key
+                self._swaps.append((extension.encode(), extension[:5] + "{n:08d}{key}"))
+            elif extension and len(extension) > 8:
                 self._swaps.append((extension.encode(), extension[:-8] + "{n:08d}"))
 
     def letter(self, number: int) -> bytes:
         letter = self.template
         for written, pattern in self._swaps:
-            letter = letter.replace(written, pattern.format(n=number).encode())
+            nir = pattern.split("{")[0] + f"{number:08d}"
+            key = f"{97 - int(nir) % 97:02d}" if nir.isdigit() and len(nir) == 13 else ""
+            letter = letter.replace(written, pattern.format(n=number, key=key).encode())
         return letter
 
     def batches(self, first: int, count: int) -> Iterator[list[bytes]]:

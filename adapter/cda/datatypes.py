@@ -153,6 +153,12 @@ def as_instant(date_time: str) -> str:
     return f"{parts[0]}-{parts[1]}-{parts[2]}T00:00:00+00:00"
 
 
+def french_date(moment: str) -> str:
+    """A FHIR date(Time) as French readers write it (JJ/MM/AAAA)."""
+    year, month, day = [*moment[:10].split("-"), "", ""][:3]
+    return "/".join(part for part in (day, month, year) if part)
+
+
 def ivl_ts(element: Element | None) -> dict | None:
     """An IVL_TS (or a TS with @value) as a FHIR Period."""
     if element is None or element.get("nullFlavor"):

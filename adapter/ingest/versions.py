@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from adapter.cda import datatypes as cda
 from adapter.mapping.identity import identifier_query
 from adapter.mapping.items import business_key
 from adapter.mapping.knowledge import knowledge
@@ -258,9 +259,8 @@ def record_late(bundle: dict[str, Any]) -> None:
 
 def correction_notice(version: int, changes: Changes) -> str:
     """What carers read first in the message of a corrected letter (French)."""
-    if changes.previous_date and len(changes.previous_date) >= 10:
-        year, month, day = changes.previous_date[:10].split("-")
-        when = f"du {day}/{month}/{year}"
+    if changes.previous_date:
+        when = f"du {cda.french_date(changes.previous_date)}"
     else:
         when = f"reçue le {changes.previous.received_at.strftime('%d/%m/%Y')}"
     lines = [f"Lettre corrigée : la version {version} remplace la version "

@@ -181,9 +181,29 @@ def map_care_plan(ctx: Context, care_team_url: str, document_url: str) -> str:
     plan["supportingInfo"] = [{"reference": url} for url in [document_url, *ctx.supporting]]
     if ctx.activities:
         plan["activity"] = [{"reference": {"reference": url}} for url in ctx.activities]
-    if ctx.notes:
-        plan["note"] = [{"text": note} for note in ctx.notes]
+    notes = list(ctx.notes)
+    if ctx.doc_status == "preliminary":  # carers must not take it for the final word
+        notes.insert(0, "Lettre de liaison provisoire : son contenu peut encore changer.")
+        plan["meta"] = {"profile": [ctx.knowledge.profile("CarePlan")],
+                        "tag": [ctx.knowledge.valuesets["provisional_tag"]]}
+    if notes:
+        plan["note"] = [{"text": note} for note in notes]
     return ctx.builder.add(plan, identifier, PER_LETTER)
+
+
+def is_transfer(ctx: Context) -> bool:
+    """The patient leaves for another establishment (the discharge mode says so)."""
+    codes = {c.get("code") for c in (ctx.discharge_disposition or {}).get("coding") or []}
+    transfers = ctx.knowledge.section_models.get(ctx.recognition.sections, {}).get(
+        "transfer_dispositions") or []
+    return bool(codes & set(transfers))
+
+
+def _follow_up(ctx: Context) -> str:
+    if is_transfer(ctx):
+        where = (ctx.discharge_disposition or {}).get("text") or "autre établissement"
+        return f"transfert ({where}) : informations pour la suite de la prise en charge"
+    return "suites à donner après la sortie"
 
 
 def map_communications(ctx: Context, document_url: str, care_plan_url: str) -> list[str]:
@@ -192,7 +212,7 @@ def map_communications(ctx: Context, document_url: str, care_plan_url: str) -> l
     if ctx.pcp and ctx.pcp not in addressees:
         addressees.append(ctx.pcp)
     title = cda.text_of(child(ctx.root, "title")) or "Lettre de liaison"
-    day = (ctx.effective or "")[:10]
+    day = cda.french_date(ctx.effective) if ctx.effective else ""
     urls = []
     for actor in addressees:
         identifier = {"system": ctx.knowledge.liaison_system("communication"),
@@ -204,8 +224,8 @@ def map_communications(ctx: Context, document_url: str, care_plan_url: str) -> l
             "about": [{"reference": care_plan_url}],
             "recipient": [_member(actor)],
             "payload": [
-                {"contentString": f"{title} du {day} : suites à donner après la sortie."
-                 if day else f"{title} : suites à donner après la sortie."},
+                {"contentString": f"{title} du {day} : {_follow_up(ctx)}."
+                 if day else f"{title} : {_follow_up(ctx)}."},
                 {"contentReference": {"reference": document_url}},
             ],
         }
@@ -236,5 +256,10 @@ def map_provenance(ctx: Context, document_url: str) -> None:
         provenance["occurredDateTime"] = ctx.effective
     if ctx.custodian_url and who != ctx.custodian_url:
         provenance["agent"][0]["onBehalfOf"] = {"reference": ctx.custodian_url}
+    legal = next((a for a in ctx.members.values() if "legal_authenticator" in a.roles), None)
+    if legal is not None and ctx.signed:
+        provenance["signature"] = [{"type": [sets["signature_type"]],
+                                    "when": cda.as_instant(ctx.signed),
+                                    "who": {"reference": legal.member_url}}]
     ctx.builder.add_provenance(provenance, ctx.knowledge.liaison_system("provenance_tag"),
                                ctx.doc_key)

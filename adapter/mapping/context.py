@@ -57,6 +57,7 @@ class Context:
     admit_source: dict[str, Any] | None = None
     discharge_disposition: dict[str, Any] | None = None
     doc_status: str | None = None
+    signed: str | None = None  # when the legal authenticator signed the letter
     letter_sha1: bytes = b""  # SHA-1 of the raw CDA bytes (attachment hash and summary)
     item_keys: ItemKeys = field(default_factory=lambda: ItemKeys("", ""))
 

@@ -135,6 +135,8 @@ def _summary(ctx: Context, document_id: tuple[str, str], set_id: tuple[str, str]
         effective_time=ctx.effective or "",
         author_idnat=ctx.author.idnat if ctx.author else None,
         custodian=first_identifier(ctx.custodian_url),
+        discharge_destination=(ctx.discharge_disposition or {}).get("text"),
+        transfer=care.is_transfer(ctx),
         author_organization=first_identifier(ctx.author.organization_url if ctx.author else None),
         recipient_idnats=[a.idnat for a in ctx.recipients if a.idnat],
         pcp_idnat=ctx.pcp.idnat if ctx.pcp else None,

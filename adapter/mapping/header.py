@@ -94,7 +94,8 @@ def map_patient(ctx: Context) -> dict[str, Any]:
             "to a patient record."
         )
     patient_element = child(role, "patient")
-    names = cda.person_names(child(patient_element, "name"))
+    names = _fr_core_birth_names(ctx, cda.person_names(child(patient_element, "name")),
+                                 child(patient_element, "name"))
     patient: dict[str, Any] = {"resourceType": "Patient", "identifier": identifiers}
     if names:
         patient["name"] = names
@@ -134,6 +135,24 @@ def map_patient(ctx: Context) -> dict[str, Any]:
             ctx.report.unmapped(element, "Patient element not mapped.")
     postal = next((a.get("postalCode") for a in addresses if a.get("postalCode")), None)
     return {"identifiers": all_ids, "ins": ins, "postal_code": postal}
+
+
+def _fr_core_birth_names(ctx: Context, names: list[dict], element: etree._Element | None
+                         ) -> list[dict]:
+    """FR Core's birth name: `given` is the first birth given name (an INS trait), every birth
+    given name goes to the birth-list extension."""
+    first = next((text for part in (element if element is not None else [])
+                  if isinstance(part.tag, str) and local_name(part) == "given"
+                  and part.get("qualifier") == "BR" and (text := cda.text_of(part))), None)
+    official = next((name for name in names if name.get("use") == "official"), None)
+    if official is None or first is None:
+        return names
+    listed = " ".join(official.get("given") or [])
+    official["given"] = [first]
+    if listed and listed != first:
+        official["extension"] = [{"url": ctx.knowledge.identifiers["birth_list_given_name"],
+                                  "valueString": listed}]
+    return names
 
 
 def _local_patient(ctx: Context, local: tuple[str, str]) -> dict[str, str]:
@@ -220,6 +239,9 @@ def map_organization(ctx: Context, element: etree._Element | None) -> str | None
     organization: dict[str, Any] = {"resourceType": "Organization", "identifier": identifiers,
                                     "active": True}
     if card and card.name:
+        if name and name.strip().lower() != card.name.strip().lower():
+            ctx.report.note(f"Organization {identifiers[0]['value']}: named {name!r} in the "
+                            f"letter, {card.name!r} in the directory (kept).", element)
         name = card.name
     if name:
         organization["name"] = name
@@ -435,6 +457,7 @@ def map_header_people(ctx: Context) -> None:
     actor = map_actor(ctx, legal, "assignedPerson", "representedOrganization")
     if actor:
         ctx.join(actor, "legal_authenticator")
+        ctx.signed = cda.ts_of(path(ctx.root, "legalAuthenticator", "time"))
     roles = ctx.knowledge.roles
     for participant in children(ctx.root, "participant"):
         function = child(participant, "functionCode")

@@ -111,11 +111,15 @@ def careplan_description(ctx: Context, section: etree._Element, model: dict) -> 
     _report_entries(ctx, section, "Entry of the reason section is carried by its narrative only.")
 
 
-def careplan_note(ctx: Context, section: etree._Element, model: dict) -> None:
+def _section_note(ctx: Context, section: etree._Element, model: dict) -> None:
     text = cda.text_of(child(section, "text"))
     title = cda.text_of(child(section, "title")) or model["name"]
     if text:
         ctx.notes.append(f"{title} : {text}")
+
+
+def careplan_note(ctx: Context, section: etree._Element, model: dict) -> None:
+    _section_note(ctx, section, model)
     _report_entries(ctx, section, f"Entry carried as a CarePlan note ({model['name']}), "
                                   "not mapped as a resource.")
 
@@ -165,12 +169,34 @@ def stay_summary(ctx: Context, section: etree._Element, model: dict) -> None:
             label = code.get("displayName") if code is not None else None
             text = _observation_value(ctx, value)
             if label and text:
-                ctx.notes.append(f"{' '.join(label.split())} : {text}")
+                when = cda.ts_of(child(observation, "effectiveTime"))
+                ctx.notes.append(f"{' '.join(label.split())} : {text}"
+                                 + (f" ({cda.french_date(when)})" if when else ""))
+                flag = (rules.get("flags") or {}).get(code_value or "")
+                if flag and text.strip().lower() not in rules.get("negative_values", []):
+                    _flag(ctx, observation, flag, text)
             else:
                 ctx.report.unmapped(observation, "Stay-summary observation without a value.")
         _report_children(ctx, observation, {"templateId", "id", "code", "text", "statusCode",
                                             "effectiveTime", "value", "author"},
                          "Stay-summary observation")
+
+
+def _flag(ctx: Context, observation: etree._Element, rule: dict, value: str) -> None:
+    """An alert carers see with the plan (e.g. multi-resistant bacteria: isolation at home)."""
+    concept = cda.codeable(child(observation, "code"), ctx.uris) or {}
+    concept["text"] = f"{rule['text']} ({value})"
+    flag: dict[str, Any] = {"resourceType": "Flag", "status": "active",
+                            "category": [{"coding": [rule["category"]]}], "code": concept,
+                            "subject": {"reference": ctx.patient_url}}
+    start = cda.ts_of(child(observation, "effectiveTime"))
+    if start:
+        flag["period"] = {"start": start}
+    if ctx.encounter_url:
+        flag["encounter"] = {"reference": ctx.encounter_url}
+    if ctx.author:
+        flag["author"] = {"reference": ctx.author.member_url}
+    ctx.supporting.append(_add_item(ctx, observation, "flag", flag)[0])
 
 
 _PERIOD_UNITS_DEFAULT = "d"
@@ -221,16 +247,10 @@ def _dosage(ctx: Context, administration: etree._Element) -> dict[str, Any]:
 
 
 def medication_request(ctx: Context, administration: etree._Element) -> str | None:
-    material = cda.path(administration, "consumable", "manufacturedProduct",
-                        "manufacturedMaterial")
-    medication = cda.codeable(child(material, "code"), ctx.uris, ctx.narrative)
-    name = cda.text_of(child(material, "name"))
-    if medication is None and name is None:
+    medication = _medication(ctx, administration)
+    if medication is None:
         ctx.report.unmapped(administration, "Treatment without a medication code or name.")
         return None
-    medication = medication or {}
-    if name:
-        medication["text"] = name
     identifiers = _own_identifiers(administration)
     request: dict[str, Any] = {
         "resourceType": "MedicationRequest", "identifier": identifiers, "status": "active",
@@ -252,6 +272,49 @@ def medication_request(ctx: Context, administration: etree._Element) -> str | No
         "doseQuantity", "rateQuantity", "maxDoseQuantity", "consumable", "author"},
         "Treatment")
     return _add_item(ctx, administration, "medication", request)[0]
+
+
+def _medication(ctx: Context, administration: etree._Element) -> dict[str, Any] | None:
+    """The drug of a FR-Traitement entry (its code, its name as text); None: not said."""
+    material = cda.path(administration, "consumable", "manufacturedProduct",
+                        "manufacturedMaterial")
+    medication = cda.codeable(child(material, "code"), ctx.uris, ctx.narrative)
+    name = cda.text_of(child(material, "name"))
+    if medication is None and name is None:
+        return None
+    medication = medication or {}
+    if name:
+        medication["text"] = name
+    return medication
+
+
+def stopped_medications(ctx: Context, section: etree._Element, model: dict) -> None:
+    """Drugs stopped during the stay: statements carers must know (not to restart them)."""
+    _section_note(ctx, section, model)
+    for entry in children(section, "entry"):
+        administration = child(entry, "substanceAdministration")
+        medication = _medication(ctx, administration) if administration is not None else None
+        if administration is None or medication is None:
+            ctx.report.unmapped(entry, "Stopped treatment without a medication code or name.")
+            continue
+        statement: dict[str, Any] = {
+            "resourceType": "MedicationStatement", "identifier": _own_identifiers(administration),
+            "status": "stopped", "medicationCodeableConcept": medication,
+            "subject": {"reference": ctx.patient_url},
+        }
+        if ctx.encounter_url:
+            statement["context"] = {"reference": ctx.encounter_url}
+        period = next((cda.ivl_ts(e) for e in children(administration, "effectiveTime")
+                       if (e.get(XSI_TYPE) or "IVL_TS").split(":")[-1] == "IVL_TS"), None)
+        if period:
+            statement["effectivePeriod"] = period
+        if ctx.effective:
+            statement["dateAsserted"] = ctx.effective
+        dosage = _dosage(ctx, administration)
+        if dosage:
+            statement["dosage"] = [dosage]
+        ctx.supporting.append(
+            _add_item(ctx, administration, "stopped-medication", statement)[0])
 
 
 def medication_requests(ctx: Context, section: etree._Element, model: dict) -> None:
@@ -400,14 +463,19 @@ def devices(ctx: Context, section: etree._Element, model: dict) -> None:
 
 def allergies(ctx: Context, section: etree._Element, model: dict) -> None:
     sets = ctx.knowledge.valuesets
+    mapped = 0
     for observation in section.iterfind("./{*}entry/{*}act/{*}entryRelationship/{*}observation"):
+        if observation.get("negationInd") == "true":
+            continue  # "no allergy of this kind": told by the no-known-allergy resource
         kind = child(observation, "code")
         kind_code = kind.get("code") if kind is not None else None
         allergen = cda.codeable(child(observation, "value"), ctx.uris, ctx.narrative)
         if allergen is None or (not allergen.get("coding") and not allergen.get("text")):
-            ctx.report.unmapped(observation, "Allergy entry without an allergen (no code and no "
-                                             "text) is not mapped.")
+            if not _no_known_allergy(ctx, section):
+                ctx.report.unmapped(observation, "Allergy entry without an allergen (no code "
+                                                 "and no text) is not mapped.")
             continue
+        mapped += 1
         identifiers = _own_identifiers(observation)
         allergy: dict[str, Any] = {
             "resourceType": "AllergyIntolerance", "identifier": identifiers,
@@ -426,6 +494,35 @@ def allergies(ctx: Context, section: etree._Element, model: dict) -> None:
         if ctx.effective:
             allergy["recordedDate"] = ctx.effective
         ctx.supporting.append(_add_item(ctx, observation, "allergy", allergy)[0])
+    if not mapped and _no_known_allergy(ctx, section):
+        _add_no_known_allergy(ctx, section)
+
+
+def _no_known_allergy(ctx: Context, section: etree._Element) -> bool:
+    """The section says no allergy was found: in its narrative, or by a negated entry."""
+    text = (cda.text_of(child(section, "text")) or "").lower()
+    says = ctx.knowledge.section_models[ctx.recognition.sections].get(
+        "no_known_allergy_texts") or []
+    negated = section.find(".//{*}observation[@negationInd='true']") is not None
+    return negated or any(words in text for words in says)
+
+
+def _add_no_known_allergy(ctx: Context, section: etree._Element) -> None:
+    allergy: dict[str, Any] = {
+        "resourceType": "AllergyIntolerance",
+        "clinicalStatus": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+            "code": "active"}]},
+        "verificationStatus": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+            "code": "confirmed"}]},
+        "code": {"coding": [ctx.knowledge.valuesets["no_known_allergy"]],
+                 "text": cda.text_of(child(section, "text")) or "Aucune allergie connue"},
+        "patient": {"reference": ctx.patient_url},
+    }
+    if ctx.effective:
+        allergy["recordedDate"] = ctx.effective
+    ctx.supporting.append(_add_item(ctx, section, "allergy", allergy)[0])
 
 
 HANDLERS: dict[str, Handler] = {
@@ -437,6 +534,7 @@ HANDLERS: dict[str, Handler] = {
     "plan-activities": plan_activities,
     "devices": devices,
     "allergies": allergies,
+    "stopped-medications": stopped_medications,
 }
 
 

@@ -21,6 +21,8 @@ class LetterSummary:
     custodian: tuple[str, str] | None = None
     # (system, value) of the first author's organisation, when the letter identifies it
     author_organization: tuple[str, str] | None = None
+    discharge_destination: str | None = None  # where the patient went (the discharge mode)
+    transfer: bool = False  # to another establishment, not home
     recipient_idnats: list[str] = field(default_factory=list)
     pcp_idnat: str | None = None
     sha1: str = ""

@@ -117,7 +117,7 @@ def test_page_renders_the_example_patient_in_a_real_headless_browser(tmp_path: P
             page.goto(f"{base}/coordination/page")
             discharge = page.locator("article.discharge").first
             patient = discharge.locator("h2.patient").inner_text()
-            assert patient.startswith("DOMINIQUE MARIE-LOUISE PAT-TROIS")
+            assert patient.startswith("DOMINIQUE PAT-TROIS")  # the first birth given name
             assert discharge.locator(".pcp-name").inner_text() == "Stéphane MEDIONI"
             # "Suivi par le psychiatre à prévoir" and no psychiatrist in the team
             missing = discharge.locator(".missing-role")

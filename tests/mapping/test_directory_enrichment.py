@@ -89,6 +89,9 @@ def test_a_known_organization_takes_the_directory_name(enriched) -> None:
     custodian = by_url(enriched.bundle, one(enriched.bundle, "DocumentReference")["custodian"][
         "reference"])
     assert custodian["name"] == "CH de Rivebelle (annuaire)"
+    # the letter's own name is not silently dropped: the report says which was kept
+    assert any("in the letter" in d and "CH de Rivebelle (annuaire)" in d
+               for d in diagnostics(enriched))
 
 
 def test_unknown_identifiers_are_kept_as_written_and_listed_in_the_report(enriched) -> None:

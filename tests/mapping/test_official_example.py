@@ -40,7 +40,11 @@ def test_the_patient_carries_the_test_ins_and_the_ipp_typed_as_fr_core(example: 
     assert (ipp["system"], ipp["type"]["coding"][0]["code"]) == ("urn:oid:1.2.3.4.567.8.9.10",
                                                                  "PI")
     assert [n["use"] for n in patient["name"]] == ["official", "usual"]
-    assert patient["name"][0]["given"] == ["DOMINIQUE MARIE-LOUISE"]
+    # FR Core: the first birth given name (an INS trait), every birth given name beside it
+    assert patient["name"][0]["given"] == ["DOMINIQUE"]
+    assert patient["name"][0]["extension"] == [{
+        "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-"
+               "given-name", "valueString": "DOMINIQUE MARIE-LOUISE"}]
     assert (patient["gender"], patient["birthDate"]) == ("female", "1979-03-28")
     assert patient["extension"][0]["valueAddress"]["city"] == "DOMPREMY"
 
@@ -97,18 +101,65 @@ def test_care_plan_activities_are_the_discharge_treatment_and_the_follow_up(exam
     assert any("Streptococcus pneumoniae" in note["text"] for note in plan["note"])
 
 
-def test_the_device_is_a_device_use_statement_in_supporting_info(example: Conversion) -> None:
+def test_what_carers_must_see_comes_with_the_plan(example: Conversion) -> None:
     plan = one(example.bundle, "CarePlan")
     supporting = [by_url(example.bundle, s["reference"]) for s in plan["supportingInfo"]]
-    assert [s["resourceType"] for s in supporting] == ["DocumentReference", "DeviceUseStatement"]
-    device = by_url(example.bundle, supporting[1]["device"]["reference"])
+    assert [s["resourceType"] for s in supporting] == [
+        "DocumentReference", "Flag", "MedicationStatement", "DeviceUseStatement",
+        "AllergyIntolerance"]
+    device = by_url(example.bundle, supporting[3]["device"]["reference"])
     assert device["type"]["coding"][0]["code"] == "J010104"
 
 
-def test_the_empty_allergy_entry_is_reported_not_invented(example: Conversion) -> None:
-    assert resources(example.bundle, "AllergyIntolerance") == []
-    issue = next(i for i in example.report["issue"] if "allergen" in i["diagnostics"])
-    assert issue["expression"][0].endswith("hl7:entryRelationship/hl7:observation")
+def test_multi_resistant_bacteria_carriage_is_a_flag(example: Conversion) -> None:
+    [flag] = resources(example.bundle, "Flag")
+    assert flag["status"] == "active"
+    assert flag["category"][0]["coding"][0]["code"] == "clinical"
+    assert flag["code"]["coding"][0]["code"] == "MED-144"
+    assert "BMR/BHRe" in flag["code"]["text"] and "Streptococcus pneumoniae" in flag[
+        "code"]["text"]
+    assert flag["period"] == {"start": "2018-12-03"}
+
+
+def test_drugs_stopped_during_the_stay_keep_their_codes(example: Conversion) -> None:
+    [stopped] = resources(example.bundle, "MedicationStatement")
+    assert stopped["status"] == "stopped"
+    codes = {(c["system"], c["code"]) for c in stopped["medicationCodeableConcept"]["coding"]}
+    assert ("https://smt.esante.gouv.fr/terminologie-cis", "60019927") in codes
+    assert stopped["medicationCodeableConcept"]["text"] == "SOLIAN 100 mg"
+    assert stopped["effectivePeriod"] == {"start": "2018-08-01", "end": "2019-10-29"}
+    assert not any("Traitements administrés" in i["diagnostics"]
+                   for i in example.report["issue"])  # mapped, not only a note
+
+
+def test_no_allergy_found_is_said_with_the_no_known_allergy_code(example: Conversion) -> None:
+    [allergy] = resources(example.bundle, "AllergyIntolerance")
+    assert allergy["code"]["coding"] == [{"system": "http://snomed.info/sct",
+                                          "code": "716186003", "display": "No known allergy"}]
+    assert allergy["verificationStatus"]["coding"][0]["code"] == "confirmed"
+    assert not any("allergen" in i["diagnostics"] for i in example.report["issue"])
+
+
+def test_a_transfer_is_told_as_a_transfer(example: Conversion) -> None:
+    assert example.letter.transfer and example.letter.discharge_destination == (
+        "Autre établissement de santé")
+    for message in resources(example.bundle, "Communication"):
+        text = message["payload"][0]["contentString"]
+        assert "transfert (Autre établissement de santé)" in text and "après la sortie" not in text
+        assert "du 03/12/2019" in text
+
+
+def test_the_signature_time_is_on_the_provenance(example: Conversion) -> None:
+    [provenance] = resources(example.bundle, "Provenance")
+    [signature] = provenance["signature"]
+    assert signature["when"] == "2019-12-03T13:30:00+01:00"
+    signer = by_url(example.bundle, signature["who"]["reference"])
+    assert signer["resourceType"] == "PractitionerRole"
+
+
+def test_stay_summary_dates_are_kept_in_the_notes(example: Conversion) -> None:
+    notes = [note["text"] for note in one(example.bundle, "CarePlan")["note"]]
+    assert "Synthèse médicale : Infection respiratoire aigüe (03/12/2018)" in notes
 
 
 def test_the_encounter_has_the_stay_period_and_modes(example: Conversion) -> None:
@@ -168,3 +219,14 @@ def test_the_letter_summary(example: Conversion) -> None:
     assert summary.author_idnat == "801234567897"
     assert summary.custodian == (IDNAT_STRUCT, "1750803447")
     assert summary.recipient_idnats == ["801234567897", "801234567896"]
+
+
+def test_a_letter_in_progress_is_visibly_provisional(example: Conversion) -> None:
+    """The example's status is 385651009 "en cours d'exécution": not the final word."""
+    document = one(example.bundle, "DocumentReference")
+    assert document["docStatus"] == "preliminary"
+    plan = one(example.bundle, "CarePlan")
+    assert plan["note"][0]["text"].startswith("Lettre de liaison provisoire")
+    assert {"system": "urn:liaison:document-status", "code": "preliminary",
+            "display": "Lettre provisoire"} in plan["meta"]["tag"]
+    assert plan["meta"]["profile"]  # the profile is still declared

@@ -18,9 +18,12 @@ CDA = {"Content-Type": "application/hl7-cda+xml"}
 HOSPITAL = "1750803447"
 
 
-@pytest.fixture
-def client() -> Iterator[TestClient]:
-    settings = Settings(validation_mode="off", push_in_server=False, max_letter_bytes=300_000)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    database = {"database_url": request.getfixturevalue("postgres_url")} \
+        if request.param == "postgres" else {}
+    settings = Settings(validation_mode="off", push_in_server=False, max_letter_bytes=300_000,
+                        **database)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with TestClient(create_app(settings)) as test_client:
         yield test_client
