@@ -476,26 +476,34 @@ def allergies(ctx: Context, section: etree._Element, model: dict) -> None:
                                                  "and no text) is not mapped.")
             continue
         mapped += 1
-        identifiers = _own_identifiers(observation)
-        allergy: dict[str, Any] = {
-            "resourceType": "AllergyIntolerance", "identifier": identifiers,
-            "clinicalStatus": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
-                "code": "active"}]},
-            "verificationStatus": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
-                "code": "confirmed"}]},
-            "code": allergen, "patient": {"reference": ctx.patient_url},
-        }
+        allergy = _allergy(ctx, allergen)
+        allergy["identifier"] = _own_identifiers(observation)
         if kind_code in sets["allergy_type"]:
             allergy["type"] = sets["allergy_type"][kind_code]
         if kind_code in sets["allergy_category"]:
             allergy["category"] = [sets["allergy_category"][kind_code]]
-        if ctx.effective:
-            allergy["recordedDate"] = ctx.effective
         ctx.supporting.append(_add_item(ctx, observation, "allergy", allergy)[0])
     if not mapped and _no_known_allergy(ctx, section):
-        _add_no_known_allergy(ctx, section)
+        code = {"coding": [ctx.knowledge.valuesets["no_known_allergy"]],
+                "text": cda.text_of(child(section, "text")) or "Aucune allergie connue"}
+        ctx.supporting.append(_add_item(ctx, section, "allergy", _allergy(ctx, code))[0])
+
+
+def _allergy(ctx: Context, code: dict[str, Any]) -> dict[str, Any]:
+    """A confirmed, active AllergyIntolerance of the patient (the allergen, or none known)."""
+    allergy: dict[str, Any] = {
+        "resourceType": "AllergyIntolerance",
+        "clinicalStatus": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+            "code": "active"}]},
+        "verificationStatus": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+            "code": "confirmed"}]},
+        "code": code, "patient": {"reference": ctx.patient_url},
+    }
+    if ctx.effective:
+        allergy["recordedDate"] = ctx.effective
+    return allergy
 
 
 def _no_known_allergy(ctx: Context, section: etree._Element) -> bool:
@@ -505,24 +513,6 @@ def _no_known_allergy(ctx: Context, section: etree._Element) -> bool:
         "no_known_allergy_texts") or []
     negated = section.find(".//{*}observation[@negationInd='true']") is not None
     return negated or any(words in text for words in says)
-
-
-def _add_no_known_allergy(ctx: Context, section: etree._Element) -> None:
-    allergy: dict[str, Any] = {
-        "resourceType": "AllergyIntolerance",
-        "clinicalStatus": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
-            "code": "active"}]},
-        "verificationStatus": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
-            "code": "confirmed"}]},
-        "code": {"coding": [ctx.knowledge.valuesets["no_known_allergy"]],
-                 "text": cda.text_of(child(section, "text")) or "Aucune allergie connue"},
-        "patient": {"reference": ctx.patient_url},
-    }
-    if ctx.effective:
-        allergy["recordedDate"] = ctx.effective
-    ctx.supporting.append(_add_item(ctx, section, "allergy", allergy)[0])
 
 
 HANDLERS: dict[str, Handler] = {

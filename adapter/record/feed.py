@@ -27,7 +27,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, not_, or_, select, text, update
+from sqlalchemy import func, insert, not_, or_, select, text
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -35,9 +35,10 @@ from adapter.auth.principal import Principal
 from adapter.errors import BadRequest
 from adapter.record import access
 from adapter.record.indexing import date_range
-from adapter.record.models import PatientGrant, RecordFeed, RecordResource
+from adapter.record.models import PatientGrant, RecordChange, RecordFeed, RecordResource
 
 _RESOURCES = RecordResource.__table__
+_CHANGES = RecordChange.__table__
 _PATIENT_GRANTS = PatientGrant.__table__
 _ADVANCE = text("UPDATE record_feed SET position = position + :count WHERE id = 1 "
                 "RETURNING position")
@@ -50,26 +51,28 @@ def reserve(session: Session, count: int) -> int:
     count = max(1, count)
     last = session.execute(_ADVANCE, {"count": count}).scalar()
     if last is None:  # the record's first write since the feed exists
-        before = session.execute(select(func.max(_RESOURCES.c.change_seq))).scalar() or 0
+        before = session.execute(select(func.max(_CHANGES.c.change_seq))).scalar() or 0
         last = before + count
         session.execute(insert(RecordFeed.__table__), [{"id": 1, "position": last}])
     return int(last) - count + 1
 
 
+_STAMP = text("INSERT INTO record_change (resource_pk, change_seq) VALUES (:pk, :position) "
+              "ON CONFLICT (resource_pk) DO UPDATE SET change_seq = excluded.change_seq")
+
+
 def stamp(session: Session, pks: list[int], first: int) -> None:
-    """Give the changed rows `pks` their positions, from `first` on, in that order."""
+    """Give the changed resources `pks` their positions, from `first` on, in that order."""
     if pks:
-        session.execute(
-            update(_RESOURCES).where(_RESOURCES.c.pk == bindparam("row_pk")).values(
-                change_seq=bindparam("position")),
-            [{"row_pk": pk, "position": first + offset} for offset, pk in enumerate(pks)])
+        session.execute(_STAMP, [{"pk": pk, "position": first + offset}
+                                 for offset, pk in enumerate(pks)])
 
 
 def head(session: Session) -> int:
     """The last position committed (0: nothing written yet)."""
     position = session.execute(_POSITION).scalar()
     if position is None:
-        position = session.execute(select(func.max(_RESOURCES.c.change_seq))).scalar()
+        position = session.execute(select(func.max(_CHANGES.c.change_seq))).scalar()
     return int(position or 0)
 
 
@@ -80,7 +83,8 @@ def position_before(session: Session, since: str) -> int:
     bounds = date_range(since)
     if bounds is None:
         raise BadRequest(f"_since {since!r} is not a FHIR instant")
-    before = session.execute(select(func.max(_RESOURCES.c.change_seq)).where(
+    before = session.execute(select(func.max(_CHANGES.c.change_seq)).join_from(
+        _CHANGES, _RESOURCES, _RESOURCES.c.pk == _CHANGES.c.resource_pk).where(
         _RESOURCES.c.last_updated < bounds[0])).scalar()
     return int(before or 0)
 
@@ -159,17 +163,17 @@ def read_page(session: Session, principal: Principal | None, cursor: Cursor,
             return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, rows[-1].pk), False)
     if cursor.phase == GRANTED:
         cursor = Cursor(cursor.after, cursor.until, CHANGED, cursor.after)
-    changed = [*where, _RESOURCES.c.change_seq > cursor.last,
-               _RESOURCES.c.change_seq <= cursor.until]
+    changed = [*where, _CHANGES.c.change_seq > cursor.last,
+               _CHANGES.c.change_seq <= cursor.until]
     if granted is not None:  # (patient ids in `granted` are never NULL: NOT IN is safe)
         changed.append(or_(_RESOURCES.c.patient_id.is_(None),
                            not_(_RESOURCES.c.patient_id.in_(granted))))
-    more = session.execute(select(RecordResource).where(*changed)
-                           .order_by(_RESOURCES.c.change_seq)
-                           .limit(count - len(rows))).scalars().all()
-    rows += more
+    more = session.execute(
+        select(RecordResource, _CHANGES.c.change_seq)
+        .join(_CHANGES, _CHANGES.c.resource_pk == _RESOURCES.c.pk).where(*changed)
+        .order_by(_CHANGES.c.change_seq).limit(count - len(rows))).all()
+    rows += [row for row, _ in more]
     if len(rows) == count and more:
-        return Page(rows, Cursor(cursor.after, cursor.until, CHANGED, more[-1].change_seq or 0),
-                    False)
+        return Page(rows, Cursor(cursor.after, cursor.until, CHANGED, more[-1][1]), False)
     done = Cursor(cursor.until)  # the window is read: the next pull opens the next one
     return Page(rows, done, caught_up=head(session) == cursor.until)

@@ -33,10 +33,20 @@ class RecordResource(SQLModel, table=True):
     # the Patient whose compartment holds the resource (None for directory-like resources)
     patient_id: str | None = Field(default=None, max_length=64)
     body: str = Field(sa_column=Column(Text, nullable=False))
-    # position of the resource's last change in the change feed (feed.py): assigned at the
-    # end of the writing transaction, in commit order (rows from before the feed: their pk)
-    change_seq: int | None = Field(default=None, sa_column=Column(
-        BigInteger, nullable=True, index=True, info={"backfill": "pk"}))
+
+
+class RecordChange(SQLModel, table=True):
+    """Where each resource's last change stands in the change feed (feed.py), assigned at the
+    end of the writing transaction, in commit order. A table of its own: updating a column of
+    `record_resource` would rewrite the whole row, a letter's 100 KB document included."""
+
+    __tablename__ = "record_change"
+    # resources stored before the feed existed: their pk as position
+    __table_args__ = ({"info": {"backfill": "INSERT INTO record_change (resource_pk, "
+                                            "change_seq) SELECT pk, pk FROM record_resource"}},)
+
+    resource_pk: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    change_seq: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
 
 
 class RecordFeed(SQLModel, table=True):

@@ -129,8 +129,21 @@ def get_engine(url: str | None = None) -> Engine:
 
 def init_db(engine: Engine) -> None:
     _import_models()
+    existing = set(inspect(engine).get_table_names())
     SQLModel.metadata.create_all(engine)
     add_missing_columns(engine)
+    fill_new_tables(engine, existing)
+
+
+def fill_new_tables(engine: Engine, existing: set[str]) -> None:
+    """A table added to a database that already had tables: `info={"backfill": SQL}` on it
+    fills it from what was there (a fresh database has nothing to fill)."""
+    if not existing:
+        return
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name not in existing and table.info.get("backfill"):
+            with engine.begin() as connection:
+                connection.exec_driver_sql(table.info["backfill"])
 
 
 def add_missing_columns(engine: Engine) -> None:
