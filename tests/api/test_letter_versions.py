@@ -136,3 +136,21 @@ def test_items_are_followed_by_what_they_are_when_entry_ids_change(
     assert {r["meta"]["versionId"] for r in everything} == {"2"}  # updated in place
     assert any("Traitements et suivi inchangés" in issue["diagnostics"]
                for issue in second["unmapped"]["issue"])
+
+
+@pytest.mark.medplum
+def test_a_late_version_changes_nothing_current_in_medplum_either(
+        liaison: Callable[..., Any], hospital: dict[str, str], medplum_base_url: str) -> None:
+    from tests.push.medplum_queries import search as medplum_search
+
+    with liaison(target_url=medplum_base_url, target_max_entries=8) as client:
+        send(client, letter(405, 2, KARDEGIC), hospital)
+        send(client, letter(405, 1, LEPONEX, KARDEGIC), hospital)
+    (patient,) = medplum_search(medplum_base_url, "Patient",
+                                identifier=f"{INS_SYSTEM}|{ins_of(405)}")
+    about = f"Patient/{patient['id']}"
+    prescriptions = medplum_search(medplum_base_url, "MedicationRequest", patient=about)
+    assert drug_names([r for r in prescriptions if r["status"] == "active"]) == [
+        "KARDEGIC 75 mg"]
+    documents = medplum_search(medplum_base_url, "DocumentReference", patient=about)
+    assert sorted(d["status"] for d in documents) == ["current", "superseded"]
