@@ -80,16 +80,12 @@ def _header_kid(token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
-def _keys_for(token: str) -> KeySet:
-    """The keys that may have signed `token`: the local key when its header names it (or
-    names none and no external issuer is trusted), else the external issuer's."""
-    local = local_public_key()
-    jwks_url = get_settings().jwks_url
+def _signed_externally(token: str) -> bool:
+    """Whether `token` names a key of the external issuer (any `kid` but the local key's; a
+    token without `kid` is taken as local: liaison's own always carry it)."""
     kid = _header_kid(token)
-    if jwks_url is None or kid == local.kid:
-        return KeySet([local])
-    external = external_keys(jwks_url).keys  # Unauthorized when they cannot be fetched
-    return KeySet([local, *external] if kid is None else external)
+    return get_settings().jwks_url is not None and kid is not None \
+        and kid != local_public_key().kid
 
 
 def verify_token(token: str) -> Principal:
@@ -100,12 +96,22 @@ def verify_token(token: str) -> Principal:
         "exp": {"essential": True},
         "aud": {"essential": True, "value": settings.audience},
     }
+    external = _signed_externally(token)
+    # the external issuer's keys are fetched only for its tokens: an unreachable JWKS
+    # refuses those (Unauthorized), never liaison's own
+    keys = external_keys(settings.jwks_url) if external and settings.jwks_url \
+        else KeySet([local_public_key()])
     try:
-        claims = _VERIFIER.decode(token, _keys_for(token), claims_options=options)
+        claims = _VERIFIER.decode(token, keys, claims_options=options)
         claims.validate(leeway=30)
     except (JoseError, ValueError, KeyError, TypeError) as error:  # any malformed token: 401
         raise Unauthorized(f"invalid bearer token ({error.__class__.__name__})") from error
-    return principal_from_claims(dict(claims))
+    principal = principal_from_claims(dict(claims))
+    if external and principal.kind != "professional":
+        # an identity provider for people (Pro Santé Connect) vouches for professionals only;
+        # hospitals, coordinators and liaison's services hold liaison's own tokens
+        raise Unauthorized("an external issuer's token can only identify a professional")
+    return principal
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

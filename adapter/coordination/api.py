@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from adapter.auth import Principal, current_principal
 from adapter.auth.rules import require_consent_filer
+from adapter.config import get_settings
 from adapter.coordination import consent, living_directory, page, subscriptions
 from adapter.coordination.models import SharingAudit, SubscriptionRecord
 from adapter.coordination.rules import load_rules
@@ -217,13 +218,7 @@ def search_subscriptions(
         entries = [
             {"resource": subscriptions.as_fhir(r), "search": {"mode": "match"}} for r in records
         ]
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(entries),
-        "entry": entries,
-    }
-    return JSONResponse(bundle, media_type=FHIR_JSON)
+    return JSONResponse(_searchset(entries), media_type=FHIR_JSON)
 
 
 @fhir_router.delete("/Subscription/{subscription_id}", status_code=204)
@@ -291,13 +286,14 @@ def search_available(
         skills=tuple(skill),
         postcode=postcode,
     )
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(roles),
-        "entry": [{"resource": r, "search": {"mode": "match"}} for r in roles],
-    }
-    return JSONResponse(bundle, media_type=FHIR_JSON)
+    entries = [{"resource": r, "search": {"mode": "match"}} for r in roles]
+    return JSONResponse(_searchset(entries), media_type=FHIR_JSON)
+
+
+def _searchset(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A searchset of at most LIAISON_MAX_PAGE_SIZE entries; `total` counts every match."""
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
+            "entry": entries[:get_settings().max_page_size]}
 
 
 # -- Audit and the coordinator's page --------------------------------------------------------

@@ -199,3 +199,18 @@ def test_operations_endpoints_can_be_kept_for_system_tokens(
             assert client.get(path, headers=professional).status_code == 403
             assert client.get(path, headers=system).status_code == 200
         assert client.get("/healthz").status_code == 200  # liveness stays open
+
+
+def test_an_external_issuer_cannot_vouch_for_anyone_but_a_professional(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An identity provider for people signing `kind: system` must not open liaison."""
+    issuer = ExternalIssuer()
+    now = int(time.time())
+    claims = {"iss": "https://psc.example", "aud": "liaison-psc", "exp": now + 60,
+              "kind": "system", "scope": "system/*.cruds"}
+    as_system = jwt.encode({"alg": "ES256", "kid": "psc-1"}, claims, issuer.key).decode()
+    with serve_app(issuer.app) as root, app(monkeypatch, jwks_url=f"{root}/jwks",
+                                            token_issuer="https://psc.example",
+                                            token_audience="liaison-psc") as client:
+        assert status(client, as_system) == 401
+        assert status(client, issuer.token("liaison-psc")) == 200  # a professional: fine
