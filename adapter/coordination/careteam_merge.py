@@ -8,6 +8,7 @@ about the new letter like its named recipients.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -93,10 +94,20 @@ def _care_teams(record: RecordReader, patient_ids: list[str]) -> list[dict[str, 
     return teams
 
 
+def team_identifiers(team: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(i.get("system", ""), i["value"]) for i in team.get("identifier") or []
+            if i.get("value")}
+
+
 def known_carers(
-    record: RecordReader | None, patient_identifiers: list[tuple[str, str]]
+    record: RecordReader | None,
+    patient_identifiers: list[tuple[str, str]],
+    replacing: AbstractSet[tuple[str, str]] = frozenset(),
 ) -> list[KnownCarer]:
-    """Practitioners of every CareTeam of the patient in the record, one per person."""
+    """Practitioners of every CareTeam of the patient in the record, one per person.
+
+    `replacing`: identifiers of the CareTeam being written; its earlier version (the same stay)
+    is not an earlier care team: whom a corrected letter drops must not come back from it."""
     if record is None:
         return []
     members: Members = {}
@@ -107,6 +118,8 @@ def known_carers(
         teams = _care_teams(record, _patient_ids(record, patient_identifiers))
     carers: dict[str, KnownCarer] = {}
     for team in teams:
+        if replacing & team_identifiers(team):
+            continue
         identifiers = [i for i in team.get("identifier") or [] if i.get("value")]
         team_identifier = (
             (identifiers[0].get("system", ""), identifiers[0]["value"]) if identifiers else None

@@ -75,7 +75,7 @@ def catch_up(engine: Engine, *, now: datetime | None = None) -> CatchUp:
         identifiers = [(i["system"], i["value"]) for i in patient.get("identifier") or []
                        if i.get("system") and i.get("value")]
         # the letters' outbox order key: the INS (a patient without one: its local identifier)
-        key = next((pair for pair in identifiers if pair[0] in _ins_systems()),
+        key = next((pair for pair in identifiers if pair[0] in knowledge().ins_systems),
                    identifiers[0] if identifiers else None)
         if not missing or key is None:
             continue
@@ -90,11 +90,6 @@ def catch_up(engine: Engine, *, now: datetime | None = None) -> CatchUp:
     if result.joined:
         notify()
     return result
-
-
-def _ins_systems() -> set[str]:
-    return {rule["system"] for rule in knowledge().identifiers["patient"].values()
-            if rule.get("ins")}
 
 
 def _active_teams(repository: Any) -> Any:

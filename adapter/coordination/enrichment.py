@@ -17,7 +17,12 @@ from sqlalchemy.engine import Engine
 
 from adapter.coordination import consent
 from adapter.coordination.bundle_tools import BundleView
-from adapter.coordination.careteam_merge import RecordReader, carry_over, known_carers
+from adapter.coordination.careteam_merge import (
+    RecordReader,
+    carry_over,
+    known_carers,
+    team_identifiers,
+)
 from adapter.coordination.coordinators import coordinator_from_card
 from adapter.coordination.notifications import discharge_event
 from adapter.coordination.resources import (
@@ -232,7 +237,7 @@ def _merge_known_carers(
         _info(report, "coordination: no INS, the care team is not merged with earlier ones")
         return
     present = participant_idnats(view, care_team)
-    for carer in known_carers(record, [ins]):
+    for carer in known_carers(record, [ins], replacing=team_identifiers(care_team)):
         if carer.idnat is None or carer.idnat in present:
             continue
         if not decision.may_reach(carer.idnat):

@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from adapter.coordination.consent import reader_may_see
 from adapter.coordination.rules import CoordinationRules, MissingRoleRule, load_rules
+from adapter.mapping.knowledge import knowledge
 
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -241,11 +242,12 @@ def letter_statuses(engine: Any, patient: dict[str, Any]) -> list[dict[str, str]
         from adapter.store.letters import RECEIPT_STATUS, ReceivedLetter, patient_key
     except ModuleNotFoundError:
         return []
-    keys = [
-        patient_key([(i["system"], i["value"])])
-        for i in patient.get("identifier") or []
-        if i.get("system") and i.get("value")
-    ]
+    identifiers = [(i["system"], i["value"]) for i in patient.get("identifier") or []
+                   if i.get("system") and i.get("value")]
+    # a patient with an INS: the letters received under it alone (an IPP the record also lists
+    # may name another person's letter sent without INS)
+    ins = [pair for pair in identifiers if pair[0] in knowledge().ins_systems]
+    keys = [patient_key([pair]) for pair in ins or identifiers]
     if engine is None or not keys:
         return []
     found = []

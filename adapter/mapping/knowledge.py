@@ -35,6 +35,12 @@ class Knowledge:
     def liaison_system(self, name: str) -> str:
         return self.identifiers["liaison"][name]
 
+    @property
+    def ins_systems(self) -> frozenset[str]:
+        """Systems of the INS, the only identifiers that say who a patient is across hospitals."""
+        return frozenset(rule["system"] for rule in self.identifiers["patient"].values()
+                         if rule.get("ins"))
+
     def role(self, key: str) -> dict[str, str]:
         role = dict(self.roles["careteam_roles"][key])
         role["system"] = self.roles["systems"][role["system"]]

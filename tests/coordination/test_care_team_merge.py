@@ -69,6 +69,21 @@ def test_second_letter_from_another_hospital_keeps_the_nurse_and_notifies_her() 
     assert f"1.2.250.1.888.1.1/{NURSE}" in values
 
 
+def test_a_corrected_letter_of_the_same_stay_drops_whom_it_no_longer_names() -> None:
+    """The stay's earlier version is not an earlier care team: the nurse it named is not
+    carried back into the corrected letter's CareTeam, nor told about it."""
+    repository = Repository(get_engine())
+    _first_stay(repository)
+    corrected = enrich(
+        _second_stay(set_id="1.2.250.1.999.1", hospital="1750803447"), DIRECTORY, repository)
+    assert _participant_of(corrected.bundle, NURSE) is None
+    assert NURSE not in addressed(corrected.bundle)
+    repository.transaction(corrected.bundle)
+    # once corrected, no later stay finds her in the patient's care team either
+    later = enrich(_second_stay(set_id="1.2.250.1.666.1"), DIRECTORY, repository)
+    assert _participant_of(later.bundle, NURSE) is None
+
+
 def test_the_first_stays_coordinator_keeps_their_original_period() -> None:
     repository = Repository(get_engine())
     _first_stay(repository)

@@ -163,3 +163,26 @@ def test_a_person_named_in_several_roles_of_the_letter_is_one_row_of_the_team() 
     david = next(member for member in discharge.members if member.name == "Charles DAVID")
     assert {"Auteur de la lettre de liaison", "Destinataire de la lettre de liaison"} <= set(
         david.roles)
+
+
+def test_a_patient_with_an_ins_is_shown_the_letters_received_under_it_alone() -> None:
+    """A letter sent without INS under an IPP the record also lists for the patient may be
+    another person's: the page does not show it on the patient's row."""
+    from sqlmodel import Session
+
+    from adapter.coordination.page import letter_statuses
+    from adapter.store.letters import ReceivedLetter, patient_key
+
+    ins = ("urn:oid:1.2.250.1.213.1.4.8", "279035121518989")
+    ipp = ("urn:oid:1.2.250.1.999.2", "IPP-42")
+    engine = get_engine()
+    with Session(engine) as session:
+        for n, key in enumerate((ins, ipp)):
+            session.add(ReceivedLetter(sha1=f"{n:040d}", document_id=f"doc|{n}", set_id=f"s{n}",
+                                       model=f"model-{n}", patient_key=patient_key([key]),
+                                       content=b"<x/>"))
+        session.commit()
+    patient = {"identifier": [{"system": s, "value": v} for s, v in (ins, ipp)]}
+    assert [row["model"] for row in letter_statuses(engine, patient)] == ["model-0"]
+    without_ins = {"identifier": [{"system": ipp[0], "value": ipp[1]}]}
+    assert [row["model"] for row in letter_statuses(engine, without_ins)] == ["model-1"]
