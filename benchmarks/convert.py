@@ -16,8 +16,9 @@ from pathlib import Path
 
 from lxml import etree
 
+from adapter import fhir_validation as validation
 from adapter.cda.reader import parse_letter
-from adapter.mapping import convert_letter, validation
+from adapter.mapping import convert_letter
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL = REPO.parent / "shared" / "cda-examples" / "LDL-SES_2022.01.xml"

@@ -21,8 +21,8 @@ from typing import Any
 
 def _bundles(count: int, scratch: Path) -> list[tuple[str, bytes]]:
     """(outbox kind, payload) of `count` distinct letters, as acceptance queues them."""
-    from adapter.api.letter_writer import outbox_kind
-    from adapter.api.preparation import prepare
+    from adapter.ingest.letter_writer import outbox_kind
+    from adapter.ingest.preparation import prepare
     from adapter.store.db import engine_for, init_db
     from tests.support.letter_variants import letter_variant
 

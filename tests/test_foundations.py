@@ -38,14 +38,15 @@ def test_a_new_sqlite_file_gets_large_pages_and_an_existing_one_keeps_its_own(
     import sqlite3
 
     from adapter.store import db
+    from adapter.store import engine as tuning
 
     old = tmp_path / "old.db"  # created by the version before, with its 16 KB pages
     with sqlite3.connect(old) as connection:
         connection.execute("PRAGMA page_size=16384")
         connection.execute("CREATE TABLE kept (value TEXT)")
         connection.execute("INSERT INTO kept VALUES ('still here')")
-    assert db.PAGE_SIZE != 16384
-    for path, page_size in ((tmp_path / "new.db", db.PAGE_SIZE), (old, 16384)):
+    assert tuning.PAGE_SIZE != 16384
+    for path, page_size in ((tmp_path / "new.db", tuning.PAGE_SIZE), (old, 16384)):
         engine = db.engine_for(f"sqlite:///{path}")
         try:
             db.init_db(engine)
@@ -54,7 +55,7 @@ def test_a_new_sqlite_file_gets_large_pages_and_an_existing_one_keeps_its_own(
                     return int(connection.exec_driver_sql(f"PRAGMA {name}").scalar_one())
 
                 assert pragma("page_size") == page_size
-                assert pragma("cache_size") == -db.CACHE_KIB
+                assert pragma("cache_size") == -tuning.CACHE_KIB
                 # the automatic checkpoint stays at the same WAL size whatever the page size
                 assert pragma("wal_autocheckpoint") * page_size == 32 * 1024 * 1024
         finally:
@@ -78,6 +79,7 @@ def test_a_disposed_engine_stops_checkpointing_its_file(tmp_path: Path) -> None:
     import threading
 
     from adapter.store import db
+    from adapter.store import engine as tuning
 
     path = tmp_path / "liaison.db"
     engine = db.engine_for(f"sqlite:///{path}")
@@ -89,5 +91,5 @@ def test_a_disposed_engine_stops_checkpointing_its_file(tmp_path: Path) -> None:
     assert not checkpointer.is_alive()
     for name in ("liaison.db", "liaison.db-wal", "liaison.db-shm"):
         (tmp_path / name).unlink(missing_ok=True)
-    threading.Event().wait(db._CHECKPOINT_SECONDS * 2)
+    threading.Event().wait(tuning._CHECKPOINT_SECONDS * 2)
     assert list(tmp_path.iterdir()) == []  # nothing reopened the file

@@ -8,44 +8,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.engine import Engine
 
 from adapter import __version__
-from adapter.api import discharge_letters, health, metrics, validation
+from adapter.api import discharge_letters, health, metrics
 from adapter.api.errors import install_error_handlers
 from adapter.api.mhd import provide_document_interceptor
-from adapter.api.preparation import ConversionPool
 from adapter.config import Settings, get_settings
+from adapter.coordination import api as coordination_api
+from adapter.directory import api as directory_api
 from adapter.errors import Misconfigured
-from adapter.parts import optional
+from adapter.ingest.delivery import delivery_pusher
+from adapter.ingest.preparation import ConversionPool
 from adapter.push.process import PusherProcess
-from adapter.push.targets import target_from_settings
-from adapter.push.worker import Pusher
+from adapter.record import api as record_api
+from adapter.record.repository import Repository
 from adapter.store.db import can_share, get_engine
 
 logger = logging.getLogger("liaison.api")
-
-# Routers of the other parts, mounted when the part is installed.
-# (module, attribute), in matching order: the Subscription routes before the record's /fhir.
-OPTIONAL_ROUTERS = (
-    ("adapter.coordination.api", "fhir_router"),  # /fhir/Subscription (rest-hook)
-    ("adapter.record.api", "router"),  # /fhir
-    ("adapter.directory.api", "router"),  # /annuaire/fhir
-    ("adapter.coordination.api", "router"),  # coordination pages and routes
-)
-
-
-def register_outbox_handlers(engine: Engine) -> None:
-    """Every kind of outbox entry a pusher of this process must know how to deliver, besides
-    transaction bundles: deferred letter validation and, if installed, subscription
-    notifications. `liaison serve` and `liaison worker` both call it."""
-    validation.register(engine)
-    install_subscriptions = optional("adapter.coordination.subscriptions", "install")
-    if install_subscriptions is not None:
-        install_subscriptions()
-
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -61,12 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ConversionPool(settings.resolved_database_url, converters).start
             )
         if settings.push_in_server and settings.push_process and can_share(engine):
-            app.state.pusher = PusherProcess().start()
+            app.state.pusher = PusherProcess(delivery_pusher).start()
         elif settings.push_in_server:
-            register_outbox_handlers(engine)
-            app.state.pusher = Pusher(
-                engine, target_from_settings(settings, engine), settings=settings
-            ).start()
+            app.state.pusher = delivery_pusher(engine, settings).start()
         try:
             yield
         finally:
@@ -92,15 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bundle_interceptors = [
         provide_document_interceptor(engine, settings, lambda: app.state.converters)
     ]
-    repository_class = optional("adapter.record.repository", "Repository")
-    if repository_class is not None:  # the record routes and the pusher share one engine
-        app.state.record_repository = repository_class(engine)
+    app.state.record_repository = Repository(engine)  # the record routes and the pusher's
     install_error_handlers(app)
     app.include_router(discharge_letters.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for module_name, attribute in OPTIONAL_ROUTERS:
-        router: APIRouter | None = optional(module_name, attribute)
-        if router is not None:
-            app.include_router(router)
+    # in matching order: the Subscription routes before the record's /fhir
+    app.include_router(coordination_api.fhir_router)  # /fhir/Subscription (rest-hook)
+    app.include_router(record_api.router)  # /fhir
+    app.include_router(directory_api.router)  # /annuaire/fhir
+    app.include_router(coordination_api.router)  # coordination pages and routes
     return app

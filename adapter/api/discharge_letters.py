@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -13,7 +13,6 @@ from sqlmodel import Session
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartParser
 
-from adapter.api.ingestion import ingest_letter
 from adapter.auth import Principal, current_principal
 from adapter.auth.rules import token_organizations
 from adapter.errors import (
@@ -23,6 +22,7 @@ from adapter.errors import (
     NotFound,
     UnsupportedMediaType,
 )
+from adapter.ingest.ingestion import ingest_letter
 from adapter.store.letters import ReceivedLetter, receipt
 
 router = APIRouter(prefix="/discharge-letters", tags=["discharge letters"])
@@ -64,7 +64,7 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 
 async def _letter_from_multipart(request: Request, body: bytes) -> bytes:
-    async def replay() -> AsyncIterator[bytes]:
+    async def replay() -> AsyncGenerator[bytes, None]:
         yield body
 
     form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=10).parse()

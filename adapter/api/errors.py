@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from adapter.api import metrics
+from adapter import metrics
 from adapter.errors import LiaisonError, RefusedLetter, operation_outcome
 
 logger = logging.getLogger("liaison.api")

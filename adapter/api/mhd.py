@@ -16,11 +16,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
-from adapter.api.ingestion import ingest_letter
-from adapter.api.preparation import ConversionPool
 from adapter.auth.principal import SYSTEM
 from adapter.config import Settings
 from adapter.errors import BadRequest, Forbidden
+from adapter.ingest.ingestion import ingest_letter
+from adapter.ingest.preparation import ConversionPool
 
 CDA_TYPES = ("application/hl7-cda+xml", "text/xml", "application/xml")
 MHD_PROFILE_PREFIX = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD."

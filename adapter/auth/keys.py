@@ -7,6 +7,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import authlib.deprecate  # noqa: F401 — installs an 'always' filter ours must override
 import httpx
@@ -29,7 +30,7 @@ def key_path() -> Path:
     return get_settings().data_dir / "auth" / "signing-key.pem"
 
 
-def local_private_key():  # type: ignore[no-untyped-def]
+def local_private_key() -> Any:
     """liaison's signing key, created on first use (file readable by the owner only)."""
     path = key_path()
     with _lock:
@@ -52,7 +53,7 @@ def local_kid() -> str:
 _public_key: list[tuple[object, object]] = []  # (the private key, its public half)
 
 
-def local_public_key():  # type: ignore[no-untyped-def]
+def local_public_key() -> Any:
     """The public half of the local key, with its `kid`: built once per key, not per request
     (its thumbprint alone was ~4 % of the server's time per letter)."""
     private = local_private_key()

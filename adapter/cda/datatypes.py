@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from typing import TypeAlias
 from zoneinfo import ZoneInfo
 
 from lxml import etree
@@ -17,7 +18,7 @@ from lxml import etree
 from adapter.cda.reader import HL7_NS, XSI_NS
 
 SystemUris = Callable[[str], str]
-Element = etree._Element
+Element: TypeAlias = etree._Element
 
 H = f"{{{HL7_NS}}}"
 XSI_TYPE = f"{{{XSI_NS}}}type"

@@ -57,8 +57,8 @@ def recognize(root: etree._Element, rules: dict[str, Any]) -> Recognition:
     elif non_xml is not None:
         n1 = rules["non_structured"]
         if code in n1["discharge_codes"]:
-            media = (child(non_xml, "text").get("mediaType") if child(non_xml, "text") is not None
-                     else None)
+            text = child(non_xml, "text")
+            media = text.get("mediaType") if text is not None else None
             if media not in n1["media_types"]:
                 raise RefusedLetter(
                     f"The letter's nonXMLBody has media type {media!r}; liaison takes "

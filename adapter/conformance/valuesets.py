@@ -56,5 +56,5 @@ def declared_concepts(mappings_dir: Path, source: str) -> list[tuple[str, str]]:
         node = node[key]
     codings = [node] if isinstance(node, dict) and "code" in node else list(node.values())
     aliases = document.get("systems") or {}
-    return [(aliases.get(coding["system"], coding["system"]), str(coding["code"]))
+    return [(str(aliases.get(coding["system"]) or coding["system"]), str(coding["code"]))
             for coding in codings]

@@ -1,9 +1,9 @@
-"""Care coordination around the discharge (issue 8): the pathway coordinator in the care team,
+"""Care coordination around the discharge: the pathway coordinator in the care team,
 patient consent, SOR discharge notifications and FHIR Subscriptions, care-team merge, the living
 directory and the coordinator's page.
 
 Ingestion calls `coordinate(conversion, engine)` between conversion and enqueueing; the pusher
-calls `subscriptions.after_push_in(engine, bundle, locations)` once the record took a bundle.
+runs `subscriptions.after_push` once the record took a bundle (`adapter.ingest.delivery`).
 """
 
 from __future__ import annotations

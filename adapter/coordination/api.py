@@ -21,10 +21,10 @@ from adapter.auth import Principal, current_principal
 from adapter.auth.rules import require_consent_filer
 from adapter.config import get_settings
 from adapter.coordination import consent, living_directory, page, subscriptions
-from adapter.coordination.models import SharingAudit, SubscriptionRecord
 from adapter.coordination.rules import load_rules
 from adapter.errors import BadRequest, Forbidden
 from adapter.mapping.ins import ins_problem
+from adapter.store.coordination_tables import SharingAudit, SubscriptionRecord
 from adapter.store.db import get_engine, session_scope
 
 router = APIRouter(prefix="/coordination", tags=["coordination"])

@@ -67,7 +67,7 @@ def catch_up(engine: Engine, *, now: datetime | None = None) -> CatchUp:
         patient = _read(repository, (team.get("subject") or {}).get("reference"), members)
         if patient is None or _restricted(team):
             continue
-        address = next(iter(patient.get("address") or []), {})
+        address: dict[str, Any] = next(iter(patient.get("address") or []), {})
         present = _idnats(repository, team, members)
         missing = [c for c in rules.coordinators_for(address.get("postalCode"),
                                                       address.get("city"), source)

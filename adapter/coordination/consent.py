@@ -36,11 +36,12 @@ from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from adapter.coordination.bundle_tools import BundleView, stable_full_url
-from adapter.coordination.models import ConsentDecision, SharingAudit, utcnow
 from adapter.coordination.rules import CoordinationRules, load_rules
 from adapter.errors import BadRequest
 from adapter.mapping.identity import create_if_absent
 from adapter.record.access import RESTRICTED_READER_TAG
+from adapter.store.coordination_tables import ConsentDecision, SharingAudit, utcnow
+from adapter.store.engine import table_of
 
 DECISIONS = ("oppose", "withdraw")
 
@@ -102,7 +103,7 @@ def current_decision(
 
 
 def _latest_decisions() -> Select[Any]:
-    table = ConsentDecision.__table__  # type: ignore[attr-defined]
+    table = table_of(ConsentDecision)
     return (
         sa_select(table.c.patient_system, table.c.patient_value, table.c.decision)
         .where(table.c.patient_value.in_(bindparam("values", expanding=True)))
@@ -362,7 +363,7 @@ def write_audit(session: Session) -> None:
     """
     rows = session.info.pop(_PENDING_AUDIT, None)
     if rows:
-        session.execute(insert(SharingAudit.__table__), rows)  # type: ignore[attr-defined]
+        session.execute(insert(table_of(SharingAudit)), rows)
 
 
 @event.listens_for(OrmSession, "before_commit")

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from adapter.coordination.rules import CoordinationRules, Coordinator, load_rules, parse_spans
 from adapter.mapping.directory_port import ContactPoint, ProfessionalCard
+from adapter.store.engine import table_of
 
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 LOCAL_PROFESSIONAL = "urn:liaison:directory:local"
@@ -147,7 +148,7 @@ class DirectoryCoordinators:
 
     def coordinators(self) -> Sequence[Coordinator]:
         try:
-            from adapter.directory.models import DirectoryImportRun
+            from adapter.store.directory_tables import DirectoryImportRun
         except ModuleNotFoundError:
             return []
         key = (str(self.engine.url), self.rules.coordinator)
@@ -164,7 +165,7 @@ class DirectoryCoordinators:
         return found
 
     def _load(self) -> list[Coordinator]:
-        from adapter.directory.models import DirectoryPractitioner, DirectoryRole
+        from adapter.store.directory_tables import DirectoryPractitioner, DirectoryRole
 
         roles = list(self.rules.coordinator.directory_roles)
         query = (
@@ -217,4 +218,4 @@ def _generation_query(runs: Any) -> Any:
 def _generation(engine: Engine, runs_model: Any) -> Generation:
     """Changes whenever an import run starts or ends (concurrent runs may end in any order)."""
     with engine.connect() as connection:
-        return tuple(connection.execute(_generation_query(runs_model.__table__)).one())
+        return tuple(connection.execute(_generation_query(table_of(runs_model))).one())

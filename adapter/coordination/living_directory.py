@@ -20,9 +20,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from adapter.coordination.bundle_tools import IDNAT_PS
-from adapter.coordination.models import Availability
 from adapter.coordination.rules import CoordinationRules, load_rules, parse_spans
 from adapter.errors import BadRequest, DirectoryLineRejected
+from adapter.store.coordination_tables import Availability
 
 _TRUE = {"1", "true", "yes", "oui", "y", "o", "x"}
 _FALSE = {"0", "false", "no", "non", "n", ""}
@@ -137,7 +137,7 @@ def import_csv(session: Session, text: str, by: str | None) -> tuple[int, list[s
 def _directory_cards(session: Session, idnats: list[str]) -> dict[str, dict[str, Any]]:
     """Name, profession, practice postcode and contacts from the directory tables, if present."""
     try:
-        from adapter.directory.models import DirectoryPractitioner, DirectoryRole
+        from adapter.store.directory_tables import DirectoryPractitioner, DirectoryRole
     except ModuleNotFoundError:
         return {}
     cards: dict[str, dict[str, Any]] = {}

@@ -64,7 +64,7 @@ class RecordCareTeams:
                  if (e.get("resource") or {}).get("resourceType") == "CareTeam"]
         order = {f"Patient/{patient_id}": rank for rank, patient_id in enumerate(patient_ids)}
         # one search per patient gave each patient's teams in turn: keep that order (stable)
-        teams.sort(key=lambda t: order.get((t.get("subject") or {}).get("reference"), 0))
+        teams.sort(key=lambda t: order.get((t.get("subject") or {}).get("reference") or "", 0))
         wanted = {_member_key((p.get("member") or {}).get("reference"))
                   for team in teams for p in team.get("participant") or []}
         members: Members = {}

@@ -28,7 +28,6 @@ from sqlmodel import Session, select
 
 from adapter.coordination import consent
 from adapter.coordination.bundle_tools import IDNAT_PS, BundleView
-from adapter.coordination.models import SubscriptionRecord
 from adapter.coordination.rules import CoordinationRules, load_rules
 from adapter.errors import (
     BadRequest,
@@ -39,6 +38,7 @@ from adapter.errors import (
 )
 from adapter.record.access import RESTRICTED_READER_TAG, read_filter
 from adapter.store import outbox
+from adapter.store.coordination_tables import SubscriptionRecord
 
 OUTBOX_KIND = "subscription-notification"
 _RETRYABLE = {408, 425, 429}
@@ -214,21 +214,21 @@ def _checked(
 def search_filter(params: list[tuple[str, str]]) -> Callable[[SubscriptionRecord], bool]:
     """The Subscription search parameters the CapabilityStatement declares (`_id`, `status`,
     `type`, `criteria` — a string: case-insensitive prefix); anything else is a 400."""
-    tests: list[Callable[[SubscriptionRecord], bool]] = []
-    for name, value in params:
-        wanted = value.split(",")
-        if name == "_id":
-            tests.append(lambda r, w=wanted: r.id in w)
-        elif name == "status":
-            tests.append(lambda r, w=wanted: r.status in w)
-        elif name == "type":
-            tests.append(lambda r, w=wanted: "rest-hook" in w)
-        elif name == "criteria":
-            tests.append(lambda r, w=wanted: any(
-                r.criteria.casefold().startswith(x.casefold()) for x in w))
-        elif name not in ("_count", "_format"):
-            raise BadRequest(f"unknown search parameter {name!r} for Subscription")
+    tests = [_search_test(name, value.split(",")) for name, value in params
+             if name not in ("_count", "_format")]
     return lambda record: all(test(record) for test in tests)
+
+
+def _search_test(name: str, wanted: list[str]) -> Callable[[SubscriptionRecord], bool]:
+    if name == "_id":
+        return lambda r: r.id in wanted
+    if name == "status":
+        return lambda r: r.status in wanted
+    if name == "type":
+        return lambda r: "rest-hook" in wanted
+    if name == "criteria":
+        return lambda r: any(r.criteria.casefold().startswith(x.casefold()) for x in wanted)
+    raise BadRequest(f"unknown search parameter {name!r} for Subscription")
 
 
 def as_fhir(record: SubscriptionRecord) -> dict[str, Any]:
@@ -318,7 +318,7 @@ def _record_engine(session: Session) -> Engine:
     from adapter.record.repository import Repository
 
     bind = session.get_bind()
-    return Repository(getattr(bind, "engine", bind)).engine
+    return Repository(bind.engine).engine
 
 
 # -- from an accepted bundle to outbox entries -------------------------------------------------
@@ -398,18 +398,6 @@ def _with_id(resource: dict[str, Any], server_ref: str) -> dict[str, Any]:
     return {**resource, "id": parts[1]} if len(parts) == 2 else dict(resource)
 
 
-def after_push_in(engine: Engine, bundle: dict[str, Any], locations: list[str]) -> int:
-    """`after_push` in its own transaction, then wake the pushers of this process."""
-    with Session(engine) as session:
-        queued = after_push(session, bundle, locations)
-        session.commit()
-    if queued:
-        from adapter.push import worker
-
-        worker.notify()
-    return queued
-
-
 # -- delivery (an outbox handler) -------------------------------------------------------------
 
 
@@ -452,10 +440,3 @@ def deliver(payload: dict[str, Any], *, timeout: float = 10.0) -> dict[str, Any]
     raise TargetRejected(
         f"subscriber refused: {answer.status_code}", status=answer.status_code, outcome=outcome
     )
-
-
-def install() -> None:
-    """Let the pusher deliver subscription notifications (idempotent)."""
-    from adapter.push import worker
-
-    worker.register_handler(OUTBOX_KIND, deliver)

@@ -16,16 +16,6 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from adapter.directory import codes
-from adapter.directory.models import (
-    MAILBOX_COLUMNS,
-    ORGANIZATION_COLUMNS,
-    PRACTITIONER_COLUMNS,
-    ROLE_COLUMNS,
-    DirectoryMailbox,
-    DirectoryOrganization,
-    DirectoryPractitioner,
-    DirectoryRole,
-)
 from adapter.directory.text import content_hash, fold
 from adapter.directory.writer import (
     ImportSummary,
@@ -36,6 +26,16 @@ from adapter.directory.writer import (
     start_run,
 )
 from adapter.errors import BadRequest
+from adapter.store.directory_tables import (
+    MAILBOX_COLUMNS,
+    ORGANIZATION_COLUMNS,
+    PRACTITIONER_COLUMNS,
+    ROLE_COLUMNS,
+    DirectoryMailbox,
+    DirectoryOrganization,
+    DirectoryPractitioner,
+    DirectoryRole,
+)
 
 KIND = "fhir"
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
@@ -223,7 +223,7 @@ class _BundleReader:
         profession, specialty = _profession_and_specialty(
             [q.get("code") or {} for q in resource.get("qualification") or []]
         )
-        row = (
+        row: tuple[Any, ...] = (
             idnat,
             id_type,
             rpps,
@@ -256,7 +256,7 @@ class _BundleReader:
             return self.structures[idnat]
         address = (resource.get("address") or [{}])[0]
         contacts = resource.get("telecom") or []
-        row = (
+        row: tuple[Any, ...] = (
             idnat,
             finess,
             siret,

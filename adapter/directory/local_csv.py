@@ -21,12 +21,6 @@ from typing import Any, BinaryIO
 from sqlalchemy.engine import Connection, Engine
 
 from adapter.directory import codes
-from adapter.directory.models import (
-    PRACTITIONER_COLUMNS,
-    ROLE_COLUMNS,
-    DirectoryPractitioner,
-    DirectoryRole,
-)
 from adapter.directory.text import content_hash, fold
 from adapter.directory.writer import (
     ImportSummary,
@@ -37,6 +31,12 @@ from adapter.directory.writer import (
     start_run,
 )
 from adapter.errors import BadRequest
+from adapter.store.directory_tables import (
+    PRACTITIONER_COLUMNS,
+    ROLE_COLUMNS,
+    DirectoryPractitioner,
+    DirectoryRole,
+)
 
 KIND = "local"
 _IDNAT = re.compile(r"^(8[0-9]{11}|0[0-9][0-9AB][0-9]{7})$")  # '8'+RPPS | '0'+ADELI
@@ -129,7 +129,7 @@ def rows_of(
     specialty = _cell(row, "specialty_code")
     specialty_system = codes.code_systems()["default_specialty"] if specialty else None
     profession_code, profession = _cell(row, "profession_code"), _cell(row, "profession")
-    person = (
+    person: tuple[Any, ...] = (
         idnat,
         id_type,
         rpps,

@@ -13,15 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from adapter.directory import codes
-from adapter.directory.models import (
-    DirectoryMailbox,
-    DirectoryOrganization,
-    DirectoryPractitioner,
-    DirectoryRole,
-    roles_of,
-)
 from adapter.directory.text import postcode_in_territory
-from adapter.directory.writer import table_of
 from adapter.mapping.directory_port import (
     Address,
     Coding,
@@ -30,6 +22,14 @@ from adapter.mapping.directory_port import (
     OrganizationCard,
     ProfessionalCard,
 )
+from adapter.store.directory_tables import (
+    DirectoryMailbox,
+    DirectoryOrganization,
+    DirectoryPractitioner,
+    DirectoryRole,
+    roles_of,
+)
+from adapter.store.engine import table_of
 
 _SOURCE_RANK = {"national": 0, "fhir": 1, "mssante": 2, "local": 3}
 _practitioners = table_of(DirectoryPractitioner)

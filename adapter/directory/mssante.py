@@ -15,7 +15,6 @@ from typing import Any, BinaryIO
 from sqlalchemy.engine import Engine
 
 from adapter.directory import codes
-from adapter.directory.models import MAILBOX_COLUMNS, DirectoryMailbox
 from adapter.directory.text import content_hash
 from adapter.directory.writer import (
     ImportSummary,
@@ -27,6 +26,7 @@ from adapter.directory.writer import (
     start_run,
 )
 from adapter.errors import BadRequest
+from adapter.store.directory_tables import MAILBOX_COLUMNS, DirectoryMailbox
 
 KIND = "mssante"
 CHUNK_LINES = 10_000

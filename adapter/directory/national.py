@@ -21,14 +21,6 @@ from typing import Any, BinaryIO
 from sqlalchemy.engine import Engine
 
 from adapter.directory import codes
-from adapter.directory.models import (
-    ORGANIZATION_COLUMNS,
-    PRACTITIONER_COLUMNS,
-    ROLE_COLUMNS,
-    DirectoryOrganization,
-    DirectoryPractitioner,
-    DirectoryRole,
-)
 from adapter.directory.text import fold
 from adapter.directory.writer import (
     ImportSummary,
@@ -44,6 +36,14 @@ from adapter.directory.writer import (
 from adapter.directory.writer_process import WriterProcess
 from adapter.errors import BadRequest
 from adapter.store.db import can_share
+from adapter.store.directory_tables import (
+    ORGANIZATION_COLUMNS,
+    PRACTITIONER_COLUMNS,
+    ROLE_COLUMNS,
+    DirectoryOrganization,
+    DirectoryPractitioner,
+    DirectoryRole,
+)
 
 KIND = "national"
 CHUNK_LINES = 20_000

@@ -4,6 +4,7 @@ for the CLI (`liaison directory search`) and the FHIR endpoint (/annuaire/fhir),
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,16 +14,16 @@ from sqlalchemy.engine import Connection, Engine
 from adapter.config import get_settings
 from adapter.directory import codes
 from adapter.directory.lookup import professional_idnat
-from adapter.directory.models import (
+from adapter.directory.text import fold
+from adapter.errors import BadRequest
+from adapter.store.directory_tables import (
     DirectoryMailbox,
     DirectoryOrganization,
     DirectoryPractitioner,
     DirectoryRole,
     roles_of,
 )
-from adapter.directory.text import fold
-from adapter.directory.writer import table_of
-from adapter.errors import BadRequest
+from adapter.store.engine import table_of
 
 practitioners = table_of(DirectoryPractitioner)
 roles = table_of(DirectoryRole)
@@ -76,7 +77,7 @@ class Match:
 @dataclass
 class Page:
     total: int
-    items: list[Any]
+    items: Sequence[Any]
 
 
 def _like(text: str) -> str:

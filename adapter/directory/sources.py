@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from adapter.directory import codes
 from adapter.errors import BadRequest
@@ -73,15 +73,16 @@ def open_source(path: Path, kind: str | None = None) -> Iterator[OpenedSource]:
         with zipfile.ZipFile(path) as archive:
             member = _pick_zip_member(archive)
             with archive.open(member) as raw:
-                stream = io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
-                detected = kind or _kind_from_first_line(stream.peek(4096), member.filename)
+                buffered = io.BufferedReader(cast(io.RawIOBase, raw), buffer_size=1 << 20)
+                detected = kind or _kind_from_first_line(buffered.peek(4096), member.filename)
                 yield OpenedSource(
-                    _require(detected, member.filename), member.filename, stream, member.file_size
-                )
+                    _require(detected, member.filename), member.filename, buffered,
+                    member.file_size)
         return
-    with path.open("rb", buffering=1 << 20) as stream:
-        detected = kind or _kind_from_first_line(stream.peek(4096).split(b"\n", 1)[0], path.name)
-        yield OpenedSource(_require(detected, path.name), path.name, stream, path.stat().st_size)
+    with path.open("rb", buffering=1 << 20) as opened:
+        plain = cast(io.BufferedReader, opened)  # (typeshed: BinaryIO when buffering is given)
+        detected = kind or _kind_from_first_line(plain.peek(4096).split(b"\n", 1)[0], path.name)
+        yield OpenedSource(_require(detected, path.name), path.name, plain, path.stat().st_size)
 
 
 def _require(kind: str | None, name: str) -> str:

@@ -196,8 +196,8 @@ def national_line_pairs(
     professional = first_line  # a piece never has more professionals than lines
     while position < n_lines:
         professional += 1
-        share = draw()
-        activities = min(1 if share < 0.55 else (2 if share < 0.9 else 3), n_lines - position)
+        roll = draw()
+        activities = min(1 if roll < 0.55 else (2 if roll < 0.9 else 3), n_lines - position)
         names, profession = _person_fields(
             int(draw() * professions), int(draw() * families), int(draw() * givens)
         )

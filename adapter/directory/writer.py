@@ -19,7 +19,8 @@ from sqlalchemy import Index, Table, func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-from adapter.directory.models import DirectoryImportRun
+from adapter.store.directory_tables import DirectoryImportRun
+from adapter.store.engine import table_of
 
 # SQLite accepts 32,766 bound parameters per statement; stay well under for the key look-ups.
 KEY_BATCH = 5_000
@@ -83,10 +84,6 @@ RejectionCallback = Callable[[Rejection], None]
 ProgressCallback = Callable[[int], None]  # bytes (or items) consumed so far
 
 
-def table_of(model: type[SQLModel]) -> Table:
-    return model.__table__  # type: ignore[attr-defined,no-any-return]
-
-
 # SQLite settings of an import connection, put back when the import ends (the connection goes
 # back to the engine's pool). synchronous stays NORMAL, the engine's setting: in WAL mode a commit
 # then writes the WAL without waiting for the disk, and only checkpoints sync. OFF would save
@@ -133,7 +130,9 @@ def start_run(engine: Engine, kind: str, source_name: str, *, full: bool) -> int
                 kind=kind, source_name=source_name, full=full, started_at=datetime.now(UTC)
             )
         )
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
 
 def finish_run(engine: Engine, summary: ImportSummary) -> None:
@@ -360,7 +359,7 @@ def _fetch_all(connection: Connection, sql: str, parameters: Sequence[Any]) -> l
     cursor = connection.connection.cursor()
     try:
         cursor.execute(sql, tuple(parameters))
-        return cursor.fetchall()
+        return list(cursor.fetchall())
     finally:
         cursor.close()
 

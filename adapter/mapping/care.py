@@ -51,7 +51,8 @@ def map_document_reference(ctx: Context, xml: bytes) -> str:
     if legal:
         document["authenticator"] = {"reference": legal.member_url}
     replaced = path(root, "relatedDocument", "parentDocument")
-    if replaced is not None and path(root, "relatedDocument").get("typeCode") == "RPLC":
+    relation = path(root, "relatedDocument")
+    if replaced is not None and relation is not None and relation.get("typeCode") == "RPLC":
         parent = cda.ii(child(replaced, "id"))
         if parent:
             document["relatesTo"] = [{"code": "replaces", "target": {
@@ -194,7 +195,7 @@ def map_care_plan(ctx: Context, care_team_url: str, document_url: str) -> str:
 def is_transfer(ctx: Context) -> bool:
     """The patient leaves for another establishment (the discharge mode says so)."""
     codes = {c.get("code") for c in (ctx.discharge_disposition or {}).get("coding") or []}
-    transfers = ctx.knowledge.section_models.get(ctx.recognition.sections, {}).get(
+    transfers = ctx.section_rules.get(
         "transfer_dispositions") or []
     return bool(codes & set(transfers))
 

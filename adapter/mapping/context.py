@@ -61,6 +61,12 @@ class Context:
     letter_sha1: bytes = b""  # SHA-1 of the raw CDA bytes (attachment hash and summary)
     item_keys: ItemKeys = field(default_factory=lambda: ItemKeys("", ""))
 
+    @property
+    def section_rules(self) -> dict[str, Any]:
+        """The section model of the letter's kind (`mappings/sections-*.yaml`; none: N1)."""
+        name = self.recognition.sections
+        return self.knowledge.section_models.get(name, {}) if name else {}
+
     def uris(self, oid: str) -> str:
         return self.knowledge.system_uri(oid)
 

@@ -91,7 +91,7 @@ def convert_letter(xml: bytes, *, directory: DirectoryLookup | None = None,
         {"system": know.liaison_system("bundle"), "value": ctx.doc_key},
         cda.as_instant(ctx.effective) if ctx.effective else None)
     if validate:
-        from adapter.mapping.validation import validate_bundle
+        from adapter.fhir_validation import validate_bundle
 
         problems = validate_bundle(bundle)
         for problem in problems:

@@ -152,7 +152,7 @@ def _observation_value(ctx: Context, value: etree._Element | None) -> str | None
 
 
 def stay_summary(ctx: Context, section: etree._Element, model: dict) -> None:
-    rules = ctx.knowledge.section_models[ctx.recognition.sections]["stay_summary"]
+    rules = ctx.section_rules["stay_summary"]
     for entry in children(section, "entry"):
         observation = child(entry, "observation")
         if observation is None:
@@ -217,7 +217,7 @@ def _dosage(ctx: Context, administration: etree._Element) -> dict[str, Any]:
         elif kind == "PIVL_TS":
             period = child(effective, "period")
             value = _number(period.get("value")) if period is not None else None
-            if value is not None:
+            if period is not None and value is not None:
                 units = ctx.knowledge.valuesets["period_units"]
                 repeat.update({"frequency": 1, "period": value,
                                "periodUnit": units.get(period.get("unit") or "",
@@ -411,11 +411,11 @@ def _device_request(ctx: Context, supply: etree._Element) -> str | None:
 
 
 def plan_activities(ctx: Context, section: etree._Element, model: dict) -> None:
-    kinds = ctx.knowledge.section_models[ctx.recognition.sections]["plan_entries"]
+    kinds = ctx.section_rules["plan_entries"]
     for entry in children(section, "entry"):
         act = next((e for e in entry if isinstance(e.tag, str)), None)
-        name = local_name(act) if act is not None else None
-        target = kinds.get(name or "")
+        name = local_name(act) if act is not None else ""
+        target = kinds.get(name)
         url: str | None = None
         if target == "ServiceRequest":
             url = _service_request(ctx, act, name)
@@ -509,7 +509,7 @@ def _allergy(ctx: Context, code: dict[str, Any]) -> dict[str, Any]:
 def _no_known_allergy(ctx: Context, section: etree._Element) -> bool:
     """The section says no allergy was found: in its narrative, or by a negated entry."""
     text = (cda.text_of(child(section, "text")) or "").lower()
-    says = ctx.knowledge.section_models[ctx.recognition.sections].get(
+    says = ctx.section_rules.get(
         "no_known_allergy_texts") or []
     negated = section.find(".//{*}observation[@negationInd='true']") is not None
     return negated or any(words in text for words in says)
@@ -542,8 +542,10 @@ def _match(section: etree._Element, models: list[dict]) -> dict | None:
 
 
 def map_sections(ctx: Context) -> None:
-    models = ctx.knowledge.section_models[ctx.recognition.sections]["sections"]
+    models = ctx.section_rules["sections"]
     body = cda.path(ctx.root, "component", "structuredBody")
+    if body is None:  # recognised as structured: has a body; a N1 letter has none to map
+        return
     for section in body.iterfind("./{*}component/{*}section"):
         model = _match(section, models)
         if model is None:

@@ -20,6 +20,7 @@ import os
 import select
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 from multiprocessing.connection import Connection
 
@@ -33,24 +34,16 @@ DELIVERY_NICENESS = 5
 _RESTART_SECONDS = 1.0
 
 
-def _run(wakes: Connection, parent: int) -> None:
+def _run(wakes: Connection, parent: int, build: Callable[[], worker.Pusher]) -> None:
     """Child side: the pusher threads until the server closes its end of `wakes`, the server
     process is gone, or SIGTERM."""
-    from adapter.api.app import register_outbox_handlers
-    from adapter.config import get_settings
-    from adapter.push.targets import target_from_settings
-    from adapter.store.db import get_engine
-
     stopping = threading.Event()
     # The server decides when delivery stops; a SIGTERM sent to the whole group (systemd, a
     # container stop) ends the sends in progress first, as the server's `stop()` would.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
     with_lower_priority()
-    settings = get_settings()
-    engine = get_engine()
-    register_outbox_handlers(engine)
-    pusher = worker.Pusher(engine, target_from_settings(settings, engine), settings=settings)
+    pusher = build()
     settle_after_start()
     pusher.start()
     try:
@@ -84,9 +77,11 @@ def with_lower_priority() -> None:
 
 
 class PusherProcess:
-    """Server side: the child process, with `alive` and `stop()` like an in-process `Pusher`."""
+    """Server side: the child process, with `alive` and `stop()` like an in-process `Pusher`.
+    `build`: makes the child's pusher (a module-level function: it is sent to a new process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, build: Callable[[], worker.Pusher]) -> None:
+        self._build = build
         self._context = multiprocessing.get_context("spawn")
         self._stopping = threading.Event()
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -96,7 +91,7 @@ class PusherProcess:
     def _spawn(self) -> None:
         reader, writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=_run, args=(reader, os.getpid()), name="liaison-pusher", daemon=True
+            target=_run, args=(reader, os.getpid(), self._build), name="liaison-pusher", daemon=True
         )
         process.start()
         reader.close()  # the child has its copy: EOF reaches it once the server closes `writer`

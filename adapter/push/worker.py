@@ -12,17 +12,16 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from adapter.api import metrics
+from adapter import metrics
 from adapter.config import Settings, get_settings
 from adapter.errors import TargetError, TargetRejected, operation_outcome
-from adapter.parts import optional
 from adapter.push.backoff import backoff_delay
 from adapter.push.targets import Target, response_locations
 from adapter.store import outbox
@@ -41,13 +40,10 @@ BATCH_SIZE = 8
 
 # payload → what to remember as the result; raises TargetUnavailable / TargetRejected
 Handler = Callable[[Any], "dict[str, Any] | None"]
-_registered: dict[str, Handler] = {}
+# (session, bundle, locations) → outbox entries it queued in that session (e.g. Subscription
+# notifications of what just landed); committed before the bundle's entry counts as delivered
+AfterPush = Callable[[Session, dict[str, Any], list[str]], int]
 _running: set[Any] = set()  # what `notify` sets: our threads' events, pusher processes' pipes
-
-
-def register_handler(kind: str, handler: Handler) -> None:
-    """Let another part deliver its own outbox entries (e.g. Subscription notifications)."""
-    _registered[kind] = handler
 
 
 def notify() -> None:
@@ -75,7 +71,12 @@ class Pusher:
         poll_seconds: float = 0.5,
         rng: random.Random | None = None,
         batch_size: int = BATCH_SIZE,
+        handlers: Mapping[str, Handler] | None = None,
+        after_push: AfterPush | None = None,
     ) -> None:
+        """`handlers`: how to deliver the other kinds of outbox entries than transaction
+        bundles, declared by the parts that queue them (`adapter.ingest.delivery` gathers
+        them); `after_push`: what follows a bundle's landing."""
         self.engine = engine
         self.target = target
         self.settings = settings or get_settings()
@@ -83,12 +84,14 @@ class Pusher:
         self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()
         self.batch_size = batch_size
+        self._handlers = dict(handlers or {})
+        self._hook = after_push
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def handlers(self) -> dict[str, Handler]:
-        return {**_registered, FHIR_TRANSACTION: self._send_bundle,
+        return {**self._handlers, FHIR_TRANSACTION: self._send_bundle,
                 VALIDATED_TRANSACTION: self._send_validated}
 
     def _vouch(self, validated: bool) -> dict[str, Any]:
@@ -108,14 +111,18 @@ class Pusher:
         return {"locations": locations}
 
     def _after_push(self, bundle: dict[str, Any], locations: list[str]) -> None:
-        """Queue the Subscription notifications of what landed (issue 8), where installed.
+        """The `after_push` hook of a bundle that landed, in a transaction of its own.
 
         Runs before the entry is marked delivered: if it fails, the entry is retried, and the
         resend is harmless (conditional transaction) while nothing queued is lost.
         """
-        after_push_in = optional("adapter.coordination.subscriptions", "after_push_in")
-        if after_push_in is not None:
-            after_push_in(self.engine, bundle, locations)
+        if self._hook is None:
+            return
+        with Session(self.engine) as session:
+            queued = self._hook(session, bundle, locations)
+            session.commit()
+        if queued:
+            notify()
 
     # one pass -----------------------------------------------------------------------------
 
@@ -216,7 +223,7 @@ class Pusher:
                          ) -> list[Exception | None]:
         """`_after_push` of several bundles in one transaction; if that fails, one by one, so
         only the bundle at fault is retried. The failure of each (None: done)."""
-        after_push = optional("adapter.coordination.subscriptions", "after_push")
+        after_push = self._hook
         if after_push is None or not pushed:
             return [None] * len(pushed)
         try:

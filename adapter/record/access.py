@@ -32,13 +32,14 @@ from sqlalchemy.sql.expression import FromClause
 from adapter.auth.principal import Principal
 from adapter.auth.rules import token_organizations
 from adapter.errors import NotFound
-from adapter.record.models import PatientGrant, RecordToken, ResourceGrant
 from adapter.record.params import PUBLIC_TYPES
 from adapter.record.storage import utcnow
+from adapter.store.engine import table_of
+from adapter.store.record_tables import PatientGrant, RecordToken, ResourceGrant
 
-_PATIENT_GRANTS = PatientGrant.__table__
-_RESOURCE_GRANTS = ResourceGrant.__table__
-_TOKENS = RecordToken.__table__
+_PATIENT_GRANTS = table_of(PatientGrant)
+_RESOURCE_GRANTS = table_of(ResourceGrant)
+_TOKENS = table_of(RecordToken)
 RESTRICTED_READER_TAG = "urn:liaison:restricted-reader"
 
 

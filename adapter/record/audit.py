@@ -23,11 +23,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from adapter.auth.principal import Principal
-from adapter.record.locking import write_session
-from adapter.record.models import RecordAudit
 from adapter.record.storage import insert_rows, utcnow
+from adapter.store.engine import table_of
+from adapter.store.locking import write_session
+from adapter.store.record_tables import RecordAudit
 
-_AUDIT = RecordAudit.__table__
+_AUDIT = table_of(RecordAudit)
 _BATCH = 500
 _COLUMNS = ("at", "actor_kind", "actor", "action", "resource_type", "resource_id", "outcome",
             "result_count")

@@ -35,11 +35,12 @@ from adapter.auth.principal import Principal
 from adapter.errors import BadRequest
 from adapter.record import access
 from adapter.record.indexing import date_range
-from adapter.record.models import PatientGrant, RecordChange, RecordFeed, RecordResource
+from adapter.store.engine import table_of
+from adapter.store.record_tables import PatientGrant, RecordChange, RecordFeed, RecordResource
 
-_RESOURCES = RecordResource.__table__
-_CHANGES = RecordChange.__table__
-_PATIENT_GRANTS = PatientGrant.__table__
+_RESOURCES = table_of(RecordResource)
+_CHANGES = table_of(RecordChange)
+_PATIENT_GRANTS = table_of(PatientGrant)
 _ADVANCE = text("UPDATE record_feed SET position = position + :count WHERE id = 1 "
                 "RETURNING position")
 _POSITION = text("SELECT position FROM record_feed WHERE id = 1")
@@ -53,7 +54,7 @@ def reserve(session: Session, count: int) -> int:
     if last is None:  # the record's first write since the feed exists
         before = session.execute(select(func.max(_CHANGES.c.change_seq))).scalar() or 0
         last = before + count
-        session.execute(insert(RecordFeed.__table__), [{"id": 1, "position": last}])
+        session.execute(insert(table_of(RecordFeed)), [{"id": 1, "position": last}])
     return int(last) - count + 1
 
 
@@ -160,7 +161,7 @@ def read_page(session: Session, principal: Principal | None, cursor: Cursor,
             _RESOURCES.c.pk > cursor.last).order_by(_RESOURCES.c.pk).limit(count)).scalars().all()
         rows = list(found)
         if len(rows) == count:
-            return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, rows[-1].pk), False)
+            return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, rows[-1].pk or 0), False)
     if cursor.phase == GRANTED:
         cursor = Cursor(cursor.after, cursor.until, CHANGED, cursor.after)
     changed = [*where, _CHANGES.c.change_seq > cursor.last,

@@ -34,13 +34,14 @@ from sqlmodel import Session, col, select
 
 from adapter.national_ids import national_ids
 from adapter.record.indexing import date_range, parse_reference
-from adapter.record.locking import lock_keys
-from adapter.record.models import PatientGrant, RecordReference, RecordResource, ResourceGrant
 from adapter.record.storage import loads
+from adapter.store.engine import table_of
+from adapter.store.locking import lock_keys
+from adapter.store.record_tables import PatientGrant, RecordReference, RecordResource, ResourceGrant
 
-_RESOURCES = RecordResource.__table__
-_PATIENT_GRANTS = PatientGrant.__table__
-_RESOURCE_GRANTS = ResourceGrant.__table__
+_RESOURCES = table_of(RecordResource)
+_PATIENT_GRANTS = table_of(PatientGrant)
+_RESOURCE_GRANTS = table_of(ResourceGrant)
 
 _ACTIVE_TEAM = {"active", None}
 # Grant kinds recomputed from the record's CareTeams; `org` grants are facts written once.
@@ -196,7 +197,7 @@ def _grant_sources(session: Session, patient_ids: list[str],
     """(patient id, resource) of the current CareTeams of `patient_ids`, in storage order."""
     rows = _current(session, known, _RESOURCES.c.patient_id.in_(patient_ids),
                     _RESOURCES.c.resource_type == "CareTeam")
-    return [(patient_id, resource) for _, patient_id, resource in rows]
+    return [(patient_id, resource) for _, patient_id, resource in rows if patient_id]
 
 
 def _current(session: Session, known: Mapping[tuple[str, str], Any], *where: Any
@@ -245,7 +246,7 @@ def dependents(session: Session, resource_type: str, resource_id: str) -> tuple[
             for ref_type, ref_id, pk, patient_id in referencing:
                 if ref_type == "CareTeam" and patient_id:
                     patients.add(patient_id)
-                elif ref_type == "Communication":
+                elif ref_type == "Communication" and pk is not None:
                     communications.add(pk)
                 elif ref_type in PARTY_TYPES and (ref_type, ref_id) not in seen:
                     seen.add((ref_type, ref_id))

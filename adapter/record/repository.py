@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
 from adapter.auth.principal import Principal
@@ -31,8 +31,6 @@ from adapter.ids import new_id
 from adapter.record import access, audit, feed, grants, search
 from adapter.record.database import record_engine
 from adapter.record.indexing import index_rows
-from adapter.record.locking import is_sqlite, write_session
-from adapter.record.models import RecordResource, RecordVersion
 from adapter.record.storage import (
     RESOURCES,
     VERSIONS,
@@ -55,6 +53,8 @@ from adapter.record.transaction import (
     parse_entry,
 )
 from adapter.record.validation import check_id, check_type
+from adapter.store.locking import is_sqlite, write_session
+from adapter.store.record_tables import RecordResource, RecordVersion
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 
@@ -150,7 +150,7 @@ class Repository:
         versions = session.exec(model_select(RecordVersion).where(
             RecordVersion.resource_type == resource_type,
             RecordVersion.resource_id == resource_id,
-        ).order_by(RecordVersion.version_id.desc())).all()  # type: ignore[union-attr]
+        ).order_by(col(RecordVersion.version_id).desc())).all()
         entries = []
         for stored in versions:
             entry: dict[str, Any] = {

@@ -8,6 +8,7 @@ page boundary never duplicates or skips a resource even while others are written
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,6 @@ from adapter.config import get_settings
 from adapter.errors import BadRequest, NotAcceptable
 from adapter.record.access import read_filter
 from adapter.record.indexing import date_range, normalize_text, parse_reference
-from adapter.record.models import RecordDate, RecordReference, RecordString, RecordToken
 from adapter.record.params import (
     RESULT_PARAMETERS,
     SPECIAL_PARAMETERS,
@@ -32,11 +32,13 @@ from adapter.record.params import (
     params_for,
 )
 from adapter.record.storage import RESOURCES, loads
+from adapter.store.engine import table_of
+from adapter.store.record_tables import RecordDate, RecordReference, RecordString, RecordToken
 
 DEFAULT_COUNT = 50
 _INCLUDE_ROUNDS = 3
-_TABLES = {"token": RecordToken.__table__, "reference": RecordReference.__table__,
-           "date": RecordDate.__table__, "string": RecordString.__table__}
+_TABLES = {"token": table_of(RecordToken), "reference": table_of(RecordReference),
+           "date": table_of(RecordDate), "string": table_of(RecordString)}
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 _SORTS = {"_lastUpdated", "-_lastUpdated", "_id"}
 _JSON_FORMATS = {"json", "application/json", "application/fhir+json"}
@@ -368,7 +370,7 @@ def _rows_by_identity(session: Session, wanted: set[tuple[str, str]],
     return rows
 
 
-def _included(session: Session, request: SearchRequest, matches: list[Any],
+def _included(session: Session, request: SearchRequest, matches: Sequence[Any],
               principal: Principal | None) -> list[Any]:
     references = _TABLES["reference"]
     have = {(r.resource_type, r.resource_id) for r in matches}
@@ -399,7 +401,7 @@ def _included(session: Session, request: SearchRequest, matches: list[Any],
     return added
 
 
-def _revincluded(session: Session, request: SearchRequest, matches: list[Any],
+def _revincluded(session: Session, request: SearchRequest, matches: Sequence[Any],
                  principal: Principal | None, have: set[tuple[str, str]]) -> list[Any]:
     references = _TABLES["reference"]
     access = read_filter(principal, RESOURCES)

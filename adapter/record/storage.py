@@ -15,7 +15,9 @@ from sqlmodel import Session
 from sqlmodel import select as model_select
 
 from adapter.record.indexing import IndexRows, index_rows, parse_reference, values_at
-from adapter.record.models import (
+from adapter.record.params import COMPARTMENT_VIA, compartment_paths
+from adapter.store.engine import table_of
+from adapter.store.record_tables import (
     RecordDate,
     RecordReference,
     RecordResource,
@@ -23,12 +25,11 @@ from adapter.record.models import (
     RecordToken,
     RecordVersion,
 )
-from adapter.record.params import COMPARTMENT_VIA, compartment_paths
 
-RESOURCES = RecordResource.__table__
-VERSIONS = RecordVersion.__table__
-INDEX_TABLES = (RecordToken.__table__, RecordReference.__table__, RecordDate.__table__,
-                RecordString.__table__)
+RESOURCES = table_of(RecordResource)
+VERSIONS = table_of(RecordVersion)
+INDEX_TABLES = (table_of(RecordToken), table_of(RecordReference), table_of(RecordDate),
+                table_of(RecordString))
 
 
 def utcnow() -> datetime:
@@ -232,12 +233,13 @@ def write_version(
         batch.supersede(existing)
         if existing.pk is None:  # created earlier in this transaction: give it its pk first
             batch.flush(session)
-        row.pk = existing.pk
-        session.execute(update(RESOURCES).where(RESOURCES.c.pk == row.pk).values(
+        pk = row.pk = existing.pk
+        assert pk is not None  # given by the flush above
+        session.execute(update(RESOURCES).where(RESOURCES.c.pk == pk).values(
             version_id=version, last_updated=now, deleted=False, patient_id=patient_id,
             body=body))
-        batch.cleared.add(row.pk)
-        batch.indexed[row.pk] = (row.resource_type, index_rows(resource))
+        batch.cleared.add(pk)
+        batch.indexed[pk] = (row.resource_type, index_rows(resource))
     batch.versions.append((row.resource_type, row.resource_id, version, now, method, False,
                            None))  # the body is the resource row's while current
     created = existing is None or existing.deleted
@@ -267,7 +269,10 @@ def clear_index(session: Session, pks: list[int]) -> None:
 
 
 def insert_index(session: Session, indexed: list[tuple[int, str, IndexRows]]) -> None:
-    tokens, references, dates, strings = [], [], [], []
+    tokens: list[tuple[Any, ...]] = []
+    references: list[tuple[Any, ...]] = []
+    dates: list[tuple[Any, ...]] = []
+    strings: list[tuple[Any, ...]] = []
     for pk, resource_type, rows in indexed:
         tokens += [(pk, resource_type, *values) for values in rows.tokens]
         references += [(pk, resource_type, *values) for values in rows.references]
@@ -305,7 +310,7 @@ def insert_rows(session: Session, table: Table, columns: tuple[str, ...],
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
     statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
                  f"VALUES ({', '.join([marker] * len(columns))})")
-    connection.exec_driver_sql(statement, rows)  # type: ignore[arg-type]
+    connection.exec_driver_sql(statement, rows)
 
 
 _PROCESSORS: dict[tuple[str, str, tuple[str, ...]], list[Any]] = {}

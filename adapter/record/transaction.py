@@ -283,6 +283,7 @@ def _rewritten(node: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     link are shared, and strings — the 100 KB of a letter's base64 — are never looked into).
     Measured: three times faster than a regex over the serialised resource parsed back."""
     changed: dict[str, Any] | None = None
+    new: Any
     for key, value in node.items():
         kind = type(value)
         if kind is str:
@@ -308,6 +309,7 @@ def _rewritten(node: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
 
 def _rewritten_list(items: list[Any], ids: dict[str, str]) -> list[Any]:
     changed: list[Any] | None = None
+    new: Any
     for index, item in enumerate(items):
         kind = type(item)
         if kind is dict:

@@ -1,6 +1,6 @@
 """Incoming resources are checked against the FHIR R4 models (fhir.resources R4B) before storing.
 
-The check is the mapping's validator (`adapter.mapping.validation.validate_resource`): the same
+The check is the mapping's validator (`adapter.fhir_validation.validate_resource`): the same
 fhir.resources models, run once per distinct *shape* of resource and per distinct leaf value,
 with the results cached. A letter's bundle is made of resources seen before (the same doctor,
 the same hospital) or of known shapes, so the record does not pay the ~1 ms per resource a
@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from adapter.errors import BadRequest, InvalidResource, NotFound
-from adapter.mapping.validation import validate_resource as model_problems
+from adapter.fhir_validation import validate_resource as model_problems
 from adapter.record.params import is_supported
 
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

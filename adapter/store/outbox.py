@@ -18,13 +18,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Column, Index, LargeBinary, Text, bindparam, func, insert, text
+from sqlalchemy import select as select_columns
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import TextClause
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from adapter.store.db import session_scope
+from adapter.store.engine import table_of
+from adapter.store.locking import write_session
 
 PENDING = "pending"  # never tried yet
 RETRYING = "retrying"  # tried, failed for a reason worth retrying, waits for next_attempt_at
@@ -81,8 +83,8 @@ class OutboxPayload(SQLModel, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
-_ENTRIES = OutboxEntry.__table__
-_PAYLOADS = OutboxPayload.__table__
+_ENTRIES = table_of(OutboxEntry)
+_PAYLOADS = table_of(OutboxPayload)
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,6 @@ def write_scope(engine: Engine, *, urgent: bool = False) -> AbstractContextManag
     the record's writes) and begin IMMEDIATE: waiting on SQLite's own busy handler, which sleeps
     in growing steps, made concurrent ingestion ten times slower. `urgent`: a client waits for
     this write (acceptance), it goes before background writes (delivery)."""
-    try:
-        from adapter.record.locking import write_session
-    except ModuleNotFoundError:
-        return session_scope(engine)
     return write_session(engine, urgent=urgent)
 
 
@@ -182,7 +180,7 @@ def claim(
         f"attempts = attempts + 1 WHERE id IN ({eligible})",
         params,
     )
-    held = (select(_ENTRIES.c.id, _ENTRIES.c.kind, _ENTRIES.c.key,
+    held = (select_columns(_ENTRIES.c.id, _ENTRIES.c.kind, _ENTRIES.c.key,
                    func.coalesce(_PAYLOADS.c.payload, _ENTRIES.c.payload), _ENTRIES.c.attempts)
             .select_from(_ENTRIES.outerjoin(_PAYLOADS, _PAYLOADS.c.entry_id == _ENTRIES.c.id))
             .where(_ENTRIES.c.claim_token == token).order_by(_ENTRIES.c.id))
@@ -347,7 +345,7 @@ def counts(engine: Engine) -> dict[str, int]:
 
 def entries(engine: Engine, *, status: str | None = None, limit: int = 100) -> list[OutboxEntry]:
     with Session(engine, expire_on_commit=False) as session:
-        query = select(OutboxEntry).order_by(OutboxEntry.id).limit(limit)
+        query = select(OutboxEntry).order_by(col(OutboxEntry.id)).limit(limit)
         if status:
             query = query.where(OutboxEntry.status == status)
         return _with_payloads(session, list(session.exec(query).all()))

@@ -12,8 +12,8 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from adapter.api.preparation import ConversionPool, PreparedLetter, prepare_here
 from adapter.errors import NotXml, RefusedLetter
+from adapter.ingest.preparation import ConversionPool, PreparedLetter, prepare_here
 from adapter.store.db import get_engine
 from tests.support.letter_variants import letter_variant
 from tests.support.paths import N1_PDF_EXAMPLE

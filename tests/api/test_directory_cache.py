@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.api.directory_cache import CachedDirectory
+from adapter.ingest.directory_cache import CachedDirectory
 
 
 class CountingDirectory:

@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
-from adapter.api.ingestion import ingest_letter
-from adapter.api.letter_writer import Pending, writer_for
-from adapter.api.preparation import prepare_here
 from adapter.auth import Principal
 from adapter.config import get_settings
 from adapter.errors import Conflict
+from adapter.ingest.ingestion import ingest_letter
+from adapter.ingest.letter_writer import Pending, writer_for
+from adapter.ingest.preparation import prepare_here
 from adapter.store import outbox
 from adapter.store.db import get_engine
 from adapter.store.letters import get_letter

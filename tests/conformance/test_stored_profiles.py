@@ -12,13 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from adapter.api.ingestion import ingest_letter
 from adapter.cli import app as cli
 from adapter.config import get_settings
 from adapter.conformance.valuesets import load_value_sets
 from adapter.directory.importer import import_path
-from adapter.push.targets import EmbeddedTarget
-from adapter.push.worker import Pusher
+from adapter.ingest.delivery import delivery_pusher
+from adapter.ingest.ingestion import ingest_letter
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine
 from tests.support.letter_variants import letter_variant
@@ -33,7 +32,7 @@ def _deliver(*letters: bytes) -> list[dict]:
     import_path(engine, FIXTURES / "coordination" / "local_directory.csv")
     receipts = [ingest_letter(xml, content_type="application/xml", engine=engine,
                               settings=settings).receipt for xml in letters]
-    assert Pusher(engine, EmbeddedTarget(engine), threads=1).drain(timeout=60)
+    assert delivery_pusher(engine, threads=1).drain(timeout=60)
     return receipts
 
 

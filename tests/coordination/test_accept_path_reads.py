@@ -14,10 +14,10 @@ from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.careteam_merge import known_carers
 from adapter.coordination.coordinators import DirectoryCoordinators
 from adapter.coordination.enrichment import enrich
-from adapter.coordination.models import ConsentDecision, SharingAudit
 from adapter.directory.importer import import_path
 from adapter.mapping import convert_letter
 from adapter.record.repository import Repository
+from adapter.store.coordination_tables import ConsentDecision, SharingAudit
 from adapter.store.db import get_engine, session_scope
 from tests.coordination.letters import INS, addressed, synthetic_conversion
 from tests.support.letter_variants import INS_SYSTEM, ins_of, letter_variant

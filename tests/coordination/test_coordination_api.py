@@ -7,8 +7,7 @@ from fastapi.testclient import TestClient
 from adapter.api.app import create_app
 from adapter.auth import issue_token
 from adapter.config import get_settings
-from adapter.push.targets import EmbeddedTarget
-from adapter.push.worker import Pusher
+from adapter.ingest.delivery import delivery_pusher
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine
 
@@ -48,7 +47,7 @@ def test_opposition_through_the_api_is_registered_and_written_to_the_record_as_c
     assert client.get("/coordination/audit", headers=_auth("hospital", organization="1")
                       ).status_code == 403
     engine = get_engine()
-    assert Pusher(engine, EmbeddedTarget(engine), threads=1).drain(timeout=20)
+    assert delivery_pusher(engine, threads=1).drain(timeout=20)
     consents = Repository(engine).search("Consent", [])["entry"]
     [consent] = [e["resource"] for e in consents if e["resource"]["resourceType"] == "Consent"]
     assert consent["status"] == "active"
@@ -58,7 +57,7 @@ def test_opposition_through_the_api_is_registered_and_written_to_the_record_as_c
     assert (
         client.post("/coordination/consent", json=body, headers=_auth("system")).status_code == 201
     )
-    assert Pusher(engine, EmbeddedTarget(engine), threads=1).drain(timeout=20)
+    assert delivery_pusher(engine, threads=1).drain(timeout=20)
     consents = Repository(engine).search("Consent", [])["entry"]
     statuses = [
         e["resource"]["status"] for e in consents if e["resource"]["resourceType"] == "Consent"

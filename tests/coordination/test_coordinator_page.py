@@ -135,9 +135,8 @@ def test_page_renders_the_example_patient_in_a_real_headless_browser(tmp_path: P
 
 
 def test_page_shows_whether_the_received_letter_reached_the_record() -> None:
-    from adapter.api.ingestion import ingest_letter
-    from adapter.push.targets import EmbeddedTarget
-    from adapter.push.worker import Pusher
+    from adapter.ingest.delivery import delivery_pusher
+    from adapter.ingest.ingestion import ingest_letter
 
     engine = get_engine()
     settings = get_settings()
@@ -146,7 +145,7 @@ def test_page_shows_whether_the_received_letter_reached_the_record() -> None:
     client = TestClient(create_app(settings))
     admin = {"Authorization": f"Bearer {issue_token('system')}"}
     assert 'class="letters"' not in client.get("/coordination/page", headers=admin).text
-    assert Pusher(engine, EmbeddedTarget(engine), threads=1).drain(timeout=30)
+    assert delivery_pusher(engine, threads=1).drain(timeout=30)
     html = client.get("/coordination/page", headers=admin).text
     assert 'letter-status">pushed<' in html
 

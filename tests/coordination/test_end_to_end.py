@@ -2,43 +2,24 @@
 writes it to the embedded record, and a subscribed community endpoint is notified.
 
 Needs the two integration calls (see adapter/coordination/__init__.py): ingestion calling
-`adapter.coordination.coordinate` and the pusher calling `subscriptions.after_push_in`.
+`adapter.coordination.coordinate` and the pusher calling `subscriptions.after_push`.
 """
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 
 import httpx
-import pytest
 from fastapi import FastAPI, Request, Response
 
-from adapter.api import ingestion
 from adapter.api.app import create_app
 from adapter.auth import issue_token
 from adapter.config import get_settings
 from adapter.directory.importer import import_path
-from adapter.parts import optional
-from adapter.push import worker
 from adapter.store.db import get_engine
 from tests.support.paths import FIXTURES, LDL_SES_EXAMPLE
 from tests.support.servers import free_port, serve_app
-
-
-def _integrated() -> bool:
-    # ingestion prepares letters itself or through adapter.api.preparation
-    preparation = optional("adapter.api.preparation")
-    accepting = inspect.getsource(ingestion) + (inspect.getsource(preparation) if preparation
-                                                else "")
-    return "coordinat" in accepting and "after_push" in inspect.getsource(worker)
-
-
-pytestmark = pytest.mark.skipif(
-    not _integrated(),
-    reason="ingestion/pusher do not call the coordination step yet (lead's integration)",
-)
 
 
 def test_posted_letter_reaches_a_subscribed_endpoint_with_the_coordinator(

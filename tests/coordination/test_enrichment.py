@@ -12,8 +12,8 @@ from adapter.coordination import consent
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.coordinators import CsvCoordinators
 from adapter.coordination.enrichment import enrich
-from adapter.coordination.models import SharingAudit
 from adapter.coordination.rules import load_rules, parse_rules
+from adapter.store.coordination_tables import SharingAudit
 from adapter.store.db import get_engine, session_scope
 from tests.coordination.letters import INS, addressed, synthetic_conversion
 from tests.support.paths import FIXTURES, REPO

@@ -8,8 +8,8 @@ from pathlib import Path
 from adapter.coordination import coordinate
 from adapter.coordination.bundle_tools import BundleView
 from adapter.directory.importer import import_path
+from adapter.fhir_validation import validate_bundle
 from adapter.mapping import convert_letter
-from adapter.mapping.validation import validate_bundle
 from adapter.store.db import get_engine
 from tests.coordination.letters import addressed
 from tests.support.paths import FIXTURES, LDL_SES_EXAMPLE

@@ -61,9 +61,9 @@ def test_accept_path_reads_on_postgresql(postgres_url: str) -> None:
     """The coordinator cache's generation, the lean consent look-up, the audit insert and the
     record's care-team reader, on PostgreSQL (where the record shares liaison's database)."""
     from adapter.coordination.coordinators import DirectoryCoordinators
-    from adapter.coordination.models import SharingAudit
     from adapter.directory.importer import import_path
     from adapter.record.repository import Repository
+    from adapter.store.coordination_tables import SharingAudit
 
     def team_of(bundle: dict) -> set[str]:
         view = BundleView(bundle)

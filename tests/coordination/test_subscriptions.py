@@ -14,7 +14,7 @@ from adapter.coordination import subscriptions
 from adapter.coordination.coordinators import CsvCoordinators
 from adapter.coordination.enrichment import enrich
 from adapter.errors import BadRequest
-from adapter.push.targets import EmbeddedTarget
+from adapter.ingest.delivery import delivery_pusher
 from adapter.push.worker import Pusher
 from adapter.store import outbox
 from adapter.store.db import get_engine
@@ -81,11 +81,16 @@ def _locations(bundle: dict) -> list[str]:
     ]
 
 
+def _after_push(bundle: dict, locations: list[str]) -> None:
+    """What the pusher does once a bundle landed: queue its notifications."""
+    with Session(get_engine()) as session:
+        subscriptions.after_push(session, bundle, locations)
+        session.commit()
+
+
 @pytest.fixture
 def pusher(fast_retries: None) -> Iterator[Pusher]:
-    subscriptions.install()
-    engine = get_engine()
-    running = Pusher(engine, EmbeddedTarget(engine), threads=1, poll_seconds=0.05).start()
+    running = delivery_pusher(get_engine(), threads=1, poll_seconds=0.05).start()
     yield running
     running.stop()
 
@@ -150,14 +155,14 @@ def test_subscriber_is_notified_of_a_new_care_plan_and_again_after_being_down(
     _subscribe(f"CarePlan?patient.identifier={PATIENT}", endpoint, payload="application/fhir+json")
     first = enrich(synthetic_conversion(set_id="1.2.250.1.999.1"), CsvCoordinators(DIRECTORY_CSV))
     with serve_app(subscriber.app, port=port):
-        subscriptions.after_push_in(get_engine(), first.bundle, _locations(first.bundle))
+        _after_push(first.bundle, _locations(first.bundle))
         assert subscriber.wait_for(1, timeout=5.0), "no notification within 5 s"
         method, path, body = subscriber.received[0]
         assert (method, path.rsplit("/", 2)[-2]) == ("PUT", "CarePlan")
         assert b'"resourceType":"CarePlan"' in body
     # the subscriber is down: the notification waits in the outbox and is retried
     second = enrich(synthetic_conversion(set_id="1.2.250.1.999.2"), CsvCoordinators(DIRECTORY_CSV))
-    subscriptions.after_push_in(get_engine(), second.bundle, _locations(second.bundle))
+    _after_push(second.bundle, _locations(second.bundle))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and outbox.counts(get_engine())["retrying"] == 0:
         time.sleep(0.05)
@@ -180,7 +185,7 @@ def test_a_subscriber_refusing_the_notification_parks_it_as_failed(pusher: Pushe
     _subscribe("CommunicationRequest?event-type=SOR", f"http://127.0.0.1:{port}/hook")
     bundle = enrich(synthetic_conversion(), CsvCoordinators(DIRECTORY_CSV)).bundle
     with serve_app(refusing, port=port):
-        subscriptions.after_push_in(get_engine(), bundle, _locations(bundle))
+        _after_push(bundle, _locations(bundle))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and outbox.counts(get_engine())["failed"] == 0:
             time.sleep(0.05)

@@ -13,13 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from adapter.directory.importer import import_path
-from adapter.directory.models import DirectoryPractitioner, DirectoryRole
 from adapter.directory.national import NATIONAL_ROLE_COLUMNS, NationalImporter, RowWriter
 from adapter.directory.sources import open_source
 from adapter.directory.synthetic import write_national_extract
 from adapter.directory.writer import ImportSummary, table_of
 from adapter.directory.writer_process import WriterFailed
 from adapter.store.db import engine_for, init_db
+from adapter.store.directory_tables import DirectoryPractitioner, DirectoryRole
 from tests.directory.conftest import NATIONAL_SAMPLE
 
 practitioners = table_of(DirectoryPractitioner)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from adapter.directory.commands import app
+from adapter.cli.directory import app
 from tests.directory.conftest import LOCAL_SAMPLE, MSSANTE_SAMPLE, NATIONAL_SAMPLE
 
 runner = CliRunner()

@@ -10,9 +10,9 @@ from sqlalchemy.engine import Engine
 
 from adapter.directory.importer import import_path
 from adapter.directory.lookup import SqlDirectory
-from adapter.directory.models import DirectoryMailbox, DirectoryRole
 from adapter.directory.writer import table_of
 from adapter.errors import BadRequest
+from adapter.store.directory_tables import DirectoryMailbox, DirectoryRole
 from tests.directory.conftest import FHIR_SAMPLE, LOCAL_SAMPLE, MSSANTE_SAMPLE, NATIONAL_SAMPLE
 
 IDNAT = "urn:oid:1.2.250.1.71.4.2.1"

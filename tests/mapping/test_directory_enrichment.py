@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapter.fhir_validation import validate_bundle
 from adapter.mapping import Conversion
 from adapter.mapping.directory_port import (
     Coding,
@@ -11,7 +12,6 @@ from adapter.mapping.directory_port import (
     OrganizationCard,
     ProfessionalCard,
 )
-from adapter.mapping.validation import validate_bundle
 from tests.mapping.helpers import by_url, convert_fixture, diagnostics, one, resources
 
 IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from adapter.fhir_validation import validate_bundle
 from adapter.mapping import Conversion
-from adapter.mapping.validation import validate_bundle
 from tests.mapping.helpers import (
     by_url,
     convert_file,

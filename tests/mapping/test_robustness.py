@@ -6,8 +6,8 @@ import pytest
 from lxml import etree
 
 from adapter.errors import RefusedLetter
+from adapter.fhir_validation import validate_bundle
 from adapter.mapping import convert_letter
-from adapter.mapping.validation import validate_bundle
 from tests.mapping.helpers import LETTERS
 from tests.support.paths import LDL_SES_EXAMPLE
 

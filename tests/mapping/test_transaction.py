@@ -7,9 +7,9 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from adapter.fhir_validation import validate_bundle
 from adapter.mapping.identity import token_query
 from adapter.mapping.serialize import bundle_json
-from adapter.mapping.validation import validate_bundle
 from tests.mapping.helpers import LETTERS, convert_file, convert_fixture, entry_of, one, resources
 from tests.support.paths import LDL_SES_EXAMPLE
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from adapter.mapping import validation
-from adapter.mapping.validation import validate_bundle, validate_resource
+from adapter import fhir_validation as validation
+from adapter.fhir_validation import validate_bundle, validate_resource
 from tests.mapping.helpers import convert_fixture, one
 from tests.support.paths import LDL_SES_EXAMPLE
 

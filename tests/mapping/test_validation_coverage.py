@@ -16,8 +16,9 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from adapter.mapping import convert_letter, validation
-from adapter.mapping.validation import validate_bundle
+from adapter import fhir_validation as validation
+from adapter.fhir_validation import validate_bundle
+from adapter.mapping import convert_letter
 from tests.support.paths import LDL_SES_EXAMPLE
 
 Leaf = tuple[Any, Any, str, str]  # (container, key or index, path, element name)

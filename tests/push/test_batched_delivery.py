@@ -177,8 +177,7 @@ def test_each_letter_of_a_batch_queues_its_subscription_notifications_before_del
                       directory).bundle for n in range(3)]
     enqueue(engine, [(bundle, f"patient-{n}") for n, bundle in enumerate(letters)])
     target = CountingTarget(engine)
-    pusher = Pusher(engine, target, settings=settings())
-    pusher.handlers = lambda: {FHIR_TRANSACTION: pusher._send_bundle}  # letters only here
+    pusher = Pusher(engine, target, settings=settings(), after_push=subscriptions.after_push)
     pusher.run_once()
     assert target.calls == [3]
     assert outbox.counts(engine)[outbox.DELIVERED] == 3

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from adapter.api.preparation import prepare
+from adapter.ingest.preparation import prepare
 from adapter.push.targets import EmbeddedTarget
 from adapter.push.worker import FHIR_TRANSACTION, VALIDATED_TRANSACTION, Pusher
 from adapter.record.repository import Repository
@@ -90,7 +90,7 @@ def test_an_http_server_is_never_told_a_bundle_was_validated(outbox_engine: Engi
 def test_a_prepared_letter_is_vouched_for_only_when_its_bundle_passes_the_check(
     tmp_path: Any,
 ) -> None:
-    from adapter.api import preparation
+    from adapter.ingest import preparation
     from adapter.mapping import convert_letter
     from adapter.store.db import engine_for, init_db
 

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from adapter.auth import issue_token
 from adapter.record import audit
 from adapter.record.access import RESTRICTED_READER_TAG
-from adapter.record.models import RecordAudit
+from adapter.store.record_tables import RecordAudit
 from tests.record.bundles import INS, PCP, letter_bundle, post_bundle
 from tests.record.conftest import client_for
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from adapter.record.locking import WriterLock
+from adapter.store.locking import WriterLock
 
 
 def _waiting(lock: WriterLock, order: list[str], name: str, urgent: bool) -> threading.Thread:

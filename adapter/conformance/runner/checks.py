@@ -31,7 +31,7 @@ _PROBE_VALUES = {
 
 
 def _declared(capability: dict[str, Any], resource_types: set[str]) -> list[dict[str, Any]]:
-    resources = []
+    resources: list[dict[str, Any]] = []
     for rest in capability.get("rest", []):
         if rest.get("mode", "server") != "server":
             continue
@@ -100,8 +100,14 @@ _CHECKS: dict[str, Callable[[Step, RunContext, StepResult], None]] = {
 }
 
 
-def run_check(step: Step, context: RunContext, result: StepResult) -> None:
+def run_check(step: Step, phase: str, context: RunContext) -> StepResult:
+    """A step that checks something other than one answer (e.g. the change feed)."""
+    result = StepResult(name=step.name, phase=phase)
     check = _CHECKS.get(step.check or "")
-    if check is None:
-        raise BadRequest(f"unknown check {step.check!r} (known: {', '.join(_CHECKS)})")
-    check(step, context, result)
+    try:
+        if check is None:
+            raise BadRequest(f"unknown check {step.check!r} (known: {', '.join(_CHECKS)})")
+        check(step, context, result)
+    except BadRequest as error:
+        result.error = error.message
+    return result

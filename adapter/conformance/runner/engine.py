@@ -11,10 +11,11 @@ import httpx
 from fhirpathpy import evaluate
 
 from adapter.config import get_settings
+from adapter.conformance.runner.checks import run_check
 from adapter.conformance.runner.fixtures import Fixtures
 from adapter.conformance.runner.results import RunResult, StepResult, TestResult
 from adapter.conformance.runner.scenarios import Scenario, load_requirements, load_scenarios
-from adapter.conformance.runner.steps import RunContext, run_step
+from adapter.conformance.runner.steps import RunContext, run_request
 from adapter.errors import BadRequest, LiaisonError, TargetUnavailable
 
 
@@ -43,7 +44,7 @@ def run_scenario(scenario: Scenario, context: RunContext) -> TestResult:
         return test
     for phase, steps in (("setup", scenario.setup), ("test", scenario.test)):
         for step in steps:
-            outcome = run_step(step, phase, context)
+            outcome = (run_check if step.check else run_request)(step, phase, context)
             test.steps.append(outcome)
             if outcome.error or (phase == "setup" and not outcome.passed):
                 test.seconds = time.monotonic() - started

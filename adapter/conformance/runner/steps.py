@@ -288,14 +288,10 @@ def send_split(context: RunContext, request: dict[str, Any]
     return exchange, response
 
 
-def run_step(step: Step, phase: str, context: RunContext) -> StepResult:
+def run_request(step: Step, phase: str, context: RunContext) -> StepResult:
+    """A step that sends a request: its exchange, the assertions on the answer, the captures."""
     result = StepResult(name=step.name, phase=phase)
     try:
-        if step.check:
-            from adapter.conformance.runner.checks import run_check
-
-            run_check(step, context, result)
-            return result
         assert step.request is not None
         split = bool(step.options.get("split")) and context.max_entries is not None
         exchange, response = (send_split if split else send)(context, step.request)

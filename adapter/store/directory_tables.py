@@ -14,6 +14,8 @@ from datetime import datetime
 from sqlalchemy import Column, ColumnElement, Index, Text
 from sqlmodel import Field, SQLModel
 
+from adapter.store.engine import table_of
+
 
 class DirectoryPractitioner(SQLModel, table=True):
     __tablename__ = "directory_practitioner"
@@ -237,4 +239,4 @@ MAILBOX_COLUMNS = (
 
 def roles_of(idnat: str) -> ColumnElement[bool]:
     """Condition selecting the roles of one professional (through ix_dirrole_practitioner)."""
-    return DirectoryRole.__table__.c.practitioner_idnat == idnat  # type: ignore[attr-defined,no-any-return]
+    return table_of(DirectoryRole).c.practitioner_idnat == idnat

@@ -39,7 +39,7 @@ from fhir_core.types import (
 )
 from pydantic import TypeAdapter, ValidationError
 
-_PRIMITIVES = {
+_PRIMITIVES: dict[str, TypeAdapter[Any]] = {
     "string": TypeAdapter(StringType), "code": TypeAdapter(CodeType),
     "uri": TypeAdapter(UriType), "dateTime": TypeAdapter(DateTimeType),
     "date": TypeAdapter(DateType), "instant": TypeAdapter(InstantType),
@@ -319,7 +319,7 @@ def _set_aside_documents(resource: dict[str, Any]) -> dict[str, Any]:
     for index, item in enumerate(content):
         attachment = item.get("attachment") if type(item) is dict else None
         data = attachment.get("data") if type(attachment) is dict else None
-        if type(data) is str and len(data) > _LARGE_DATA and _base64_ok(data):
+        if type(data) is str and len(data) > _LARGE_DATA and _base64_ok(data) and attachment:
             if light is None:
                 light = {**resource, "content": list(content)}
             light["content"][index] = {**item, "attachment": {**attachment, "data": "AAAA"}}

@@ -24,10 +24,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from adapter.api import metrics
-from adapter.api.preparation import PreparedLetter
-from adapter.api.validation import CDA_VALIDATION, validator
+from adapter import metrics
 from adapter.errors import Conflict, LiaisonError, StalePreparation
+from adapter.ingest.preparation import PreparedLetter
+from adapter.ingest.validation import CDA_VALIDATION
 from adapter.push import worker
 from adapter.store import outbox
 from adapter.store.letters import LetterStory, ReceivedLetter, find_letter, receipt, story_of
@@ -121,7 +121,7 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
     if story.version <= letter.version:
         story.version, story.letter_id = letter.version, received.id
     session.merge(story)
-    if pending.deferred_validation and validator() is not None:
+    if pending.deferred_validation:
         outbox.enqueue(session, CDA_VALIDATION, {"letter": received.id}, f"validate:{received.id}")
     return Accepted(receipt(session, received), created=True), entry.id
 
@@ -185,6 +185,7 @@ class LetterWriter:
     def _write(self, engine: Engine, group: list[Pending]) -> None:
         outcomes: list[Accepted | LiaisonError] = []
         entries: list[int | None] = []
+        answer: Accepted | LiaisonError
         try:
             with outbox.write_scope(engine, urgent=True) as session:
                 for pending in group:

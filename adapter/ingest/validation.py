@@ -8,31 +8,23 @@ report to the receipt shortly after; like everything in the outbox, it survives 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from adapter.conformance.cda_validation import validate_letter
 from adapter.errors import RefusedLetter
-from adapter.parts import optional
-from adapter.push import worker
 from adapter.store.db import session_scope
 from adapter.store.letters import ReceivedLetter
 
 CDA_VALIDATION = "cda-validation"
 
 
-def validator() -> Any:
-    """`validate_letter` of the conformance part, or None where it is not installed."""
-    return optional("adapter.conformance.cda_validation", "validate_letter")
-
-
 def check_strictly(xml: bytes) -> dict[str, Any] | None:
     """The report of a conforming letter; RefusedLetter (422) listing the problems otherwise."""
-    validate_letter = validator()
-    if validate_letter is None:
-        return None
     report = validate_letter(xml)
     outcome = report.operation_outcome()
     if not report.ok:
@@ -45,11 +37,10 @@ def check_strictly(xml: bytes) -> dict[str, Any] | None:
 
 def attach_report(engine: Engine, letter_id: str) -> dict[str, Any]:
     """Validate a stored letter and keep the report on its receipt."""
-    validate_letter = validator()
     with Session(engine) as session:
         letter = session.get(ReceivedLetter, letter_id)
         content = letter.content if letter else None
-    if content is None or validate_letter is None:
+    if content is None:
         return {"validated": False}
     outcome = validate_letter(content).operation_outcome()
     with session_scope(engine) as session:
@@ -60,8 +51,6 @@ def attach_report(engine: Engine, letter_id: str) -> dict[str, Any]:
     return {"validated": True}
 
 
-def register(engine: Engine) -> None:
-    """Let this process's pushers run the deferred validations of `engine`'s letters."""
-    worker.register_handler(
-        CDA_VALIDATION, lambda payload: attach_report(engine, payload["letter"])
-    )
+def handler(engine: Engine) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """How a pusher runs the deferred validations of `engine`'s letters."""
+    return lambda payload: attach_report(engine, payload["letter"])

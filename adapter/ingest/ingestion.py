@@ -12,14 +12,14 @@ import hashlib
 
 from sqlalchemy.engine import Engine
 
-from adapter.api import metrics
-from adapter.api.letter_writer import Accepted, Pending, existing_receipt, writer_for
-from adapter.api.preparation import ConversionPool, prepare_here
-from adapter.api.validation import check_strictly
+from adapter import metrics
 from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.rules import token_organizations
 from adapter.config import Settings
 from adapter.errors import LetterTooLarge, StalePreparation
+from adapter.ingest.letter_writer import Accepted, Pending, existing_receipt, writer_for
+from adapter.ingest.preparation import ConversionPool, prepare_here
+from adapter.ingest.validation import check_strictly
 
 __all__ = ["Accepted", "existing_receipt", "ingest_letter"]
 

@@ -169,7 +169,7 @@ def list_subscriptions() -> None:
     """Every Subscription with its status and criteria."""
     from sqlmodel import Session, select
 
-    from adapter.coordination.models import SubscriptionRecord
+    from adapter.store.coordination_tables import SubscriptionRecord
     from adapter.store.db import get_engine
 
     with Session(get_engine()) as session:

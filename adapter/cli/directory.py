@@ -153,7 +153,7 @@ def search_command(
     With --available-within or --skill, asks the living directory (availability and skills that
     professionals or coordinators recorded) instead: who can take the patient."""
     if available_within or skill:
-        from adapter.coordination.commands import search_availability
+        from adapter.cli.coordination import search_availability
 
         search_availability(available_within, skill, postcode, as_json=False)
         return

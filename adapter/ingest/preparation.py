@@ -23,12 +23,13 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Engine
 
-from adapter.api.directory_cache import CachedDirectory
 from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.rules import letter_organization
+from adapter.coordination import coordinate
+from adapter.directory.lookup import SqlDirectory
 from adapter.errors import LiaisonError
 from adapter.ingest import versions
-from adapter.parts import optional
+from adapter.ingest.directory_cache import CachedDirectory
 from adapter.record.transaction import SOURCE_TAG
 from adapter.runtime import settle_after_start
 from adapter.store.letters import patient_key, produced_resources
@@ -71,18 +72,12 @@ def _directory(engine: Engine) -> CachedDirectory | None:
     """The directory of `engine`'s database (None where the directory part is not installed)."""
     key = str(engine.url)
     if key not in _directories:
-        sql_directory = optional("adapter.directory.lookup", "SqlDirectory")
-        if sql_directory is None:
-            return None
-        _directories[key] = CachedDirectory(sql_directory(engine))
+        _directories[key] = CachedDirectory(SqlDirectory(engine))
     return _directories[key]
 
 
 def _coordinated(conversion: Any, engine: Engine) -> Any:
     """The conversion with care coordination applied (issue 8), where that part is installed."""
-    coordinate = optional("adapter.coordination", "coordinate")
-    if coordinate is None:
-        return conversion
     return coordinate(conversion, engine, in_place=True)  # the conversion is ours to change
 
 
@@ -92,7 +87,7 @@ def _validation_problems(conversion: Any) -> list[str]:
     process and single database writer set how fast letters reach the record. Problems are
     reported in the receipt; the record still judges (and refuses) a bundle with model ones."""
     from adapter.conformance.profiles import check_bundle
-    from adapter.mapping.validation import validate_bundle
+    from adapter.fhir_validation import validate_bundle
 
     problems = validate_bundle(conversion.bundle)
     conversion.report["issue"] += [
@@ -189,9 +184,6 @@ def _serve(pipe: Connection, database_url: str) -> None:
     from adapter.store.db import get_engine
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the pool stops
-    import adapter.mapping  # noqa: F401  (imports paid before the first letter)
-
-    optional("adapter.coordination")
     engine = get_engine(database_url)
     settle_after_start()
     pipe.send(os.getpid())  # ready

@@ -67,14 +67,10 @@ def worker(
     threads: int = typer.Option(0, help="sending threads (default: LIAISON_PUSH_WORKERS)"),
 ) -> None:
     """Run a pusher alone (several may share one PostgreSQL outbox)."""
-    from adapter.api.app import register_outbox_handlers
-    from adapter.push.targets import target_from_settings
-    from adapter.push.worker import Pusher
+    from adapter.ingest.delivery import delivery_pusher
 
     settings = get_settings()
-    engine = get_engine()
-    register_outbox_handlers(engine)
-    pusher = Pusher(engine, target_from_settings(settings, engine), threads=threads or None)
+    pusher = delivery_pusher(get_engine(), settings, threads=threads or None)
     settle_after_start()
     if once:
         pusher.drain(timeout=settings.push_timeout_seconds * 4)

@@ -42,9 +42,9 @@ def hospital_token(
     if not organization:
         typer.echo("note: without --organization this token can send no letter and read no "
                    "patient", err=True)
-    first, *others = organization or [None]
+    first = organization[0] if organization else None
     _print_token("hospital", lifetime, organization=first,
-                 organizations=others or None)  # type: ignore[arg-type]
+                 organizations=organization[1:] or None)
 
 
 @token_app.command("professional")
@@ -74,7 +74,8 @@ def system_token(lifetime: int = _LIFETIME) -> None:
 def pull(
     since: str = typer.Option(None, "--since",
                               help="first pull only: changes after this FHIR instant"),
-    cursor: str = typer.Option(None, "--cursor", help="resume where a previous pull stopped"),
+    cursor: str | None = typer.Option(None, "--cursor",
+                                      help="resume where a previous pull stopped"),
     state: Path = typer.Option(None, "--state", help="file keeping the cursor between pulls "
                                "(read if it exists, written after the pull)"),
     token: str = typer.Option(None, "--token", envvar="LIAISON_TOKEN",
