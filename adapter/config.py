@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         description="CI-SIS artefacts (schematrons/, jeuxDeValeurs/, infrastructure/cda/)",
     )
 
-    # pusher tuning (issue 5): lease so a crashed worker's entries are taken over, backoff bounds
+    # pusher tuning: lease so a crashed worker's entries are taken over, backoff bounds
     push_lease_seconds: float = 60.0
     push_backoff_base_seconds: float = 1.0
     push_backoff_max_seconds: float = 300.0

@@ -122,12 +122,6 @@ class ValidatorUnavailable(LiaisonError):
     issue_code = "exception"
 
 
-class DirectoryLineRejected(LiaisonError):
-    """One line of a directory extract that cannot be imported (the rest of the file goes on)."""
-
-    issue_code = "invalid"
-
-
 def operation_outcome(
     message: str, *, code: str = "exception", severity: str = "error", expression: str | None = None
 ) -> dict[str, Any]:

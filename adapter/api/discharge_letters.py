@@ -13,7 +13,8 @@ from sqlmodel import Session
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartParser
 
-from adapter.auth import Principal, current_principal
+from adapter.auth import Principal
+from adapter.auth.dependency import current_principal
 from adapter.auth.rules import token_organizations
 from adapter.errors import (
     BadRequest,

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapter.auth import current_principal
+from adapter.auth.dependency import current_principal
 from adapter.errors import Forbidden
 
 router = APIRouter(tags=["operations"])

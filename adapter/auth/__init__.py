@@ -1,7 +1,6 @@
 """Bearer-token authentication: who is calling liaison's APIs (JWT via authlib.jose)."""
 
-from adapter.auth.dependency import current_principal
 from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.tokens import issue_token, verify_token
 
-__all__ = ["SYSTEM", "Principal", "current_principal", "issue_token", "verify_token"]
+__all__ = ["SYSTEM", "Principal", "issue_token", "verify_token"]

@@ -64,10 +64,6 @@ def text_of(element: Element | None) -> str | None:
     return text or None
 
 
-def null_flavored(element: Element | None) -> bool:
-    return element is None or element.get("nullFlavor") is not None
-
-
 # --- II ---------------------------------------------------------------------------------------
 
 def ii(element: Element | None) -> tuple[str, str] | None:

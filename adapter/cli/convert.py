@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import typer
 
 from adapter.errors import RefusedLetter
-from adapter.mapping.directory_port import DirectoryLookup
-from adapter.mapping.engine import convert_letter
-from adapter.mapping.serialize import bundle_json
+
+if TYPE_CHECKING:
+    from adapter.mapping.directory_port import DirectoryLookup
 
 
 def _letters(inputs: list[Path]) -> list[Path]:
@@ -71,6 +72,9 @@ def _read(letter: Path) -> bytes:
 
 def _convert_one_to_stdout(letter: Path, directory: DirectoryLookup | None, report: bool,
                            validate: bool) -> None:
+    from adapter.mapping.engine import convert_letter
+    from adapter.mapping.serialize import bundle_json
+
     try:
         conversion = convert_letter(_read(letter), directory=directory, validate=validate)
     except RefusedLetter as refused:
@@ -90,6 +94,9 @@ def _invalid(report: dict) -> bool:
 def _convert_many(letters: list[Path], out: Path, directory: DirectoryLookup | None,
                   report: bool, validate: bool) -> int:
     from rich.progress import Progress
+
+    from adapter.mapping.engine import convert_letter
+    from adapter.mapping.serialize import bundle_json
 
     failures = 0
     with Progress(transient=False) as progress:

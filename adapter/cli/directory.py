@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-from adapter.directory.importer import import_path
-from adapter.directory.search import Criteria, describe, search_roles
-from adapter.directory.writer import ImportSummary, Rejection
 from adapter.errors import LiaisonError
-from adapter.store.db import get_engine
+
+if TYPE_CHECKING:
+    from adapter.directory.writer import ImportSummary, Rejection
 
 app = typer.Typer(
     help="Professional directories: import national, MSSanté, FHIR or local CPTS files; search.",
@@ -63,6 +54,19 @@ def import_command(
 
     Rejected lines are reported one by one on stderr with their line number, the rest is imported;
     the exit status is 2 when some lines were rejected, 1 when the file could not be read at all."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from adapter.directory.importer import import_path
+    from adapter.store.db import get_engine
+
     errors = Console(stderr=True)
     printed = 0
 
@@ -120,6 +124,7 @@ def import_command(
 
 def _coordinators_catch_up() -> None:
     from adapter.coordination.catch_up import catch_up
+    from adapter.store.db import get_engine
 
     try:
         result = catch_up(get_engine())
@@ -157,6 +162,9 @@ def search_command(
 
         search_availability(available_within, skill, postcode, as_json=False)
         return
+    from adapter.directory.search import Criteria, describe, search_roles
+    from adapter.store.db import get_engine
+
     criteria = Criteria(
         identifier=identifier,
         name=name,

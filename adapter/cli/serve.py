@@ -9,11 +9,6 @@ from types import FrameType
 
 import typer
 
-from adapter.config import get_settings
-from adapter.runtime import settle_after_start
-from adapter.store import outbox
-from adapter.store.db import get_engine
-
 outbox_app = typer.Typer(
     help="Look at and repair the outbox of bundles waiting to be pushed.", no_args_is_help=True
 )
@@ -38,6 +33,7 @@ def serve(
     import uvicorn
 
     from adapter.api.app import create_app
+    from adapter.config import get_settings
 
     settings = get_settings()
     for refusal in settings.refusals():
@@ -67,7 +63,10 @@ def worker(
     threads: int = typer.Option(0, help="sending threads (default: LIAISON_PUSH_WORKERS)"),
 ) -> None:
     """Run a pusher alone (several may share one PostgreSQL outbox)."""
+    from adapter.config import get_settings
     from adapter.ingest.delivery import delivery_pusher
+    from adapter.runtime import settle_after_start
+    from adapter.store.db import get_engine
 
     settings = get_settings()
     pusher = delivery_pusher(get_engine(), settings, threads=threads or None)
@@ -94,6 +93,9 @@ def status(
     failed: bool = typer.Option(False, "--failed", help="also list the failed entries"),
 ) -> None:
     """Entries per status (and the failed ones with the target's answer)."""
+    from adapter.store import outbox
+    from adapter.store.db import get_engine
+
     engine = get_engine()
     for name, number in outbox.counts(engine).items():
         typer.echo(f"{name:<10} {number}")
@@ -113,6 +115,9 @@ def status(
 @outbox_app.command("retry")
 def retry(entry_id: int = typer.Argument(..., help="outbox entry id")) -> None:
     """Put one entry back in line now."""
+    from adapter.store import outbox
+    from adapter.store.db import get_engine
+
     engine = get_engine()
     if entry_id in outbox.superseded(engine):
         _fail(f"entry {entry_id} is an older version of a letter whose newer version was pushed")
@@ -128,6 +133,9 @@ def replay(
     """Put every failed entry back in line."""
     if not failed:
         _fail("say what to replay: --failed")
+    from adapter.store import outbox
+    from adapter.store.db import get_engine
+
     engine = get_engine()
     number = outbox.replay_failed(engine)
     typer.echo(f"{number} failed entr{'y' if number == 1 else 'ies'} will be pushed again")

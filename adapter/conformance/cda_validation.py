@@ -218,11 +218,3 @@ def cache_dir() -> Path:
     """Where generated schematron stylesheets are kept between runs."""
     return get_settings().data_dir / "cache" / "schematrons"
 
-
-def warm_up() -> None:
-    """Compile every configured schematron now (e.g. at server start) rather than on first use."""
-    settings = get_settings()
-    rules = _rules(settings.conformance_dir)
-    everything = {s for _, group in rules.documents.values() for s in group} | set(rules.default[1])
-    for relative in sorted(everything):
-        schematron.compiled(settings.cisis_dir.resolve() / relative, cache_dir())

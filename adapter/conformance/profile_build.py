@@ -116,11 +116,3 @@ def build_all(profiles_dir: Path) -> dict[Path, str]:
         generated[profiles_dir / "fsh" / f"{source['id']}.fsh"] = build_fsh(source)
     return generated
 
-
-def write_all(profiles_dir: Path) -> list[Path]:
-    written = []
-    for path, text in build_all(profiles_dir).items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written

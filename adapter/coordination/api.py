@@ -17,7 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
-from adapter.auth import Principal, current_principal
+from adapter.auth import Principal
+from adapter.auth.dependency import current_principal
 from adapter.auth.rules import require_consent_filer
 from adapter.config import get_settings
 from adapter.coordination import consent, living_directory, page, subscriptions

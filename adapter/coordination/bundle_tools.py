@@ -91,10 +91,3 @@ def _idnats(resource: dict[str, Any]) -> Iterator[str]:
         if identifier.get("system") == IDNAT_PS and identifier.get("value"):
             yield identifier["value"]
 
-
-def patient_identifier(resource: dict[str, Any]) -> tuple[str, str] | None:
-    """The first identifier of a Patient as (system, value)."""
-    for identifier in resource.get("identifier") or []:
-        if identifier.get("system") and identifier.get("value"):
-            return identifier["system"], identifier["value"]
-    return None

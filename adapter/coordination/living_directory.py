@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from adapter.coordination.bundle_tools import IDNAT_PS
 from adapter.coordination.rules import CoordinationRules, load_rules, parse_spans
-from adapter.errors import BadRequest, DirectoryLineRejected
+from adapter.errors import BadRequest
 from adapter.store.coordination_tables import Availability
 
 _TRUE = {"1", "true", "yes", "oui", "y", "o", "x"}
@@ -127,7 +127,7 @@ def import_csv(session: Session, text: str, by: str | None) -> tuple[int, list[s
         try:
             update = AvailabilityUpdate.from_json({k: v for k, v in row.items() if k})
         except BadRequest as error:
-            problems.append(str(DirectoryLineRejected(f"line {number}: {error.message}")))
+            problems.append(f"line {number}: {error.message}")
             continue
         save(session, update, by)
         saved += 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.directory import codes
-from adapter.mapping.directory_port import ContactPoint
 
 Resource = dict[str, Any]
 IDENTIFIER_TYPE_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
@@ -40,16 +39,6 @@ def mailbox_telecom(address: str, mailbox_type: str | None = None) -> Resource:
             }
         )
     return {"extension": extensions, "system": "email", "value": address, "use": "work"}
-
-
-def telecom_json(contact: ContactPoint) -> Resource:
-    """A directory ContactPoint as FHIR JSON (MSSanté mailboxes typed as the Annuaire does)."""
-    if contact.mssante:
-        return mailbox_telecom(contact.value)
-    telecom: Resource = {"system": contact.system, "value": contact.value}
-    if contact.use:
-        telecom["use"] = contact.use
-    return telecom
 
 
 def _coding(system: str | None, code: str | None, display: str | None) -> Resource | None:

@@ -20,6 +20,7 @@ from adapter.directory.text import content_hash, fold
 from adapter.directory.writer import (
     ImportSummary,
     ProgressCallback,
+    Rejected,
     RejectionCallback,
     Upserter,
     finish_run,
@@ -41,13 +42,6 @@ KIND = "fhir"
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 BUNDLE_TYPES = {"searchset", "collection", "transaction", "batch"}
 Resource = dict[str, Any]
-
-
-class EntryRejected(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
 
 
 def _systems() -> dict[str, str]:
@@ -214,7 +208,7 @@ class _BundleReader:
     def practitioner(self, resource: Resource) -> tuple[Any, ...]:
         identity = self.practitioner_identity(resource)
         if identity is None:
-            raise EntryRejected("bad identifier", "Practitioner without idNat_PS, RPPS or ADELI")
+            raise Rejected("bad identifier", "Practitioner without idNat_PS, RPPS or ADELI")
         idnat, id_type, rpps = identity
         if idnat in self.people:
             return self.people[idnat]
@@ -248,7 +242,7 @@ class _BundleReader:
     def organization(self, resource: Resource) -> tuple[Any, ...]:
         identity = self.structure_identity(resource)
         if identity is None:
-            raise EntryRejected(
+            raise Rejected(
                 "bad identifier", "Organization without idNat_Struct, FINESS or SIRET"
             )
         idnat, finess, siret = identity
@@ -277,7 +271,7 @@ class _BundleReader:
     def practitioner_role(self, resource: Resource, position: int) -> None:
         target = self.resolve(resource.get("practitioner"))
         if target is None:
-            raise EntryRejected("bad reference", "PractitionerRole.practitioner not in the Bundle")
+            raise Rejected("bad reference", "PractitionerRole.practitioner not in the Bundle")
         person = self.practitioner(target)
         organization = self.resolve(resource.get("organization"))
         structure = self.organization(organization) if organization else None
@@ -327,7 +321,7 @@ class _BundleReader:
     def healthcare_service(self, resource: Resource) -> None:
         organization = self.resolve(resource.get("providedBy"))
         if organization is None:
-            raise EntryRejected("bad reference", "HealthcareService.providedBy not in the Bundle")
+            raise Rejected("bad reference", "HealthcareService.providedBy not in the Bundle")
         structure = self.organization(organization)
         self.add_mailboxes(
             resource.get("telecom") or [],
@@ -382,8 +376,8 @@ def import_fhir_bundle(
             elif kind in handlers:
                 handlers[kind](resource)
             else:
-                raise EntryRejected("unsupported resource", f"{kind!r} is not a directory resource")
-        except EntryRejected as rejected:
+                raise Rejected("unsupported resource", f"{kind!r} is not a directory resource")
+        except Rejected as rejected:
             rejection = summary.reject(position, rejected.reason, rejected.detail)
             if on_reject:
                 on_reject(rejection)

@@ -25,6 +25,7 @@ from adapter.directory.text import content_hash, fold
 from adapter.directory.writer import (
     ImportSummary,
     ProgressCallback,
+    Rejected,
     RejectionCallback,
     Upserter,
     finish_run,
@@ -39,6 +40,7 @@ from adapter.store.directory_tables import (
 )
 
 KIND = "local"
+_PROGRESS_EVERY = 1000  # rows between two progress reports (bytes read)
 _IDNAT = re.compile(r"^(8[0-9]{11}|0[0-9][0-9AB][0-9]{7})$")  # '8'+RPPS | '0'+ADELI
 _RPPS = re.compile(r"^[0-9]{11}$")
 _FINESS = re.compile(r"^[0-9][0-9AB][0-9]{7}$")  # département (2A/2B) + 7 digits
@@ -49,22 +51,17 @@ _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOCAL_ID = re.compile(r"[^A-Za-z0-9]+")
 
 
-class RowRejected(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
-
-
 def _decoded_lines(
     stream: BinaryIO,
     summary: ImportSummary,
     position: list[int],
     on_reject: RejectionCallback | None,
 ) -> Iterator[str]:
-    """Lines as text; a line that is not UTF-8 is rejected on its own."""
+    """Lines as text; a line that is not UTF-8 is rejected on its own. `position`: [the line
+    number, the bytes read so far]."""
     for number, raw in enumerate(stream, start=1):
         position[0] = number
+        position[1] += len(raw)
         try:
             text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as error:
@@ -85,11 +82,11 @@ def _identity(row: dict[str, str | None], cpts_id: str) -> tuple[str, str, str |
     """(idnat, id type, rpps) of a row, validating what it gives."""
     idnat, rpps = _cell(row, "idnat_ps"), _cell(row, "rpps")
     if rpps and not _RPPS.match(rpps):
-        raise RowRejected("bad identifier", f"RPPS {rpps!r} is not 11 digits")
+        raise Rejected("bad identifier", f"RPPS {rpps!r} is not 11 digits")
     if idnat and not _IDNAT.match(idnat):
-        raise RowRejected("bad identifier", f"idNat_PS {idnat!r} is malformed")
+        raise Rejected("bad identifier", f"idNat_PS {idnat!r} is malformed")
     if rpps and idnat and idnat != "8" + rpps:
-        raise RowRejected("bad identifier", f"idNat_PS {idnat!r} is not '8'+RPPS {rpps!r}")
+        raise Rejected("bad identifier", f"idNat_PS {idnat!r} is not '8'+RPPS {rpps!r}")
     if rpps or (idnat and idnat.startswith("8")):
         rpps = rpps or (idnat or "")[1:]
         return "8" + rpps, "RPPS", rpps
@@ -106,22 +103,22 @@ def _check_contacts(row: dict[str, str | None]) -> None:
     territory = _cell(row, "territory_postcodes")
     for token in (territory or "").replace(",", " ").split():
         if not _POSTCODE_TOKEN.match(token):
-            raise RowRejected("bad territory", f"{token!r} is not a postcode, range or prefix*")
+            raise Rejected("bad territory", f"{token!r} is not a postcode, range or prefix*")
     mailbox = _cell(row, "mssante")
     if mailbox and not _ADDRESS.match(mailbox):
-        raise RowRejected("bad mailbox address", f"{mailbox!r} is not an e-mail address")
+        raise Rejected("bad mailbox address", f"{mailbox!r} is not an e-mail address")
     finess = _cell(row, "structure_finess")
     if finess and not _FINESS.match(finess):
-        raise RowRejected("bad identifier", f"FINESS {finess!r} is malformed")
+        raise Rejected("bad identifier", f"FINESS {finess!r} is malformed")
 
 
 def rows_of(
     row: dict[str, str | None], default_cpts: str
 ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """(practitioner row, role row) of one CSV row, or RowRejected."""
+    """(practitioner row, role row) of one CSV row, or Rejected."""
     family = _cell(row, "family")
     if not family:
-        raise RowRejected("missing name", "the 'family' column is empty")
+        raise Rejected("missing name", "the 'family' column is empty")
     cpts_id = _cell(row, "cpts_id") or default_cpts
     idnat, id_type, rpps = _identity(row, cpts_id)
     _check_contacts(row)
@@ -207,7 +204,7 @@ def import_local_csv(
     started = time.perf_counter()
     counts: dict[str, Counter[str]] = {"practitioners": Counter(), "roles": Counter()}
     summary = ImportSummary(KIND, source_name, entities=counts)
-    position = [0]
+    position = [0, 0]
     lines = _decoded_lines(stream, summary, position, on_reject)
     header = next(lines, "")
     layout = codes.local_layout()
@@ -243,13 +240,15 @@ def import_local_csv(
             continue
         try:
             person, role = rows_of(dict(zip(names, cells, strict=True)), default_cpts)
-        except RowRejected as rejected:
+        except Rejected as rejected:
             rejection = summary.reject(position[0], rejected.reason, rejected.detail)
             if on_reject:
                 on_reject(rejection)
             continue
         people.setdefault(person[0], person)
         activities[role[0]] = role
+        if progress and summary.read % _PROGRESS_EVERY == 0:
+            progress(position[1])
         cpts_seen.add(role[ROLE_COLUMNS.index("cpts_id")])
     with engine.begin() as connection:
         national = _known_elsewhere(connection, list(people))
@@ -269,7 +268,7 @@ def import_local_csv(
             counts["roles"]["deactivated"] = roles.deactivate_unseen(connection, source, in_cpts)
             summary.deactivated = counts["roles"]["deactivated"]
     if progress:
-        progress(summary.read)
+        progress(position[1])
     summary.seconds = time.perf_counter() - started
     finish_run(engine, summary)
     return summary

@@ -119,7 +119,7 @@ class SqlDirectory(DirectoryLookup):
                 return None
             return self._organization_card(connection, idnat, row)
 
-    # -- beyond the port: used by coordination (issue 8) ----------------------------------
+    # -- beyond the port: used by coordination ----------------------------------------------
     def coordinators(
         self, postcode: str, *, cpts_id: str | None = None, role: str = "coordinator"
     ) -> list[ProfessionalCard]:

@@ -19,6 +19,7 @@ from adapter.directory.text import content_hash
 from adapter.directory.writer import (
     ImportSummary,
     ProgressCallback,
+    Rejected,
     RejectionCallback,
     Upserter,
     bulk_settings,
@@ -33,13 +34,6 @@ CHUNK_LINES = 10_000
 _ADDRESS = re.compile(r"^[^@\s|]+@[^@\s|]+\.[^@\s|]+$")
 _TRUE = {"true", "o", "oui", "1", "y", "yes", "vrai"}
 _FALSE = {"false", "n", "non", "0", "no", "faux"}
-
-
-class LineRejected(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
 
 
 class _Layout:
@@ -73,37 +67,37 @@ def _digitization(value: str | None) -> bool | None:
 
 
 def parse_line(raw: bytes, layout: _Layout) -> tuple[Any, ...]:
-    """The mailbox row (MAILBOX_COLUMNS order) of one line, or LineRejected."""
+    """The mailbox row (MAILBOX_COLUMNS order) of one line, or Rejected."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise LineRejected("bad encoding", f"not UTF-8 at byte {error.start}") from None
+        raise Rejected("bad encoding", f"not UTF-8 at byte {error.start}") from None
     fields = text.rstrip("\r\n").split("|")
     if len(fields) == layout.width + 1 and fields[-1] == "":
         fields.pop()
     if len(fields) != layout.width:
-        raise LineRejected("wrong column count", f"{len(fields)} columns, expected {layout.width}")
+        raise Rejected("wrong column count", f"{len(fields)} columns, expected {layout.width}")
     values = [field.strip() or None for field in fields]
     mailbox_type, address = values[0], values[1]
     if mailbox_type not in layout.types:
-        raise LineRejected("bad mailbox type", f"{mailbox_type!r} is not one of PER, ORG, APP, CAB")
+        raise Rejected("bad mailbox type", f"{mailbox_type!r} is not one of PER, ORG, APP, CAB")
     if not address or not _ADDRESS.match(address):
-        raise LineRejected("bad mailbox address", f"{address!r} is not an e-mail address")
+        raise Rejected("bad mailbox address", f"{address!r} is not an e-mail address")
     idnat = values[4]
     if values[2] or values[3] or idnat:
         checked = layout.id_patterns.get(values[2] or "")
         if checked is None or not checked[1].match(values[3] or ""):
-            raise LineRejected(
+            raise Rejected(
                 "bad identifier", f"{values[2]!r}/{values[3]!r} is not an RPPS/ADELI"
             )
         if idnat != (values[2] or "") + (values[3] or ""):
-            raise LineRejected("bad identifier", f"idNat_PS {idnat!r} does not match")
+            raise Rejected("bad identifier", f"idNat_PS {idnat!r} does not match")
     structure = values[6]
     if structure and values[5] and not structure.startswith(values[5]):
         # assumption: "Identification Structure" carries idNat_Struct; add the type prefix if not
         structure = values[5] + structure
     if not idnat and not structure:
-        raise LineRejected(
+        raise Rejected(
             "bad identifier", "the mailbox names neither a professional nor a structure"
         )
     row = (
@@ -163,7 +157,7 @@ def import_mssante(
             summary.read += 1
             try:
                 row = parse_line(raw, layout)
-            except LineRejected as rejected:
+            except Rejected as rejected:
                 rejection = summary.reject(line_number, rejected.reason, rejected.detail)
                 if on_reject:
                     on_reject(rejection)

@@ -25,6 +25,7 @@ from adapter.directory.text import fold
 from adapter.directory.writer import (
     ImportSummary,
     ProgressCallback,
+    Rejected,
     RejectionCallback,
     Upserter,
     bulk_settings,
@@ -89,39 +90,32 @@ class _Layout:
             )
 
 
-class LineRejected(Exception):
-    def __init__(self, reason: str, detail: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
-
-
 def split_line(raw: bytes, layout: _Layout) -> list[str]:
-    """The 52 fields of a data line ('' when empty), or LineRejected saying why."""
+    """The 52 fields of a data line ('' when empty), or Rejected saying why."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise LineRejected("bad encoding", f"not UTF-8 at byte {error.start}") from None
+        raise Rejected("bad encoding", f"not UTF-8 at byte {error.start}") from None
     fields = text.rstrip("\r\n").split("|")
     count = len(fields)
     if count == layout.width + 1 and fields[-1] == "":
         fields.pop()  # the usual trailing '|'
     elif count != layout.width:
         got = count - 1 if fields[-1] == "" else count
-        raise LineRejected("wrong column count", f"{got} columns, expected {layout.width}")
+        raise Rejected("wrong column count", f"{got} columns, expected {layout.width}")
     id_type, number, idnat = fields[0], fields[1], fields[2]
     checked = layout.id_patterns.get(id_type)
     if checked is None:
-        raise LineRejected("bad identifier", f"unknown identifier type {id_type!r}")
+        raise Rejected("bad identifier", f"unknown identifier type {id_type!r}")
     if not checked[1].match(number):
-        raise LineRejected("bad identifier", f"{number!r} is not a valid {checked[0]} number")
+        raise Rejected("bad identifier", f"{number!r} is not a valid {checked[0]} number")
     if idnat != id_type + number:
-        raise LineRejected("bad identifier", f"idNat_PS {idnat!r} is not {id_type!r}+{number!r}")
+        raise Rejected("bad identifier", f"idNat_PS {idnat!r} is not {id_type!r}+{number!r}")
     finess, siret = fields[21], fields[19]
     if finess and not layout.finess.match(finess):
-        raise LineRejected("bad identifier", f"FINESS {finess!r} is malformed")
+        raise Rejected("bad identifier", f"FINESS {finess!r} is malformed")
     if siret and not layout.siret.match(siret):
-        raise LineRejected("bad identifier", f"SIRET {siret!r} is malformed")
+        raise Rejected("bad identifier", f"SIRET {siret!r} is malformed")
     return fields
 
 
@@ -338,7 +332,7 @@ class NationalImporter:
             read += 1
             try:
                 values = split_line(raw, layout)
-            except LineRejected as rejected:
+            except Rejected as rejected:
                 rejection = summary.reject(line_number, rejected.reason, rejected.detail)
                 if self.on_reject:
                     self.on_reject(rejection)

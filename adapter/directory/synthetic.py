@@ -234,25 +234,6 @@ def national_line_pairs(
     stats.changed_lines += changed
 
 
-def national_lines(
-    n_lines: int,
-    *,
-    seed: int = 1,
-    change_every: int | None = None,
-    drop_professionals_every: int | None = None,
-    stats: ExtractStats | None = None,
-) -> Iterator[str]:
-    """`n_lines` data lines (fewer if professionals are dropped), without the header."""
-    for line, changed in national_line_pairs(
-        n_lines,
-        seed=seed,
-        change_every=change_every,
-        drop_professionals_every=drop_professionals_every,
-        stats=stats,
-    ):
-        yield changed or line
-
-
 def write_national_extract(
     path: Path,
     n_lines: int,

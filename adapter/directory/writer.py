@@ -33,6 +33,16 @@ class Rejection:
     reason: str
 
 
+class Rejected(Exception):
+    """A line (row, entry) of a directory source that cannot be imported: why (`reason`, the
+    summary counts by it) and what exactly (`detail`); the rest of the source goes on."""
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
 @dataclass
 class ImportSummary:
     """What an import did, in lines of the source (or resources, for a FHIR Bundle)."""
@@ -81,7 +91,7 @@ class ImportSummary:
 
 
 RejectionCallback = Callable[[Rejection], None]
-ProgressCallback = Callable[[int], None]  # bytes (or items) consumed so far
+ProgressCallback = Callable[[int], None]  # bytes of the source read so far
 
 
 # SQLite settings of an import connection, put back when the import ends (the connection goes

@@ -77,7 +77,7 @@ def _directory(engine: Engine) -> CachedDirectory | None:
 
 
 def _coordinated(conversion: Any, engine: Engine) -> Any:
-    """The conversion with care coordination applied (issue 8), where that part is installed."""
+    """The conversion with care coordination applied (consent, coordinator, merge, events)."""
     return coordinate(conversion, engine, in_place=True)  # the conversion is ours to change
 
 

@@ -1,5 +1,6 @@
-"""How long to wait before the next attempt: exponential backoff with full jitter, or what the
-target asked for with `Retry-After`."""
+"""How long to wait before the next attempt: exponential backoff with "equal jitter" (a random
+delay between half and all of the exponential step: spread out, yet never an immediate retry),
+or what the target asked for with `Retry-After`."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from adapter.auth import Principal, current_principal
+from adapter.auth import Principal
+from adapter.auth.dependency import current_principal
 from adapter.config import get_settings
 from adapter.errors import (
     BadRequest,

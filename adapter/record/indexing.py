@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -106,10 +106,6 @@ def _date_range(value: str) -> tuple[datetime, datetime] | None:
     if high == MAX_DATE:
         return low, high
     return low, high - timedelta(microseconds=1)
-
-
-def to_naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _tokens(value: Any) -> Iterator[tuple[str, str]]:

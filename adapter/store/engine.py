@@ -20,10 +20,8 @@ from sqlmodel import Session, SQLModel, create_engine
 # DocumentReference) and index rows spread over a dozen B-trees; SQLite writes each page of a
 # commit to the WAL with two system calls, then copies it at the checkpoint: with 4 KB pages a
 # delivered letter cost ~900 such calls. Larger pages cost more where a commit touches one row
-# of a page: each touched page is written whole, and read whole when it is not cached. Measured
-# with a record of 1,500 letters (delivery in batches of 8, CPU per letter): 4 KB 7.9 ms, 8 KB
-# 7.2–7.5, 16 KB 8.3–8.9; with time-ordered ids (`adapter.ids`) 4 KB 6.5–7.0, 8 KB 5.4–6.5,
-# 16 KB 6.3–6.7.
+# of a page: each touched page is written whole, and read whole when it is not cached. 8 KB
+# delivered fastest into a grown record (docs/benchmarks.md, "pages and ids").
 # A file that exists keeps the page size it has.
 PAGE_SIZE = 8192
 CACHE_KIB = 16384  # page cache per connection (SQLite's default is 2 MB)

@@ -32,9 +32,6 @@ PENDING = "pending"  # never tried yet
 RETRYING = "retrying"  # tried, failed for a reason worth retrying, waits for next_attempt_at
 DELIVERED = "delivered"
 FAILED = "failed"  # rejected by the target, or out of attempts: waits for a human (retry/replay)
-UNFINISHED = (PENDING, RETRYING)
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 from adapter.directory import codes
 from adapter.directory.importer import import_path
 from adapter.directory.synthetic import header, write_national_extract
-from adapter.directory.writer import table_of
 from adapter.errors import BadRequest
 from adapter.store.db import engine_for, init_db
 from adapter.store.directory_tables import DirectoryPractitioner, DirectoryRole
+from adapter.store.engine import table_of
 from tests.directory.conftest import NATIONAL_SAMPLE
 
 practitioners = table_of(DirectoryPractitioner)

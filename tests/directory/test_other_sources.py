@@ -10,9 +10,9 @@ from sqlalchemy.engine import Engine
 
 from adapter.directory.importer import import_path
 from adapter.directory.lookup import SqlDirectory
-from adapter.directory.writer import table_of
 from adapter.errors import BadRequest
 from adapter.store.directory_tables import DirectoryMailbox, DirectoryRole
+from adapter.store.engine import table_of
 from tests.directory.conftest import FHIR_SAMPLE, LOCAL_SAMPLE, MSSANTE_SAMPLE, NATIONAL_SAMPLE
 
 IDNAT = "urn:oid:1.2.250.1.71.4.2.1"
@@ -143,3 +143,16 @@ def test_a_csv_without_family_column_is_refused(engine: Engine, tmp_path: Path) 
     csv_file.write_text("name,phone\nA,1\n")
     with pytest.raises(BadRequest, match="'family' column"):
         import_path(engine, csv_file)
+
+
+@pytest.mark.parametrize("sample", [LOCAL_SAMPLE, MSSANTE_SAMPLE, FHIR_SAMPLE, NATIONAL_SAMPLE])
+def test_the_progress_of_an_import_is_in_bytes_of_the_file_up_to_its_size(
+    engine: Engine, sample: Path
+) -> None:
+    """The progress bar is sized in bytes (`on_start`): what is reported counts bytes too."""
+    sizes: list[int | None] = []
+    reported: list[int] = []
+    import_path(engine, sample, on_start=lambda _kind, _name, size: sizes.append(size),
+                progress=reported.append)
+    assert sizes == [sample.stat().st_size]
+    assert reported and reported == sorted(reported) and reported[-1] == sample.stat().st_size
