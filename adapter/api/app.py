@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         converters = settings.resolved_convert_processes
         if converters > 0 and can_share(engine):
             app.state.converters = await run_in_threadpool(
-                ConversionPool(settings.resolved_database_url, converters).start
+                ConversionPool(settings.resolved_database_url, converters, settings).start
             )
         if settings.push_in_server and settings.push_process and can_share(engine):
             app.state.pusher = PusherProcess(delivery_pusher).start()

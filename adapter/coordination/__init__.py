@@ -12,28 +12,43 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from adapter.config import Settings, get_settings
+from adapter.coordination.coordinators import DirectoryCoordinators
 from adapter.coordination.enrichment import enrich
+from adapter.coordination.record_port import CareTeamSource
+from adapter.coordination.record_reader import RecordCareTeams
+from adapter.coordination.rest_record import RestCareTeams
+from adapter.push.targets import credentials_from_settings
+from adapter.record.repository import Repository
 
-__all__ = ["coordinate", "enrich"]
-
-
-def record_reader(engine: Engine) -> Any:
-    """The embedded record to merge care teams with (None when pushing elsewhere)."""
-    from adapter.config import get_settings
-
-    if get_settings().target_url:
-        return None  # an external record: its care team is merged by what it already holds
-    try:
-        from adapter.record.repository import Repository
-    except ModuleNotFoundError:
-        return None
-    return Repository(engine)
+__all__ = ["coordinate", "embedded_record", "enrich", "shared_care_teams"]
 
 
-def coordinate(conversion: Any, engine: Engine, *, in_place: bool = False) -> Any:
+def embedded_record(engine: Engine, settings: Settings | None = None) -> Repository | None:
+    """liaison's embedded record, None when letters go to another shared record."""
+    return None if (settings or get_settings()).target_url else Repository(engine)
+
+
+_rest_records: dict[str, RestCareTeams] = {}
+
+
+def shared_care_teams(engine: Engine, settings: Settings | None = None) -> CareTeamSource:
+    """Where the care-team merge reads earlier stays: the record letters are pushed to."""
+    settings = settings or get_settings()
+    if not settings.target_url:
+        return RecordCareTeams(Repository(engine))
+    if settings.target_url not in _rest_records:  # one client (and its pause) per process
+        credentials = credentials_from_settings(settings)
+        _rest_records[settings.target_url] = RestCareTeams(
+            settings.target_url,
+            headers=(lambda: {"Authorization": f"Bearer {credentials.token()}"})
+            if credentials is not None else None)
+    return _rest_records[settings.target_url]
+
+
+def coordinate(conversion: Any, engine: Engine, *, in_place: bool = False,
+               settings: Settings | None = None) -> Any:
     """`enrich` with the installation's directory and record: what ingestion should call
     (`in_place` when it drops the conversion it passes, see `enrich`)."""
-    from adapter.coordination.coordinators import DirectoryCoordinators
-
-    return enrich(conversion, DirectoryCoordinators(engine), record_reader(engine), engine=engine,
-                  in_place=in_place)
+    return enrich(conversion, DirectoryCoordinators(engine), shared_care_teams(engine, settings),
+                  engine=engine, in_place=in_place)

@@ -10,22 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from adapter.coordination.bundle_tools import IDNAT_PS, BundleView
-from adapter.coordination.record_reader import Members, care_team_reader
-
-
-class RecordReader(Protocol):
-    """What the merge needs from the shared record (`adapter.record.repository.Repository`)."""
-
-    def search(
-        self, resource_type: str, params: list[tuple[str, str]], principal: Any = None
-    ) -> dict[str, Any]: ...
-
-    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]: ...
+from adapter.coordination.record_port import CareTeamSource, Members, member_key
 
 
 @dataclass
@@ -42,10 +32,6 @@ class KnownCarer:
     on_behalf_of: dict[str, Any] | None = None
 
 
-def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle.get("entry") or [] if e.get("resource")]
-
-
 def _idnat(practitioner: dict[str, Any]) -> str | None:
     for identifier in practitioner.get("identifier") or []:
         if identifier.get("system") == IDNAT_PS and identifier.get("value"):
@@ -53,45 +39,16 @@ def _idnat(practitioner: dict[str, Any]) -> str | None:
     return None
 
 
-def _resolve_member(
-    record: RecordReader, reference: str, known: Members | None = None
-) -> dict[str, Any] | None:
-    """The Practitioner behind a member reference (PractitionerRole → its practitioner);
-    `known`: members already fetched with the CareTeams (None: not in the record), read only
-    when missing there."""
-    kind, _, resource_id = reference.partition("/")
-    if kind not in ("Practitioner", "PractitionerRole") or not resource_id:
+def _resolve_member(reference: str, members: Members) -> dict[str, Any] | None:
+    """The Practitioner behind a member reference (PractitionerRole → its practitioner)."""
+    key = member_key(reference)
+    resource = members.get(key) if key else None
+    if resource is None:
         return None
-    key = f"{kind}/{resource_id.split('/')[0]}"
-    if known is not None and key in known:
-        resource = known[key]
-        if resource is None:
-            return None
-    else:
-        try:
-            resource = record.read(kind, resource_id.split("/")[0])
-        except Exception:  # a dangling reference in the record must not stop a letter
-            return None
-    if kind == "PractitionerRole":
+    if resource.get("resourceType") == "PractitionerRole":
         practitioner_ref = (resource.get("practitioner") or {}).get("reference")
-        return _resolve_member(record, practitioner_ref, known) if practitioner_ref else None
+        return _resolve_member(practitioner_ref, members) if practitioner_ref else None
     return resource
-
-
-def _patient_ids(record: RecordReader, patient_identifiers: list[tuple[str, str]]) -> list[str]:
-    patient_ids: set[str] = set()
-    for system, value in patient_identifiers:
-        found = record.search("Patient", [("identifier", f"{system}|{value}")])
-        patient_ids |= {p["id"] for p in _entries(found) if p.get("resourceType") == "Patient"}
-    return sorted(patient_ids)
-
-
-def _care_teams(record: RecordReader, patient_ids: list[str]) -> list[dict[str, Any]]:
-    teams: list[dict[str, Any]] = []
-    for patient_id in patient_ids:
-        found = record.search("CareTeam", [("subject", f"Patient/{patient_id}")])
-        teams += [t for t in _entries(found) if t.get("resourceType") == "CareTeam"]
-    return teams
 
 
 def team_identifiers(team: dict[str, Any]) -> set[tuple[str, str]]:
@@ -100,7 +57,7 @@ def team_identifiers(team: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def known_carers(
-    record: RecordReader | None,
+    record: CareTeamSource | None,
     patient_identifiers: list[tuple[str, str]],
     replacing: AbstractSet[tuple[str, str]] = frozenset(),
 ) -> list[KnownCarer]:
@@ -110,12 +67,7 @@ def known_carers(
     is not an earlier care team: whom a corrected letter drops must not come back from it."""
     if record is None:
         return []
-    members: Members = {}
-    fast = care_team_reader(record)
-    if fast is not None:  # the embedded record: one look-up, then one search and two reads
-        teams, members = fast.care_teams(fast.patient_ids(patient_identifiers))
-    else:
-        teams = _care_teams(record, _patient_ids(record, patient_identifiers))
+    teams, members = record.care_teams(record.patient_ids(patient_identifiers))
     carers: dict[str, KnownCarer] = {}
     for team in teams:
         if replacing & team_identifiers(team):
@@ -126,7 +78,7 @@ def known_carers(
         )
         for participant in team.get("participant") or []:
             reference = (participant.get("member") or {}).get("reference") or ""
-            practitioner = _resolve_member(record, reference, members)
+            practitioner = _resolve_member(reference, members)
             if practitioner is None:
                 continue
             key = _idnat(practitioner) or reference

@@ -46,12 +46,12 @@ class CatchUp:
 
 def catch_up(engine: Engine, *, now: datetime | None = None) -> CatchUp:
     """Add the missing coordinators to the active care teams of the embedded record."""
-    from adapter.coordination import record_reader
+    from adapter.coordination import embedded_record
     from adapter.push.worker import FHIR_TRANSACTION, notify
     from adapter.store import outbox
     from adapter.store.letters import patient_key
 
-    repository = record_reader(engine)
+    repository = embedded_record(engine)
     if repository is None:
         raise Misconfigured("the coordinators' catch-up reads liaison's embedded record; with "
                             "another shared record (LIAISON_TARGET_URL) it is not available")

@@ -17,14 +17,11 @@ from sqlalchemy.engine import Engine
 
 from adapter.coordination import consent
 from adapter.coordination.bundle_tools import BundleView
-from adapter.coordination.careteam_merge import (
-    RecordReader,
-    carry_over,
-    known_carers,
-    team_identifiers,
-)
+from adapter.coordination.careteam_merge import carry_over, known_carers, team_identifiers
 from adapter.coordination.coordinators import coordinator_from_card
 from adapter.coordination.notifications import discharge_event
+from adapter.coordination.record_port import CareTeamSource
+from adapter.coordination.record_reader import RecordCareTeams
 from adapter.coordination.resources import (
     communicated_idnats,
     communication,
@@ -37,7 +34,14 @@ from adapter.coordination.resources import (
     participant_idnats,
 )
 from adapter.coordination.rules import CoordinationRules, CoordinatorSource, load_rules
+from adapter.errors import TargetUnavailable
+from adapter.record.repository import Repository
 from adapter.store.db import get_engine, session_scope
+
+
+def _warn(report: dict[str, Any], message: str) -> None:
+    report.setdefault("issue", []).append(
+        {"severity": "warning", "code": "transient", "diagnostics": message})
 
 
 def _info(report: dict[str, Any], message: str, expression: str | None = None) -> None:
@@ -78,7 +82,7 @@ def coordinator_source_from(directory: Any, rules: CoordinationRules) -> Coordin
 def enrich(
     conversion: Any,
     directory: Any = None,
-    record: RecordReader | None = None,
+    record: CareTeamSource | Repository | None = None,
     *,
     rules: CoordinationRules | None = None,
     engine: Engine | None = None,
@@ -88,11 +92,14 @@ def enrich(
     """A copy of `conversion` (`adapter.mapping.Conversion`) with coordination applied.
 
     `directory` gives the coordinators (an object with `coordinators()`, e.g. `CsvCoordinators`,
-    or the imported directory); `record` is the shared record to merge the care team with.
+    or the imported directory); `record` is the shared record to merge the care team with
+    (`record_port.CareTeamSource`; the embedded record's Repository is read through its own).
     `in_place`: the caller owns the conversion and drops it (ingestion), so its bundle and
     report are changed rather than deep-copied first (the copy of a ~100 KB bundle is ~2 ms).
     """
     rules = rules or load_rules()
+    if isinstance(record, Repository):
+        record = RecordCareTeams(record)
     letter = conversion.letter
     if in_place:
         bundle, report = conversion.bundle, conversion.report
@@ -224,7 +231,7 @@ def _merge_known_carers(
     care_team: dict[str, Any],
     letter: Any,
     rules: CoordinationRules,
-    record: RecordReader | None,
+    record: CareTeamSource | None,
     decision: consent.SharingDecision,
     session: Any,
     report: dict[str, Any],
@@ -237,7 +244,13 @@ def _merge_known_carers(
         _info(report, "coordination: no INS, the care team is not merged with earlier ones")
         return
     present = participant_idnats(view, care_team)
-    for carer in known_carers(record, [ins], replacing=team_identifiers(care_team)):
+    try:
+        carers = known_carers(record, [ins], replacing=team_identifiers(care_team))
+    except TargetUnavailable as unreachable:  # the letter is accepted without the merge
+        _warn(report, f"coordination: the care team is not merged with earlier ones: "
+                      f"{unreachable.message}")
+        return
+    for carer in carers:
         if carer.idnat is None or carer.idnat in present:
             continue
         if not decision.may_reach(carer.idnat):

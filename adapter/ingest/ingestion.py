@@ -53,7 +53,7 @@ def ingest_letter(
     validation = check_strictly(xml) if settings.validation_mode == "strict" else None
     for attempt in range(_PREPARATIONS):
         letter = (converters.prepare(xml, engine, principal) if converters is not None
-                  else prepare_here(xml, engine, principal))
+                  else prepare_here(xml, engine, principal, settings))
         try:
             return writer_for(engine).store(Pending(
                 xml=xml,

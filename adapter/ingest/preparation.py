@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.rules import letter_organization
+from adapter.config import Settings
 from adapter.coordination import coordinate
 from adapter.directory.lookup import SqlDirectory
 from adapter.errors import LiaisonError
@@ -76,9 +77,10 @@ def _directory(engine: Engine) -> CachedDirectory | None:
     return _directories[key]
 
 
-def _coordinated(conversion: Any, engine: Engine) -> Any:
+def _coordinated(conversion: Any, engine: Engine, settings: Settings | None) -> Any:
     """The conversion with care coordination applied (consent, coordinator, merge, events)."""
-    return coordinate(conversion, engine, in_place=True)  # the conversion is ours to change
+    # the conversion is ours to change
+    return coordinate(conversion, engine, in_place=True, settings=settings)
 
 
 def _validation_problems(conversion: Any) -> list[str]:
@@ -112,7 +114,8 @@ def _sent_by(conversion: Any, principal: Principal) -> str | None:
     return organization
 
 
-def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM) -> PreparedLetter:
+def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM,
+            settings: Settings | None = None) -> PreparedLetter:
     """Convert and coordinate one letter sent by `principal`; raises `RefusedLetter` (and kin)
     or `Forbidden` saying why not."""
     from adapter.mapping import convert_letter  # the mapping part: imported when first needed
@@ -127,7 +130,7 @@ def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM) -> Prepar
                           f"{previous.version}: recorded as superseded, nothing current "
                           "changed.")
     else:
-        conversion = _coordinated(conversion, engine)
+        conversion = _coordinated(conversion, engine, settings)
         if previous is not None:
             _supersede(conversion, previous, engine)
     problems = _validation_problems(conversion)
@@ -165,9 +168,10 @@ def _note(conversion: Any, message: str) -> None:
         {"severity": "information", "code": "informational", "diagnostics": message})
 
 
-def prepare_here(xml: bytes, engine: Engine, principal: Principal = SYSTEM) -> PreparedLetter:
+def prepare_here(xml: bytes, engine: Engine, principal: Principal = SYSTEM,
+                 settings: Settings | None = None) -> PreparedLetter:
     with _preparing_here:
-        return prepare(xml, engine, principal)
+        return prepare(xml, engine, principal, settings)
 
 
 # --- in pool processes --------------------------------------------------------------------
@@ -178,7 +182,7 @@ def prepare_here(xml: bytes, engine: Engine, principal: Principal = SYSTEM) -> P
 # longer than it took.
 
 
-def _serve(pipe: Connection, database_url: str) -> None:
+def _serve(pipe: Connection, database_url: str, settings: Settings | None) -> None:
     """Child side: prepare each letter received; answer the prepared letter or the error.
     Ends at EOF (the server closed its end, or is gone)."""
     from adapter.store.db import get_engine
@@ -194,7 +198,7 @@ def _serve(pipe: Connection, database_url: str) -> None:
         except (EOFError, OSError):
             return
         try:
-            answer: PreparedLetter | LiaisonError = prepare(xml, engine, principal)
+            answer: PreparedLetter | LiaisonError = prepare(xml, engine, principal, settings)
         except LiaisonError as error:  # a refusal travels back and is raised in the server
             answer = error
         except Exception as error:  # a bug: a 500 for this letter, not a dead process
@@ -204,10 +208,10 @@ def _serve(pipe: Connection, database_url: str) -> None:
 
 
 class _Worker:
-    def __init__(self, context: Any, database_url: str) -> None:
+    def __init__(self, context: Any, database_url: str, settings: Settings | None) -> None:
         self.pipe, child_end = context.Pipe()
         self.process = context.Process(
-            target=_serve, args=(child_end, database_url), name="liaison-converter",
+            target=_serve, args=(child_end, database_url, settings), name="liaison-converter",
             daemon=True,
         )
         self.process.start()
@@ -230,10 +234,13 @@ class _Worker:
 
 
 class ConversionPool:
-    """`processes` spawned processes preparing letters of the database at `database_url`."""
+    """`processes` spawned processes preparing letters of the database at `database_url`
+    (with the server's `settings`: they say, e.g., which record the care-team merge reads)."""
 
-    def __init__(self, database_url: str, processes: int) -> None:
+    def __init__(self, database_url: str, processes: int,
+                 settings: Settings | None = None) -> None:
         self.database_url = database_url
+        self.settings = settings
         self.processes = processes
         self._context = multiprocessing.get_context("spawn")
         self._idle: queue.Queue[_Worker] = queue.Queue()
@@ -245,7 +252,7 @@ class ConversionPool:
         return {worker.pid for worker in self._workers}
 
     def _add(self) -> None:
-        worker = _Worker(self._context, self.database_url)
+        worker = _Worker(self._context, self.database_url, self.settings)
         with self._lock:
             self._workers.append(worker)
         self._idle.put(worker)
@@ -270,7 +277,7 @@ class ConversionPool:
             if not isinstance(error, EOFError | OSError):
                 raise
             logger.error("a conversion process died: starting a new one")
-            return prepare_here(xml, engine, principal)
+            return prepare_here(xml, engine, principal, self.settings)
         self._idle.put(worker)
         return letter
 

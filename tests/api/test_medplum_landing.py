@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
+from adapter.coordination.record_port import member_key
+from adapter.coordination.record_reader import RecordCareTeams
+from adapter.coordination.rest_record import RestCareTeams
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine
 from tests.api.conftest import wait_for_status
@@ -79,3 +83,50 @@ def test_letters_land_in_medplum_with_the_same_resources_as_in_the_record(
     for version in (1, 2):
         tag = f"urn:liaison:provenance|{DOCUMENT_ROOT}^liaison-test-50-v{version}"
         assert len(search(medplum_base_url, "Provenance", _tag=tag)) == 1
+
+
+def _teams(source: Any, ins: str) -> dict[str, list[str]]:
+    """Each CareTeam of the patient (by identifier) → the idNat_PS of its professionals."""
+    teams, members = source.care_teams(source.patient_ids([(INS_SYSTEM, ins)]))
+
+    def idnat(reference: str) -> str:
+        resource = members[member_key(reference) or ""] or {}
+        if resource.get("resourceType") == "PractitionerRole":
+            resource = members[member_key(resource["practitioner"]["reference"]) or ""] or {}
+        return next(i["value"] for i in resource.get("identifier", [])
+                    if i["system"] == "urn:oid:1.2.250.1.71.4.2.1")
+
+    return {team["identifier"][0]["value"]: sorted(
+        idnat(p["member"]["reference"]) for p in team.get("participant", [])
+        if member_key(p["member"]["reference"])) for team in teams}
+
+
+def _without_recipient(letter: bytes, idnat: str) -> bytes:
+    root = etree.fromstring(letter)
+    for recipient in root.iterfind("{urn:hl7-org:v3}informationRecipient"):
+        if idnat.encode() in etree.tostring(recipient):
+            root.remove(recipient)
+    changed: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    assert idnat.encode() not in changed
+    return changed
+
+
+def test_a_second_stay_merges_the_care_team_found_in_medplum_as_in_the_embedded_record(
+    liaison: Callable[..., Any], hospital: dict[str, str], medplum_base_url: str, tmp_path: Path
+) -> None:
+    """With Medplum as the shared record, the care-team merge reads the earlier stay there
+    (over REST) and gives the second stay the same care team as the embedded record does."""
+    nurse = "801234567896"  # named by the first stay only
+    second = _without_recipient(letter_variant(55, patient=54), nurse)
+    stays = [letter_variant(54, patient=54), second]
+    with liaison() as embedded:
+        for stay in stays:  # the first is in the record before the second is accepted
+            _post_all(embedded, hospital, [stay])
+    with liaison(target_url=medplum_base_url, target_max_entries=8,
+                 database_url=f"sqlite:///{tmp_path / 'second-liaison.db'}") as pushing:
+        for stay in stays:
+            _post_all(pushing, hospital, [stay])
+    here = _teams(RecordCareTeams(Repository(get_engine())), ins_of(54))
+    there = _teams(RestCareTeams(medplum_base_url), ins_of(54))
+    assert len(here) == 2 and here == there
+    assert all(nurse in carers for carers in here.values())  # kept by the second stay

@@ -9,11 +9,16 @@ from typing import Any
 import pytest
 from sqlmodel import Session, func, select
 
+from adapter.api.app import create_app
+from adapter.auth import issue_token
+from adapter.config import get_settings
 from adapter.coordination import consent, coordinate
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.careteam_merge import known_carers
 from adapter.coordination.coordinators import DirectoryCoordinators
 from adapter.coordination.enrichment import enrich
+from adapter.coordination.record_reader import RecordCareTeams
+from adapter.coordination.rest_record import RestCareTeams
 from adapter.directory.importer import import_path
 from adapter.mapping import convert_letter
 from adapter.record.repository import Repository
@@ -22,6 +27,7 @@ from adapter.store.db import get_engine, session_scope
 from tests.coordination.letters import INS, addressed, synthetic_conversion
 from tests.support.letter_variants import INS_SYSTEM, ins_of, letter_variant
 from tests.support.paths import FIXTURES
+from tests.support.servers import serve_app
 
 DIRECTORY_CSV = FIXTURES / "coordination" / "local_directory.csv"
 COORDINATOR = "810000000017"  # CPTS-PARIS-CENTRE, covers 75005-75015
@@ -127,20 +133,6 @@ class CountingRepository(Repository):
         return super().read(*args, **kwargs)
 
 
-class GenericRecord:
-    """Any record reader (not the embedded Repository): merged through plain FHIR search."""
-
-    def __init__(self, repository: Repository) -> None:
-        self.repository = repository
-
-    def search(self, resource_type: str, params: list[tuple[str, str]],
-               principal: Any = None) -> dict[str, Any]:
-        return self.repository.search(resource_type, params, principal)
-
-    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        return self.repository.read(resource_type, resource_id)
-
-
 def test_a_letter_about_a_patient_the_record_does_not_know_searches_nothing() -> None:
     engine = get_engine()
     repository = CountingRepository(engine)
@@ -157,27 +149,34 @@ def _carers(record: Any, ins: str) -> list[tuple[Any, ...]]:
             for c in found]
 
 
-def test_the_embedded_records_reader_finds_the_carers_plain_search_finds() -> None:
+def test_the_embedded_records_reader_finds_the_carers_a_fhir_search_over_rest_finds() -> None:
+    """The two implementations of the record port agree: the embedded record's own reader and
+    `RestCareTeams` searching the same record through its FHIR API (`_include`)."""
     engine = get_engine()
     repository = Repository(engine)
     # two stays of one patient (members are PractitionerRoles of Practitioners), one of another
     for variant, patient in ((1, 1), (2, 1), (3, 3)):
         letter = convert_letter(letter_variant(variant, patient=patient))
         repository.transaction(coordinate(letter, engine).bundle)
-    fast = _carers(repository, ins_of(1))
-    assert len(fast) >= 3 and all(idnat for idnat, *_ in fast)
-    assert fast == _carers(GenericRecord(repository), ins_of(1))
-    assert _carers(repository, ins_of(2)) == _carers(GenericRecord(repository), ins_of(2)) == []
+    with serve_app(create_app(get_settings()), probe_path="/healthz") as base:
+        token = issue_token("system")
+        rest = RestCareTeams(f"{base}/fhir",
+                             headers=lambda: {"Authorization": f"Bearer {token}"})
+        embedded = RecordCareTeams(repository)
+        fast = _carers(embedded, ins_of(1))
+        assert len(fast) >= 3 and all(idnat for idnat, *_ in fast)
+        assert fast == _carers(rest, ins_of(1))
+        assert _carers(embedded, ins_of(2)) == _carers(rest, ins_of(2)) == []
 
-    # a member deleted from the record since is skipped by both alike
-    team = repository.search("CareTeam", [("subject:Patient.identifier", f"{INS_SYSTEM}|"
-                                           f"{ins_of(1)}")])["entry"][0]["resource"]
-    role = next(p["member"]["reference"] for p in team["participant"]
-                if p["member"]["reference"].startswith("PractitionerRole/"))
-    repository.delete(*role.split("/"))
-    after = _carers(repository, ins_of(1))
-    assert after != fast  # that participation no longer gives its person
-    assert after == _carers(GenericRecord(repository), ins_of(1))
+        # a member deleted from the record since is skipped by both alike
+        team = repository.search("CareTeam", [("subject:Patient.identifier", f"{INS_SYSTEM}|"
+                                               f"{ins_of(1)}")])["entry"][0]["resource"]
+        role = next(p["member"]["reference"] for p in team["participant"]
+                    if p["member"]["reference"].startswith("PractitionerRole/"))
+        repository.delete(*role.split("/"))
+        after = _carers(embedded, ins_of(1))
+        assert after != fast  # that participation no longer gives its person
+        assert after == _carers(rest, ins_of(1))
 
 
 def test_a_professional_added_to_the_care_team_in_the_record_is_kept_by_the_next_letter() -> None:

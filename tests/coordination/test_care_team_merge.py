@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
 
 from adapter.auth.principal import DEFAULT_SCOPES, Principal
@@ -9,11 +13,15 @@ from adapter.coordination import consent
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.coordinators import CsvCoordinators
 from adapter.coordination.enrichment import enrich
+from adapter.coordination.rest_record import RestCareTeams
 from adapter.errors import NotFound
+from adapter.push.targets import HttpTarget
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine, session_scope
 from tests.coordination.letters import INS, addressed, synthetic_conversion
+from tests.support.medplum import medplum_base_url, medplum_server  # noqa: F401
 from tests.support.paths import FIXTURES
+from tests.support.servers import free_port
 
 DIRECTORY = CsvCoordinators(FIXTURES / "coordination" / "local_directory.csv")
 NURSE = "801234567896"
@@ -25,15 +33,40 @@ def _reader(idnat: str) -> Principal:
     return Principal(kind="professional", idnat=idnat, scopes=DEFAULT_SCOPES["professional"])
 
 
-def _first_stay(repository: Repository) -> None:
+class SharedRecord:
+    """The record the merge reads earlier stays from, with a way to put a letter in it."""
+
+    def __init__(self, reader: Any, store: Callable[[dict[str, Any]], object], ins: str) -> None:
+        self.reader, self.store, self.ins = reader, store, ins
+
+
+@pytest.fixture(params=["embedded", pytest.param("medplum", marks=pytest.mark.medplum)])
+def shared_record(request: pytest.FixtureRequest) -> Iterator[SharedRecord]:
+    """The embedded record, or the Medplum peer as another FHIR server read over REST (shared by
+    the session: each test has a patient of its own there)."""
+    if request.param == "embedded":
+        repository = Repository(get_engine())
+        yield SharedRecord(repository, repository.transaction, PATIENT)
+        return
+    base = request.getfixturevalue("medplum_base_url")
+    target = HttpTarget(base, max_entries=8)  # as liaison pushes to it (the peer's limit)
+    reader = RestCareTeams(base)
+    yield SharedRecord(reader, target.send, f"2790351{secrets.randbelow(10**8):08d}")
+    reader.close()
+    target.close()
+
+
+def _first_stay(record: SharedRecord) -> None:
     """Hospital A names the home nurse; the letter reaches the record."""
-    first = enrich(synthetic_conversion(set_id="1.2.250.1.999.1"), DIRECTORY, repository)
-    repository.transaction(first.bundle)
+    first = enrich(synthetic_conversion(set_id="1.2.250.1.999.1", ins=record.ins), DIRECTORY,
+                   record.reader)
+    record.store(first.bundle)
 
 
-def _second_stay(**overrides: object):
+def _second_stay(record: SharedRecord, **overrides: object):
     """Hospital B, weeks later: names only its own correspondent, not the nurse."""
     values = {
+        "ins": record.ins,
         "set_id": "1.2.250.1.888.1",
         "hospital": "1690000001",
         "author": ("801000000009", "DURAND", "Pierre"),
@@ -52,46 +85,72 @@ def _participant_of(bundle: dict, idnat: str) -> dict | None:
     return None
 
 
-def test_second_letter_from_another_hospital_keeps_the_nurse_and_notifies_her() -> None:
-    repository = Repository(get_engine())
-    _first_stay(repository)
-    second = enrich(_second_stay(), DIRECTORY, repository)
+def test_second_letter_from_another_hospital_keeps_the_nurse_and_notifies_her(
+    shared_record: SharedRecord,
+) -> None:
+    _first_stay(shared_record)
+    second = enrich(_second_stay(shared_record), DIRECTORY, shared_record.reader)
     nurse = _participant_of(second.bundle, NURSE)
     assert nurse is not None, "the nurse of the first stay was dropped from the care team"
     assert nurse["period"] == {"start": "2026-11-20T10:00:00+01:00"}  # her period is kept
     origin = {p["url"]: p for p in nurse["extension"][0]["extension"]}
     assert origin["source"]["valueIdentifier"]["value"] == "1.2.250.1.999.1.1"  # first letter
     assert NURSE in addressed(second.bundle)
-    repository.transaction(second.bundle)  # the record takes the merged bundle
-    # in the record, the nurse now finds the second hospital's message addressed to her
+    shared_record.store(second.bundle)  # the record takes the merged bundle
+
+
+def test_the_nurse_finds_the_second_hospitals_message_in_the_embedded_record() -> None:
+    repository = Repository(get_engine())
+    record = SharedRecord(repository, repository.transaction, PATIENT)
+    _first_stay(record)
+    second = enrich(_second_stay(record), DIRECTORY, repository)
+    repository.transaction(second.bundle)
     messages = repository.search("Communication", [], _reader(NURSE))["entry"]
     values = {i["value"] for e in messages for i in e["resource"].get("identifier", [])}
     assert f"1.2.250.1.888.1.1/{NURSE}" in values
 
 
-def test_a_corrected_letter_of_the_same_stay_drops_whom_it_no_longer_names() -> None:
+def test_a_corrected_letter_of_the_same_stay_drops_whom_it_no_longer_names(
+    shared_record: SharedRecord,
+) -> None:
     """The stay's earlier version is not an earlier care team: the nurse it named is not
     carried back into the corrected letter's CareTeam, nor told about it."""
-    repository = Repository(get_engine())
-    _first_stay(repository)
+    _first_stay(shared_record)
     corrected = enrich(
-        _second_stay(set_id="1.2.250.1.999.1", hospital="1750803447"), DIRECTORY, repository)
+        _second_stay(shared_record, set_id="1.2.250.1.999.1", hospital="1750803447"), DIRECTORY,
+        shared_record.reader)
     assert _participant_of(corrected.bundle, NURSE) is None
     assert NURSE not in addressed(corrected.bundle)
-    repository.transaction(corrected.bundle)
+    shared_record.store(corrected.bundle)
     # once corrected, no later stay finds her in the patient's care team either
-    later = enrich(_second_stay(set_id="1.2.250.1.666.1"), DIRECTORY, repository)
+    later = enrich(_second_stay(shared_record, set_id="1.2.250.1.666.1"), DIRECTORY,
+                   shared_record.reader)
     assert _participant_of(later.bundle, NURSE) is None
 
 
-def test_the_first_stays_coordinator_keeps_their_original_period() -> None:
-    repository = Repository(get_engine())
-    _first_stay(repository)
-    second = enrich(_second_stay(), DIRECTORY, repository)
+def test_the_first_stays_coordinator_keeps_their_original_period(
+    shared_record: SharedRecord,
+) -> None:
+    _first_stay(shared_record)
+    second = enrich(_second_stay(shared_record), DIRECTORY, shared_record.reader)
     coordinator = _participant_of(second.bundle, "810000000017")
     assert coordinator is not None
     origin = {p["url"]: p for p in coordinator["extension"][0]["extension"]}
     assert origin["source"]["valueIdentifier"]["value"] == "1.2.250.1.999.1.1"
+
+
+def test_an_unreachable_shared_record_leaves_the_letter_unmerged_and_says_so() -> None:
+    """Reads happen before the 202: a record that does not answer is not waited for again."""
+    now = [0.0]
+    reader = RestCareTeams(f"http://127.0.0.1:{free_port()}/fhir", timeout=1.0, pause=30.0,
+                           clock=lambda: now[0])
+    first = enrich(_second_stay(SharedRecord(reader, print, PATIENT)), DIRECTORY, reader)
+    warnings = [i["diagnostics"] for i in first.report["issue"] if i["severity"] == "warning"]
+    assert any("not merged" in w and "could not be searched" in w for w in warnings)
+    assert _participant_of(first.bundle, "801111111111") is not None  # the letter's own team
+    now[0] = 10.0  # within the pause: not asked again
+    again = enrich(_second_stay(SharedRecord(reader, print, PATIENT)), DIRECTORY, reader)
+    assert any("a moment ago" in i["diagnostics"] for i in again.report["issue"])
 
 
 def test_opposed_patient_letter_reaches_named_recipients_only_and_outsiders_cannot_read_it() -> (
