@@ -1,4 +1,4 @@
-"""Bearer-token authentication: who is calling liaison's APIs (JWT via authlib.jose)."""
+"""Bearer-token authentication: who is calling liaison's APIs (JWT via joserfc)."""
 
 from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.tokens import issue_token, verify_token

@@ -1,4 +1,4 @@
-"""Issuing and validating JWT bearer tokens (authlib.jose).
+"""Issuing and validating JWT bearer tokens (joserfc).
 
 Local tokens are signed with the key in the data directory; when `jwks_url` is configured,
 tokens signed by that issuer's keys (e.g. Pro Santé Connect) are accepted too. Either way the
@@ -16,15 +16,11 @@ import binascii
 import json
 import time
 import uuid
-import warnings
 from typing import Any
 
-import authlib.deprecate  # noqa: F401 — installs an 'always' filter ours must override
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from authlib.jose import JsonWebToken, KeySet, jwt
-    from authlib.jose.errors import JoseError
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 from adapter.auth.keys import ALGORITHM, external_keys, local_private_key, local_public_key
 from adapter.auth.principal import DEFAULT_SCOPES, KINDS, Principal
@@ -35,9 +31,10 @@ DEFAULT_LIFETIME_SECONDS = 12 * 3600
 # Claims an external OIDC issuer may use for the professional's idNat_PS (PSC: SubjectNameID).
 _IDNAT_CLAIMS = ("idnat", "SubjectNameID", "preferred_username")
 # Only signatures by a key pair: an HMAC "signed" with a public key (algorithm confusion) or
-# `none` must never be even tried (authlib's default `jwt` accepts every registered algorithm).
-_VERIFIER = JsonWebToken(["ES256", "ES384", "ES512", "RS256", "RS384", "RS512",
-                          "PS256", "PS384", "PS512"])
+# `none` must never be even tried (joserfc's default, its "recommended" set, includes HS256 and
+# leaves out ES384, RS384... that issuers use).
+_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+_LEEWAY_SECONDS = 30
 
 
 def issue_token(kind: str, *, lifetime: int = DEFAULT_LIFETIME_SECONDS, **claims: Any) -> str:
@@ -62,8 +59,8 @@ def issue_token(kind: str, *, lifetime: int = DEFAULT_LIFETIME_SECONDS, **claims
         "scope": claims.pop("scope", None) or " ".join(DEFAULT_SCOPES[kind]),
         **{name: value for name, value in claims.items() if value is not None},
     }
-    header = {"alg": ALGORITHM, "kid": key.thumbprint(), "typ": "JWT"}
-    return jwt.encode(header, payload, key).decode("ascii")
+    header = {"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"}
+    return jwt.encode(header, payload, key, algorithms=[ALGORITHM])
 
 
 def _default_subject(kind: str, claims: dict[str, Any]) -> str:
@@ -91,22 +88,23 @@ def _signed_externally(token: str) -> bool:
 def verify_token(token: str) -> Principal:
     """The caller a bearer token proves; Unauthorized if it is not valid here and now."""
     settings = get_settings()
-    options: dict[str, Any] = {
-        "iss": {"essential": True, "value": settings.token_issuer},
-        "exp": {"essential": True},
-        "aud": {"essential": True, "value": settings.audience},
-    }
+    expected = jwt.JWTClaimsRegistry(
+        leeway=_LEEWAY_SECONDS,
+        iss={"essential": True, "value": settings.token_issuer},
+        exp={"essential": True},
+        aud={"essential": True, "value": settings.audience},
+    )
     external = _signed_externally(token)
     # the external issuer's keys are fetched only for its tokens: an unreachable JWKS
     # refuses those (Unauthorized), never liaison's own
     keys = external_keys(settings.jwks_url) if external and settings.jwks_url \
         else KeySet([local_public_key()])
     try:
-        claims = _VERIFIER.decode(token, keys, claims_options=options)
-        claims.validate(leeway=30)
+        claims = jwt.decode(token, keys, algorithms=_ALGORITHMS).claims
+        expected.validate(claims)
     except (JoseError, ValueError, KeyError, TypeError) as error:  # any malformed token: 401
         raise Unauthorized(f"invalid bearer token ({error.__class__.__name__})") from error
-    principal = principal_from_claims(dict(claims))
+    principal = principal_from_claims(claims)
     if external and principal.kind != "professional":
         # an identity provider for people (Pro Santé Connect) vouches for professionals only;
         # hospitals, coordinators and liaison's services hold liaison's own tokens

@@ -185,6 +185,8 @@ class HttpTarget:
 
     def close(self) -> None:
         self.client.close()
+        if self.credentials is not None:
+            self.credentials.close()
 
 
 def _outcome_of(answer: httpx.Response) -> dict[str, Any]:

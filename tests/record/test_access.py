@@ -84,7 +84,7 @@ def test_a_token_hmac_signed_with_the_public_key_gets_401(base_url: str, with_ki
 
     key = local_private_key()
     header = {"alg": "HS256", **({"kid": key.thumbprint()} if with_kid else {})}
-    with client_for(base_url, _forged(header, key.as_pem(is_private=False))) as client:
+    with client_for(base_url, _forged(header, key.as_pem(private=False))) as client:
         response = client.get("CarePlan")
     assert response.status_code == 401
     assert response.json()["issue"][0]["code"] == "login"
@@ -361,10 +361,12 @@ def test_with_an_audience_set_tokens_issued_for_another_service_get_401(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from authlib.jose import jwt
+            from authlib.jose import JsonWebKey, jwt
         now = int(time.time())
         payload = {"iss": "liaison-local", "exp": now + 60, "SubjectNameID": PCP, **claims}
-        return jwt.encode({"alg": "ES256", "kid": key.thumbprint()}, payload, key).decode()
+        # liaison's key as another JOSE implementation reads it from its PEM
+        pem_key = JsonWebKey.import_key(key.as_pem(private=True))
+        return jwt.encode({"alg": "ES256", "kid": key.thumbprint()}, payload, pem_key).decode()
 
     for token in (signed(aud="https://other-service.example"), signed()):
         with client_for(base_url, token) as client:

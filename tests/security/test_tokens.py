@@ -62,7 +62,8 @@ def local_claims(**claims: Any) -> dict[str, Any]:
 
 
 def signed_locally(**claims: Any) -> str:
-    key = keys.local_private_key()
+    # liaison's key as another JOSE implementation reads it from its PEM
+    key = JsonWebKey.import_key(keys.local_private_key().as_pem(private=True))
     payload = {k: v for k, v in local_claims(**claims).items() if v is not None}
     return jwt.encode({"alg": "ES256", "kid": key.thumbprint()}, payload, key).decode()
 
@@ -75,7 +76,7 @@ def test_forged_and_stale_tokens_are_refused(monkeypatch: pytest.MonkeyPatch) ->
     with app(monkeypatch) as client:
         none_header = b64(json.dumps({"alg": "none"}).encode())
         unsigned = f"{none_header}.{b64(json.dumps(local_claims()).encode())}."
-        public = keys.local_private_key().as_pem(is_private=False)
+        public = keys.local_private_key().as_pem(private=False)
         signing_input = (f"{b64(json.dumps({'alg': 'HS256'}).encode())}."
                          f"{b64(json.dumps(local_claims()).encode())}")
         confused = signing_input + "." + b64(
