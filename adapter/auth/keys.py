@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
@@ -73,6 +72,8 @@ def external_keys(jwks_url: str) -> KeySet:
     cached = _jwks_cache.get(jwks_url)
     if cached and now - cached[0] < _JWKS_TTL_SECONDS:
         return cached[1]
+    import httpx  # only for an external issuer: `liaison token` does without it
+
     try:
         response = httpx.get(jwks_url, timeout=10.0)
         response.raise_for_status()

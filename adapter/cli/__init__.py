@@ -14,6 +14,8 @@ app = typer.Typer(
     help="Hospital discharge letters (CDA LDL-SES) → FHIR care plans, care teams and messages.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich costs more than the rest
+    pretty_exceptions_enable=False,
 )
 convert.register(app)  # convert
 app.add_typer(directory.app, name="directory")  # directory import | search

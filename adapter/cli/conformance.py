@@ -11,8 +11,7 @@ from adapter.errors import LiaisonError
 
 conformance_app = typer.Typer(
     help="Conformance: run scenarios against a FHIR base URL, check produced resources.",
-    no_args_is_help=True,
-)
+    no_args_is_help=True, rich_markup_mode=None)
 
 
 def _fail(message: str) -> None:

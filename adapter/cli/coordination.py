@@ -11,12 +11,13 @@ import typer
 from adapter.errors import LiaisonError
 
 consent_app = typer.Typer(
-    help="A patient's opposition to sharing (FHIR Consent).", no_args_is_help=True
-)
+    help="A patient's opposition to sharing (FHIR Consent).", no_args_is_help=True,
+    rich_markup_mode=None)
 availability_app = typer.Typer(
-    help="The living directory: availability and skills of professionals.", no_args_is_help=True
-)
-subscriptions_app = typer.Typer(help="FHIR rest-hook Subscriptions.", no_args_is_help=True)
+    help="The living directory: availability and skills of professionals.", no_args_is_help=True,
+    rich_markup_mode=None)
+subscriptions_app = typer.Typer(help="FHIR rest-hook Subscriptions.", no_args_is_help=True,
+                                rich_markup_mode=None)
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
 
 

@@ -16,8 +16,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Professional directories: import national, MSSanté, FHIR or local CPTS files; search.",
     no_args_is_help=True,
-    add_completion=False,
-)
+    add_completion=False, rich_markup_mode=None)
 MAX_PRINTED_REJECTIONS = 50
 EXIT_FAILED = 1
 EXIT_SOME_REJECTED = 2

@@ -11,7 +11,7 @@ import typer
 from adapter.errors import LiaisonError
 
 token_app = typer.Typer(help="Print a bearer token for the local record (signed with the key "
-                        "kept in the data directory).", no_args_is_help=True)
+                        "kept in the data directory).", no_args_is_help=True, rich_markup_mode=None)
 
 _LIFETIME = typer.Option(12 * 3600, "--lifetime", help="validity in seconds")
 

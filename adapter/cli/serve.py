@@ -10,8 +10,8 @@ from types import FrameType
 import typer
 
 outbox_app = typer.Typer(
-    help="Look at and repair the outbox of bundles waiting to be pushed.", no_args_is_help=True
-)
+    help="Look at and repair the outbox of bundles waiting to be pushed.", no_args_is_help=True,
+    rich_markup_mode=None)
 
 
 def _fail(message: str) -> None:
