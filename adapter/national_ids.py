@@ -35,6 +35,13 @@ def _systems(section: Section) -> dict[str, str]:
     return systems
 
 
+@cache
+def national_system(section: Section) -> str:
+    """The system of the national identifier itself: idNat_PS (`professional`), idNat_Struct
+    (`organization`)."""
+    return next(system for system, prefix in _systems(section).items() if not prefix)
+
+
 def national_ids(identifiers: Iterable[dict[str, Any]] | None, section: Section) -> set[str]:
     """idNat_PS (section `professional`) or idNat_Struct (`organization`) values of FHIR
     identifiers; identifiers in other systems are ignored."""

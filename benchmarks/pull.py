@@ -103,12 +103,22 @@ def _measure(letters: int, seconds: float, rate: float) -> list[tuple[str, str, 
 
 
 def run(quick: bool = False) -> list[tuple[str, str, str]]:
+    """In a record of its own: in the data dir the benchmarks share, the record already holds
+    the 100,000 resources of `record_search`, and that is another measure (a national record)."""
+    from adapter.config import get_settings
+    from adapter.store.db import get_engine
+
     letters, seconds, rate = (200, 3.0, 20.0) if quick else (1_000, 10.0, 40.0)
-    if os.environ.get("LIAISON_DATA_DIR"):
-        return _measure(letters, seconds, rate)
+    shared = os.environ.get("LIAISON_DATA_DIR")
     with tempfile.TemporaryDirectory(prefix="liaison-pull-bench-") as scratch:
         os.environ["LIAISON_DATA_DIR"] = scratch
+        get_settings.cache_clear()
         try:
             return _measure(letters, seconds, rate)
         finally:
-            os.environ.pop("LIAISON_DATA_DIR", None)
+            get_engine.cache_clear()
+            if shared is None:
+                os.environ.pop("LIAISON_DATA_DIR", None)
+            else:
+                os.environ["LIAISON_DATA_DIR"] = shared
+            get_settings.cache_clear()

@@ -8,8 +8,6 @@ runs `subscriptions.after_push` once the record took a bundle (`adapter.ingest.d
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.engine import Engine
 
 from adapter.config import Settings, get_settings
@@ -18,6 +16,7 @@ from adapter.coordination.enrichment import enrich
 from adapter.coordination.record_port import CareTeamSource
 from adapter.coordination.record_reader import RecordCareTeams
 from adapter.coordination.rest_record import RestCareTeams
+from adapter.mapping.engine import Conversion
 from adapter.push.targets import credentials_from_settings
 from adapter.record.repository import Repository
 
@@ -46,8 +45,8 @@ def shared_care_teams(engine: Engine, settings: Settings | None = None) -> CareT
     return _rest_records[settings.target_url]
 
 
-def coordinate(conversion: Any, engine: Engine, *, in_place: bool = False,
-               settings: Settings | None = None) -> Any:
+def coordinate(conversion: Conversion, engine: Engine, *, in_place: bool = False,
+               settings: Settings | None = None) -> Conversion:
     """`enrich` with the installation's directory and record: what ingestion should call
     (`in_place` when it drops the conversion it passes, see `enrich`)."""
     return enrich(conversion, DirectoryCoordinators(engine), shared_care_teams(engine, settings),

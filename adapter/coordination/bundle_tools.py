@@ -7,19 +7,12 @@ creates/updates. Entries added here follow the same rules so the record treats t
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
-# Any fixed namespace works as long as it never changes: ids must be stable across runs.
-_NAMESPACE = uuid.UUID("8f3a3a4e-2b1e-5c7e-9a62-6c1d0c0e8a11")
+from adapter.national_ids import national_system
 
-
-def stable_full_url(*parts: str) -> str:
-    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, '|'.join(parts))}"
-
-
+IDNAT_PS = national_system("professional")
 class BundleView:
     """Index over a transaction bundle's entries, with the few operations enrichment needs."""
 

@@ -35,10 +35,11 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
-from adapter.coordination.bundle_tools import BundleView, stable_full_url
+from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.rules import CoordinationRules, load_rules
 from adapter.errors import BadRequest
-from adapter.mapping.identity import create_if_absent
+from adapter.mapping.identity import create_if_absent, full_url
+from adapter.mapping.summary import LetterSummary
 from adapter.record.access import RESTRICTED_READER_TAG
 from adapter.store.coordination_tables import ConsentDecision, SharingAudit, utcnow
 from adapter.store.engine import table_of
@@ -163,14 +164,14 @@ def record_decision(
     return row
 
 
-def decide(letter: Any, session: Session) -> SharingDecision:
-    """The sharing decision for a letter (`adapter.mapping.LetterSummary`)."""
-    confidentiality = (getattr(letter, "confidentiality", None) or "N").upper()
-    identifiers = list(getattr(letter, "patient_identifiers", None) or [])
-    if getattr(letter, "ins", None):
+def decide(letter: LetterSummary, session: Session) -> SharingDecision:
+    """The sharing decision for a letter."""
+    confidentiality = (letter.confidentiality or "N").upper()
+    identifiers = list(letter.patient_identifiers)
+    if letter.ins:
         identifiers.append(letter.ins)
     opposed = is_opposed(session, identifiers)
-    named = frozenset(getattr(letter, "recipient_idnats", None) or [])
+    named = frozenset(letter.recipient_idnats)
     reasons: list[str] = []
     allowed: frozenset[str] = frozenset()
     if confidentiality in ("R", "V"):
@@ -178,7 +179,7 @@ def decide(letter: Any, session: Session) -> SharingDecision:
     if opposed:
         reasons.append("patient opposed sharing: named recipients only")
     if reasons:
-        author = getattr(letter, "author_idnat", None)
+        author = letter.author_idnat
         allowed = named | ({author} if author else set())
     return SharingDecision(confidentiality, opposed, named, allowed, tuple(reasons))
 
@@ -402,7 +403,6 @@ def consent_bundle(
 ) -> dict[str, Any]:
     """A transaction writing the Consent by conditional update (one Consent per patient),
     with the Patient as a conditional create so an opposition may precede any letter."""
-    from adapter.mapping.identity import full_url
 
     system, value = patient
     patient_url = full_url("Patient", system, value)
@@ -422,7 +422,7 @@ def consent_bundle(
                 "request": create_if_absent("Patient", {"system": system, "value": value}),
             },
             {
-                "fullUrl": stable_full_url("Consent", identifier["system"], identifier["value"]),
+                "fullUrl": full_url("Consent", identifier["system"], identifier["value"]),
                 "resource": consent,
                 "request": {
                     "method": "PUT",

@@ -19,11 +19,11 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from adapter.coordination.bundle_tools import IDNAT_PS
 from adapter.coordination.rules import CoordinationRules, Coordinator, load_rules, parse_spans
 from adapter.mapping.directory_port import ContactPoint, ProfessionalCard
 from adapter.store.engine import table_of
 
-IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
 LOCAL_PROFESSIONAL = "urn:liaison:directory:local"
 
 

@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from adapter.coordination import consent
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.careteam_merge import carry_over, known_carers, team_identifiers
-from adapter.coordination.coordinators import coordinator_from_card
 from adapter.coordination.notifications import discharge_event
 from adapter.coordination.record_port import CareTeamSource
 from adapter.coordination.record_reader import RecordCareTeams
@@ -35,6 +35,8 @@ from adapter.coordination.resources import (
 )
 from adapter.coordination.rules import CoordinationRules, CoordinatorSource, load_rules
 from adapter.errors import TargetUnavailable
+from adapter.mapping.engine import Conversion
+from adapter.mapping.summary import LetterSummary
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine, session_scope
 
@@ -52,8 +54,8 @@ def _info(report: dict[str, Any], message: str, expression: str | None = None) -
     report.setdefault("issue", []).append(issue)
 
 
-def _patient_address(view: BundleView, letter: Any) -> tuple[str | None, str | None]:
-    postcode = getattr(letter, "patient_postal_code", None)
+def _patient_address(view: BundleView, letter: LetterSummary) -> tuple[str | None, str | None]:
+    postcode = letter.patient_postal_code
     city = None
     patient = view.first("Patient") or {}
     for address in patient.get("address") or []:
@@ -62,37 +64,20 @@ def _patient_address(view: BundleView, letter: Any) -> tuple[str | None, str | N
     return postcode, city
 
 
-def coordinator_source_from(directory: Any, rules: CoordinationRules) -> CoordinatorSource | None:
-    """Coordinators from whatever directory object we were given."""
-    if directory is None:
-        return None
-    if hasattr(directory, "coordinators"):
-        return directory
-    if hasattr(directory, "professionals_with_role"):
-        from adapter.coordination.coordinators import StaticCoordinators
-
-        cards = []
-        for role in rules.coordinator.directory_roles:
-            cards.extend(directory.professionals_with_role(role))
-        found = (coordinator_from_card(card, rules) for card in cards)
-        return StaticCoordinators(c for c in found if c is not None)
-    return None
-
-
 def enrich(
-    conversion: Any,
-    directory: Any = None,
+    conversion: Conversion,
+    directory: CoordinatorSource | None = None,
     record: CareTeamSource | Repository | None = None,
     *,
     rules: CoordinationRules | None = None,
     engine: Engine | None = None,
     now: datetime | None = None,
     in_place: bool = False,
-) -> Any:
-    """A copy of `conversion` (`adapter.mapping.Conversion`) with coordination applied.
+) -> Conversion:
+    """A copy of `conversion` with coordination applied.
 
-    `directory` gives the coordinators (an object with `coordinators()`, e.g. `CsvCoordinators`,
-    or the imported directory); `record` is the shared record to merge the care team with
+    `directory` gives the coordinators (`DirectoryCoordinators`: the imported local lists, or
+    `CsvCoordinators`); `record` is the shared record to merge the care team with
     (`record_port.CareTeamSource`; the embedded record's Repository is read through its own).
     `in_place`: the caller owns the conversion and drops it (ingestion), so its bundle and
     report are changed rather than deep-copied first (the copy of a ~100 KB bundle is ~2 ms).
@@ -138,27 +123,27 @@ def enrich(
 
 
 def _mark_origins(
-    view: BundleView, care_team: dict[str, Any], letter: Any, rules: CoordinationRules
+    view: BundleView, care_team: dict[str, Any], letter: LetterSummary, rules: CoordinationRules
 ) -> None:
     """Participants named by this letter: record which letter and hospital added them."""
-    custodian = getattr(letter, "custodian", None)
+    custodian = letter.custodian
     added_by = f"letter custodian {custodian[1]}" if custodian else "discharge letter"
     for participant in care_team.get("participant") or []:
         if not has_origin(participant, rules):
             participant.setdefault("extension", []).append(
                 origin_extension(
-                    rules, source=getattr(letter, "document_id", None), added_by=added_by
+                    rules, source=letter.document_id, added_by=added_by
                 )
             )
 
 
-def _audit_keys(letter: Any) -> tuple[str | None, str | None]:
+def _audit_keys(letter: LetterSummary) -> tuple[str | None, str | None]:
     """What the sharing audit records of a letter: its document id and the patient's INS."""
-    letter_id = getattr(letter, "document_id", ("", ""))[1] or None
-    return letter_id, (getattr(letter, "ins", None) or ("", ""))[1] or None
+    return letter.document_id[1] or None, (letter.ins or ("", ""))[1] or None
 
 
-def _audit_care_team(session: Any, letter: Any, idnat: str, outcome: str, reason: str) -> None:
+def _audit_care_team(session: Session, letter: LetterSummary, idnat: str, outcome: str,
+                     reason: str) -> None:
     letter_id, patient_value = _audit_keys(letter)
     consent.audit(session, letter_id=letter_id, patient_value=patient_value,
                   action="care-team", target=idnat, outcome=outcome, reason=reason)
@@ -167,17 +152,17 @@ def _audit_care_team(session: Any, letter: Any, idnat: str, outcome: str, reason
 def _add_coordinators(
     view: BundleView,
     care_team: dict[str, Any],
-    letter: Any,
+    letter: LetterSummary,
     rules: CoordinationRules,
-    directory: Any,
+    directory: CoordinatorSource | None,
     decision: consent.SharingDecision,
-    session: Any,
+    session: Session,
     report: dict[str, Any],
 ) -> None:
     if not rules.coordinator.enabled:
         return
     postcode, city = _patient_address(view, letter)
-    coordinators = rules.coordinators_for(postcode, city, coordinator_source_from(directory, rules))
+    coordinators = rules.coordinators_for(postcode, city, directory)
     if not coordinators:
         _info(report, "coordination: no pathway coordinator covers the patient's address")
         return
@@ -198,8 +183,8 @@ def _add_coordinators(
         if idnat not in present:
             care_team.setdefault("participant", []).append(coordinator_participant(
                 coordinator, rules, member_url=member_url, territory_url=territory_url,
-                source=getattr(letter, "document_id", None),
-                since=getattr(letter, "effective_time", None) or None))
+                source=letter.document_id,
+                since=letter.effective_time or None))
         if idnat not in communicated_idnats(view):
             reason = rules.section("communication").get("reason_coordinator", "Sortie")
             communication(
@@ -229,17 +214,17 @@ def _act_for_territory(view: BundleView, care_team: dict[str, Any], idnat: str,
 def _merge_known_carers(
     view: BundleView,
     care_team: dict[str, Any],
-    letter: Any,
+    letter: LetterSummary,
     rules: CoordinationRules,
     record: CareTeamSource | None,
     decision: consent.SharingDecision,
-    session: Any,
+    session: Session,
     report: dict[str, Any],
 ) -> None:
     section = rules.section("care_team_merge")
     if not section.get("enabled", True) or record is None:
         return
-    ins = getattr(letter, "ins", None)
+    ins = letter.ins
     if not ins:  # a hospital's local identifier joins nobody: no earlier care team to merge
         _info(report, "coordination: no INS, the care team is not merged with earlier ones")
         return

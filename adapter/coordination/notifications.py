@@ -17,6 +17,7 @@ import orjson
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.rules import CoordinationRules
 from adapter.mapping.identity import create_if_absent, full_url
+from adapter.mapping.summary import LetterSummary
 
 _PATIENT_KEYS = ("identifier", "name", "gender", "birthDate", "extension")
 _ORGANIZATION_KEYS = ("identifier", "name", "telecom", "address")
@@ -34,22 +35,22 @@ def _contained(
     return resource
 
 
-def _event_time(view: BundleView, letter: Any) -> str | None:
+def _event_time(view: BundleView, letter: LetterSummary) -> str | None:
     """When the patient left: the Encounter's end, else the letter's date."""
     encounter = view.first("Encounter")
     end = ((encounter or {}).get("period") or {}).get("end")
-    return end or getattr(letter, "effective_time", None)
+    return end or letter.effective_time or None
 
 
 def discharge_event(
-    view: BundleView, letter: Any, rules: CoordinationRules, now: datetime | None = None
+    view: BundleView, letter: LetterSummary, rules: CoordinationRules, now: datetime | None = None
 ) -> dict[str, Any] | None:
     """Add the SOR CommunicationRequest to the bundle (conditional create); returns it."""
     section = rules.section("discharge_event")
     if not section.get("enabled", True):
         return None
     patient = view.first("Patient")
-    custodian = getattr(letter, "custodian", None)
+    custodian = letter.custodian
     organization_url = view.find_by_identifier("Organization", *custodian) if custodian else None
     organization = view.by_reference(organization_url) or view.first("Organization")
     if patient is None or organization is None:

@@ -9,6 +9,7 @@ from adapter.coordination.bundle_tools import IDNAT_PS, BundleView
 from adapter.coordination.rules import CoordinationRules, Coordinator
 from adapter.mapping.identity import create_if_absent, full_url
 from adapter.mapping.knowledge import knowledge
+from adapter.mapping.summary import LetterSummary
 
 PRACTITIONER_PROFILE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-practitioner"
 
@@ -110,7 +111,7 @@ def communication(
     view: BundleView,
     rules: CoordinationRules,
     *,
-    letter: Any,
+    letter: LetterSummary,
     recipient_url: str,
     recipient_key: str,
     reason: str,
@@ -120,7 +121,7 @@ def communication(
     patient_url = _url_of_first(view, "Patient")
     document_url = _url_of_first(view, "DocumentReference")
     care_plan_url = _url_of_first(view, "CarePlan")
-    custodian = getattr(letter, "custodian", None)
+    custodian = letter.custodian
     sender_url = (
         view.find_by_identifier("Organization", *custodian) if custodian else None
     ) or _url_of_first(view, "Organization")

@@ -47,9 +47,6 @@ def local_layout() -> dict[str, Any]:
     return load("local_csv.yaml")
 
 
-IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
-IDNAT_STRUCT = "urn:oid:1.2.250.1.71.4.2.2"
-
 
 def canonical_system(system: str) -> str:
     """An identifier system as FR Core writes it (from a CDA OID, `urn:oid:` form or short name)."""

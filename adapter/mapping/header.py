@@ -15,6 +15,7 @@ from adapter.mapping.context import Actor, Context
 from adapter.mapping.directory_port import ContactPoint, OrganizationCard, ProfessionalCard
 from adapter.mapping.identity import derived_uuid
 from adapter.mapping.ins import ins_problem
+from adapter.national_ids import national_system
 
 _PROFESSION = re.compile(r"^G15_(\w+?)(?:/(\w+))?$")
 
@@ -353,9 +354,8 @@ def map_actor(ctx: Context, entity: etree._Element | None, person_tag: str, org_
         return Actor(member_url=organization_url, display=organization.get("name"),
                      organization_url=organization_url, key=organization_url)
     display = _name_display(names)
-    idnat = next((i["value"] for i in identifiers
-                  if i["system"] == ctx.knowledge.identifiers["professional"]
-                  ["1.2.250.1.71.4.2.1"]["system"]), None)
+    idnat_ps = national_system("professional")
+    idnat = next((i["value"] for i in identifiers if i["system"] == idnat_ps), None)
     card: ProfessionalCard | None = None
     if identifiers and ctx.directory is not None:
         card = ctx.directory.professional(identifiers[0]["system"], identifiers[0]["value"])

@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -73,10 +74,12 @@ class Pusher:
         batch_size: int = BATCH_SIZE,
         handlers: Mapping[str, Handler] | None = None,
         after_push: AfterPush | None = None,
+        clock: Callable[[], datetime] = outbox.utcnow,
     ) -> None:
         """`handlers`: how to deliver the other kinds of outbox entries than transaction
         bundles, declared by the parts that queue them (`adapter.ingest.delivery` gathers
-        them); `after_push`: what follows a bundle's landing."""
+        them); `after_push`: what follows a bundle's landing; `clock`: the time leases and
+        retries are reckoned in (tests move it instead of waiting)."""
         self.engine = engine
         self.target = target
         self.settings = settings or get_settings()
@@ -86,6 +89,7 @@ class Pusher:
         self.batch_size = batch_size
         self._handlers = dict(handlers or {})
         self._hook = after_push
+        self.clock = clock
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -145,6 +149,7 @@ class Pusher:
             lease_seconds=lease,
             limit=limit or (self.batch_size if batching else 4),
             kinds=tuple(handlers),
+            now=self.clock(),
         )
         letters = [claim for claim in held if batching and claim.kind in TRANSACTION_KINDS]
         for start in range(0, len(letters), self.batch_size):
@@ -163,9 +168,10 @@ class Pusher:
         return len(held)
 
     def _still_held(self, held: outbox.Claim, lease: float) -> outbox.Claim | None:
-        if (held.lease_until - outbox.utcnow()).total_seconds() >= lease / 2:
+        now = self.clock()
+        if (held.lease_until - now).total_seconds() >= lease / 2:
             return held
-        return outbox.renew(self.engine, held, lease_seconds=lease)
+        return outbox.renew(self.engine, held, lease_seconds=lease, now=now)
 
     def process(self, held: outbox.Claim, handler: Handler) -> None:
         try:
@@ -281,7 +287,8 @@ class Pusher:
             error.status or type(error).__name__,
             delay,
         )
-        outbox.mark_retrying(self.engine, held, delay=delay, status=error.status, outcome=outcome)
+        outbox.mark_retrying(self.engine, held, delay=delay, status=error.status, outcome=outcome,
+                             now=self.clock())
         metrics.PUSH_RETRYING.inc()
 
     def _fail(self, held: outbox.Claim, status: int | None, outcome: dict[str, Any]) -> None:
@@ -297,13 +304,13 @@ class Pusher:
         while time.monotonic() < deadline:
             if self.run_once(limit=16):
                 continue
-            due = outbox.next_due_in(self.engine)
+            due = outbox.next_due_in(self.engine, now=self.clock())
             if due is None:
                 return True
             time.sleep(
                 min(max(due, 0.01), self.poll_seconds, max(0.0, deadline - time.monotonic()))
             )
-        return outbox.next_due_in(self.engine) is None
+        return outbox.next_due_in(self.engine, now=self.clock()) is None
 
     # background threads ----------------------------------------------------------------------
 
@@ -325,7 +332,7 @@ class Pusher:
                     if processed < self.batch_size and self._gathers():
                         self._stopping.wait(self.settings.push_gather_seconds)
                     continue
-                due = outbox.next_due_in(self.engine)
+                due = outbox.next_due_in(self.engine, now=self.clock())
             except SQLAlchemyError as error:  # database restarting: wait and go on
                 logger.warning("pusher cannot reach the database (%s)", type(error).__name__)
                 due = self.poll_seconds

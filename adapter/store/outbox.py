@@ -155,10 +155,12 @@ LIMIT :limit
 
 
 def claim(
-    engine: Engine, *, lease_seconds: float, limit: int = 1, kinds: tuple[str, ...] | None = None
+    engine: Engine, *, lease_seconds: float, limit: int = 1, kinds: tuple[str, ...] | None = None,
+    now: datetime | None = None,
 ) -> list[Claim]:
-    """Take up to `limit` due entries (the oldest unfinished one of each key) under a lease."""
-    now = utcnow()
+    """Take up to `limit` due entries (the oldest unfinished one of each key) under a lease.
+    `now`: the worker's clock (the time leases and due dates are compared with)."""
+    now = now or utcnow()
     token = uuid.uuid4().hex
     lease_until = now + timedelta(seconds=lease_seconds)
     params: dict[str, Any] = {"now": now, "limit": limit, "token": token, "until": lease_until}
@@ -201,9 +203,10 @@ def _finish(engine: Engine, held: Claim, **values: Any) -> bool:
         return bool(outcome.rowcount)  # type: ignore[attr-defined]
 
 
-def renew(engine: Engine, held: Claim, *, lease_seconds: float) -> Claim | None:
+def renew(engine: Engine, held: Claim, *, lease_seconds: float,
+          now: datetime | None = None) -> Claim | None:
     """A fresh lease on an entry still ours; None if another worker took it over meanwhile."""
-    until = utcnow() + timedelta(seconds=lease_seconds)
+    until = (now or utcnow()) + timedelta(seconds=lease_seconds)
     statement = _sql(
         "UPDATE outbox_entry SET claimed_until = :until "
         "WHERE id = :entry_id AND claim_token = :token",
@@ -256,13 +259,14 @@ def mark_delivered_many(
 
 
 def mark_retrying(
-    engine: Engine, held: Claim, *, delay: float, status: int | None, outcome: dict[str, Any]
+    engine: Engine, held: Claim, *, delay: float, status: int | None, outcome: dict[str, Any],
+    now: datetime | None = None,
 ) -> bool:
     return _finish(
         engine,
         held,
         status=RETRYING,
-        next_attempt_at=utcnow() + timedelta(seconds=delay),
+        next_attempt_at=(now or utcnow()) + timedelta(seconds=delay),
         last_status=status,
         last_error=orjson.dumps(outcome).decode(),
     )
@@ -348,7 +352,7 @@ def entries(engine: Engine, *, status: str | None = None, limit: int = 100) -> l
         return _with_payloads(session, list(session.exec(query).all()))
 
 
-def next_due_in(engine: Engine) -> float | None:
+def next_due_in(engine: Engine, now: datetime | None = None) -> float | None:
     """Seconds until the next unfinished entry is due (0 if one is due now), None if none."""
     with Session(engine) as session:
         due = session.execute(
@@ -365,4 +369,4 @@ def next_due_in(engine: Engine) -> float | None:
         due = datetime.fromisoformat(due)
     if due.tzinfo is None:
         due = due.replace(tzinfo=UTC)
-    return max(0.0, (due - utcnow()).total_seconds())
+    return max(0.0, (due - (now or utcnow())).total_seconds())

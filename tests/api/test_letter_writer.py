@@ -17,7 +17,7 @@ from adapter.errors import Conflict
 from adapter.ingest.ingestion import ingest_letter
 from adapter.ingest.letter_writer import Pending, writer_for
 from adapter.ingest.preparation import prepare_here
-from adapter.store import outbox
+from adapter.store import locking, outbox
 from adapter.store.db import get_engine
 from adapter.store.letters import get_letter
 from tests.api.conftest import HOSPITAL, OTHER_HOSPITAL
@@ -75,7 +75,11 @@ def test_a_letter_refused_inside_a_group_fails_alone() -> None:
     holder.__enter__()
     threads = [threading.Thread(target=store, args=(first,))]
     threads[0].start()
-    time.sleep(0.3)
+    database = locking._process_lock(engine)
+    deadline = time.monotonic() + 10
+    while database._urgent_waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert database._urgent_waiting == 1  # the writer thread took `first`, waits for the lock
     for pending in (clash, *others):
         threads.append(threading.Thread(target=store, args=(pending,)))
         threads[-1].start()

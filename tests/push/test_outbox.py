@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -54,8 +55,8 @@ def test_a_retrying_entry_keeps_later_entries_of_its_key_waiting(outbox_engine: 
 def test_an_expired_lease_is_taken_over_and_the_late_result_ignored(outbox_engine: Engine) -> None:
     entry_id = _enqueue(outbox_engine, "k", 1)
     (crashed,) = outbox.claim(outbox_engine, lease_seconds=0.05)
-    time.sleep(0.1)
-    (taken_over,) = outbox.claim(outbox_engine, lease_seconds=60)
+    later = outbox.utcnow() + timedelta(seconds=0.1)  # another worker, after that lease
+    (taken_over,) = outbox.claim(outbox_engine, lease_seconds=60, now=later)
     assert taken_over.entry_id == entry_id
     assert not outbox.mark_failed(
         outbox_engine, crashed, status=500, outcome=operation_outcome("x")

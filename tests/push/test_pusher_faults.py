@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -95,13 +96,17 @@ def test_retry_after_of_a_503_is_honoured(outbox_engine: Engine, medplum_base_ur
     with faulty_target(medplum_base_url) as fault:
         fault.then(503, "overloaded", {"Retry-After": "1"})
         settings = fast_settings(push_backoff_base_seconds=0.01)
-        with running(
-            Pusher(outbox_engine, HttpTarget(fault.base_url), settings=settings, threads=1)
-        ):
-            wait_for(delivered(outbox_engine, 1))
+        now = [outbox.utcnow()]  # the pusher's clock, moved by the test
+        pusher = Pusher(outbox_engine, HttpTarget(fault.base_url), settings=settings,
+                        threads=1, clock=lambda: now[0])
+        assert pusher.run_once() == 1  # answered 503, Retry-After: 1
+        now[0] += timedelta(seconds=0.5)  # the 10 ms backoff is long past, the server's second not
+        assert pusher.run_once() == 0
+        now[0] += timedelta(seconds=0.6)
+        assert pusher.run_once() == 1
         first, second = fault.arrivals
         assert (first.answered, second.answered) == (503, 200)
-        assert second.at - first.at >= 1.0  # not the 10 ms backoff: the server's Retry-After
+        assert outbox.counts(outbox_engine)[outbox.DELIVERED] == 1
 
 
 def test_a_rejected_bundle_fails_with_the_targets_message_and_can_be_replayed(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -23,22 +23,20 @@ def test_an_entry_is_never_sent_by_two_workers_when_earlier_sends_outlast_the_le
         ids = [outbox.enqueue(session, SLOW, {"n": n}, f"key-{n}").id for n in range(3)]
     sent: list[int] = []
     taken_over: list[int] = []
+    now = [outbox.utcnow()]  # the workers' clock, moved by the sends instead of waited for
 
     def slow_send(payload: dict[str, Any]) -> dict[str, Any]:
         if payload["n"] == 0:
-            time.sleep(1.3)  # the first send outlasts the lease all three entries share
+            now[0] += timedelta(seconds=1.3)  # the first send outlasts the shared lease
         else:  # meanwhile another worker looks for entries whose lease expired
-            taken = outbox.claim(outbox_engine, lease_seconds=60, limit=10)
+            taken = outbox.claim(outbox_engine, lease_seconds=60, limit=10, now=now[0])
             taken_over.extend(claim.entry_id for claim in taken)
         sent.append(payload["n"])
         return {}
 
-    class SlowPusher(Pusher):
-        def handlers(self) -> dict[str, Any]:
-            return {SLOW: slow_send}
-
     settings = Settings(push_lease_seconds=1.0, push_timeout_seconds=0.1)
-    pusher = SlowPusher(outbox_engine, EmbeddedTarget(outbox_engine), settings=settings)
+    pusher = Pusher(outbox_engine, EmbeddedTarget(outbox_engine), settings=settings,
+                    handlers={SLOW: slow_send}, clock=lambda: now[0])
     assert pusher.run_once(limit=3) == 3
     # The entry being sent is never handed to the other worker: the second got a fresh lease
     # before its send, the third (expired meanwhile) was left to the worker that took it.
