@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any, Literal
 
-import yaml
-
 from adapter.config import get_settings
+from adapter.mapping_files import load_mapping_file
 
 Section = Literal["professional", "organization"]
 # The length of an RPPS / FINESS number: a bare one (a token claim) gets its prefix.
@@ -26,7 +25,7 @@ _BARE_LENGTH = {"professional": 11, "organization": 9}
 def _systems(section: Section) -> dict[str, str]:
     """identifier system → prefix that turns its value into the national identifier."""
     path = get_settings().mappings_dir / "identifiers.yaml"
-    entries = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(section) or {}
+    entries = (load_mapping_file(path) or {}).get(section) or {}
     systems: dict[str, str] = {}
     for entry in entries.values():
         systems[entry["system"]] = ""

@@ -113,6 +113,7 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
     with tempfile.TemporaryDirectory(prefix="liaison-pull-bench-") as scratch:
         os.environ["LIAISON_DATA_DIR"] = scratch
         get_settings.cache_clear()
+        get_engine.cache_clear()  # the engines of the shared data dir are cached by URL
         try:
             return _measure(letters, seconds, rate)
         finally:

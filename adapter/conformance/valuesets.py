@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from adapter.mapping_files import load_mapping_file
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class ValueSet:
 def load_value_sets(mappings_dir: Path) -> dict[str, ValueSet]:
     value_sets: dict[str, ValueSet] = {}
     for path in sorted((mappings_dir / "valuesets").glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_mapping_file(path)
         concepts = [(item["system"], str(item["code"])) for item in raw.get("concepts") or ()]
         for source in raw.get("concepts_from") or ():
             concepts += declared_concepts(mappings_dir, source)
@@ -50,7 +50,7 @@ def declared_concepts(mappings_dir: Path, source: str) -> list[tuple[str, str]]:
     (a mapping with `code`), or a mapping of them. A system may be an alias of the file's
     top-level `systems`."""
     name, _, where = source.partition("#")
-    document = yaml.safe_load((mappings_dir / name).read_text(encoding="utf-8")) or {}
+    document = load_mapping_file(mappings_dir / name) or {}
     node: Any = document
     for key in where.split(".") if where else []:
         node = node[key]

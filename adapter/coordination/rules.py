@@ -16,10 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from adapter.config import get_settings
 from adapter.mapping.directory_port import ContactPoint
+from adapter.mapping_files import load_mapping_file
 
 OVERLAP_POLICIES = ("all", "most_specific", "first_kind")
 _DEFAULT_ROLE = {"system": "urn:liaison:careteam-role", "code": "coordinator"}
@@ -260,5 +259,4 @@ def load_rules(path: Path | None = None) -> CoordinationRules:
 
 @lru_cache(maxsize=8)
 def _load_cached(path: str, _mtime: int) -> CoordinationRules:
-    with open(path, encoding="utf-8") as handle:
-        return parse_rules(yaml.safe_load(handle) or {})
+    return parse_rules(load_mapping_file(Path(path)) or {})

@@ -7,9 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from adapter.config import get_settings
+from adapter.mapping_files import load_mapping_file
 
 
 def _mapping_file(name: str) -> Path:
@@ -18,8 +17,8 @@ def _mapping_file(name: str) -> Path:
 
 @lru_cache(maxsize=16)
 def _load(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    loaded: dict[str, Any] = load_mapping_file(path)
+    return loaded
 
 
 def load(name: str) -> dict[str, Any]:

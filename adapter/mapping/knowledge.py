@@ -7,9 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from adapter.config import get_settings
+from adapter.mapping_files import load_mapping_file
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,7 @@ class Knowledge:
 
 
 def _read(folder: Path, name: str) -> dict[str, Any]:
-    with (folder / name).open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle) or {}
+    return load_mapping_file(folder / name) or {}
 
 
 @lru_cache(maxsize=4)
