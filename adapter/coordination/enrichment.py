@@ -34,7 +34,7 @@ from adapter.coordination.resources import (
     participant_idnats,
 )
 from adapter.coordination.rules import CoordinationRules, CoordinatorSource, load_rules
-from adapter.errors import TargetUnavailable
+from adapter.errors import TargetError
 from adapter.mapping.engine import Conversion
 from adapter.mapping.summary import LetterSummary
 from adapter.record.repository import Repository
@@ -231,9 +231,9 @@ def _merge_known_carers(
     present = participant_idnats(view, care_team)
     try:
         carers = known_carers(record, [ins], replacing=team_identifiers(care_team))
-    except TargetUnavailable as unreachable:  # the letter is accepted without the merge
+    except TargetError as unreadable:  # the letter is accepted without the merge
         _warn(report, f"coordination: the care team is not merged with earlier ones: "
-                      f"{unreachable.message}")
+                      f"{unreadable.message}")
         return
     for carer in carers:
         if carer.idnat is None or carer.idnat in present:

@@ -108,6 +108,9 @@ class RestCareTeams:
             resources += [e["resource"] for e in bundle.get("entry") or [] if e.get("resource")]
             url = next((link.get("url") for link in bundle.get("link") or []
                         if link.get("relation") == "next"), None)
+            if url is not None and not url.startswith(self.base_url + "/"):
+                # our token goes with each request: never to a server the record names
+                raise TargetUnavailable(f"{self.base_url} gave a next page elsewhere")
             query = None  # a next link carries its own query
         return resources
 

@@ -188,3 +188,35 @@ def test_restricted_letter_is_filtered_out_for_readers_outside_itsaddressed() ->
     everything = repository.search("DocumentReference", [])
     assert consent.filter_searchset(everything, _reader(PCP))["entry"] == []
     assert len(consent.filter_searchset(everything, _reader(NURSE))["entry"]) == 1
+
+
+def test_a_next_page_on_another_server_is_not_followed_with_our_token() -> None:
+    """The record's answer names the next page; liaison's bearer token goes only to the
+    record's own base URL."""
+    from fastapi import FastAPI, Request
+
+    from adapter.errors import TargetUnavailable
+    from tests.support.servers import serve_app
+
+    asked_elsewhere: list[str | None] = []
+    elsewhere = FastAPI()
+
+    @elsewhere.get("/{path:path}")
+    def collect(request: Request) -> dict[str, str]:
+        asked_elsewhere.append(request.headers.get("authorization"))
+        return {"resourceType": "Bundle"}
+
+    with serve_app(elsewhere) as other:
+        record = FastAPI()
+
+        @record.get("/fhir/Patient")
+        def patients() -> dict[str, Any]:
+            return {"resourceType": "Bundle", "type": "searchset",
+                    "entry": [{"resource": {"resourceType": "Patient", "id": "p1"}}],
+                    "link": [{"relation": "next", "url": f"{other}/fhir/Patient?page=2"}]}
+
+        with serve_app(record) as base:
+            reader = RestCareTeams(f"{base}/fhir", headers=lambda: {"Authorization": "Bearer x"})
+            with pytest.raises(TargetUnavailable, match="next page elsewhere"):
+                reader.patient_ids([(INS, PATIENT)])
+    assert asked_elsewhere == []
