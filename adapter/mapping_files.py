@@ -21,16 +21,19 @@ _SCHEMA = "schema.yaml"
 
 def load_mapping_file(path: Path) -> Any:
     """The parsed file (a mapping file of `mappings/`, or any YAML beside a `schema.yaml`)."""
-    text = path.read_text(encoding="utf-8")
-    root = _mappings_root(path)
-    if root is not None:
-        shape = _shape_of(root, path.relative_to(root).as_posix())
-        if shape is None:
-            raise Misconfigured(f"{path}: not declared in {root / _SCHEMA}")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _check(node, shape, path, path.name)
-    return yaml.safe_load(text)
+    loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+    try:
+        node = loader.get_single_node()  # parsed once: checked, then built
+        root = _mappings_root(path)
+        if root is not None:
+            shape = _shape_of(root, path.resolve().relative_to(root).as_posix())
+            if shape is None:
+                raise Misconfigured(f"{path}: not declared in {root / _SCHEMA}")
+            if node is not None:
+                _check(node, shape, path, path.name)
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
 
 
 def _mappings_root(path: Path) -> Path | None:

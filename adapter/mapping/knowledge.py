@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ class Knowledge:
     def liaison_system(self, name: str) -> str:
         return self.identifiers["liaison"][name]
 
-    @property
+    @cached_property
     def ins_systems(self) -> frozenset[str]:
         """Systems of the INS, the only identifiers that say who a patient is across hospitals."""
         return frozenset(rule["system"] for rule in self.identifiers["patient"].values()

@@ -16,11 +16,15 @@ from tests.support.paths import REPO
 MAPPINGS = REPO / "mappings"
 
 
-def test_every_mapping_file_has_the_shape_the_schema_declares() -> None:
+def test_every_mapping_file_has_the_shape_the_schema_declares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     files = sorted(MAPPINGS.rglob("*.yaml"))
     assert len(files) > 15
     for path in files:
         load_mapping_file(path)  # raises on the first key or shape out of the schema
+    monkeypatch.chdir(REPO)  # a path relative to the working directory finds its schema too
+    assert load_mapping_file(Path("mappings/ldl-ses.yaml"))["sections"]
 
 
 def _copy(tmp_path: Path) -> Path:
