@@ -18,10 +18,11 @@ from tests.support.discharge_drugs import (
     Drug,
     with_discharge_drugs,
 )
-from tests.support.letter_variants import INS_SYSTEM, ins_of, letter_variant
+from tests.support.letter_variants import INS_SYSTEM, ins_of, letter_variant, without_recipient
 
 CDA = {"Content-Type": "application/hl7-cda+xml"}
 PCP = "801984758437"
+NURSE = "801234567896"  # a recipient of the example letter
 
 
 def letter(n: int, version: int, *drugs: Drug) -> bytes:
@@ -154,3 +155,22 @@ def test_a_late_version_changes_nothing_current_in_medplum_either(
         "KARDEGIC 75 mg"]
     documents = medplum_search(medplum_base_url, "DocumentReference", patient=about)
     assert sorted(d["status"] for d in documents) == ["current", "superseded"]
+
+
+def test_a_carer_the_corrected_letter_no_longer_names_stops_reading_the_patient(
+        liaison: Callable[..., Any], hospital: dict[str, str]) -> None:
+    """Version 2 drops the home nurse: the stay's care team is version 2's alone, so she no
+    longer reads the patient's care plan through the record's API."""
+    nurse = bearer(issue_token("professional", idnat=NURSE))
+    about = {"patient.identifier": f"{INS_SYSTEM}|{ins_of(405)}"}
+
+    def plans_she_reads(client: TestClient) -> list[dict[str, Any]]:
+        answer = client.get("/fhir/CarePlan", headers=nurse, params=about)
+        assert answer.status_code == 200, answer.text
+        return answer.json().get("entry", [])
+
+    with liaison() as client:
+        send(client, letter_variant(405), hospital)
+        assert len(plans_she_reads(client)) == 1
+        send(client, without_recipient(letter_variant(405, version=2), NURSE), hospital)
+        assert plans_she_reads(client) == []

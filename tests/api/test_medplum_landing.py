@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lxml import etree
 
 from adapter.coordination.record_port import member_key
 from adapter.coordination.record_reader import RecordCareTeams
@@ -17,7 +16,13 @@ from adapter.record.repository import Repository
 from adapter.store.db import get_engine
 from tests.api.conftest import wait_for_status
 from tests.push.medplum_queries import search
-from tests.support.letter_variants import DOCUMENT_ROOT, INS_SYSTEM, ins_of, letter_variant
+from tests.support.letter_variants import (
+    DOCUMENT_ROOT,
+    INS_SYSTEM,
+    ins_of,
+    letter_variant,
+    without_recipient,
+)
 
 pytestmark = pytest.mark.medplum
 
@@ -101,23 +106,13 @@ def _teams(source: Any, ins: str) -> dict[str, list[str]]:
         if member_key(p["member"]["reference"])) for team in teams}
 
 
-def _without_recipient(letter: bytes, idnat: str) -> bytes:
-    root = etree.fromstring(letter)
-    for recipient in root.iterfind("{urn:hl7-org:v3}informationRecipient"):
-        if idnat.encode() in etree.tostring(recipient):
-            root.remove(recipient)
-    changed: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-    assert idnat.encode() not in changed
-    return changed
-
-
 def test_a_second_stay_merges_the_care_team_found_in_medplum_as_in_the_embedded_record(
     liaison: Callable[..., Any], hospital: dict[str, str], medplum_base_url: str, tmp_path: Path
 ) -> None:
     """With Medplum as the shared record, the care-team merge reads the earlier stay there
     (over REST) and gives the second stay the same care team as the embedded record does."""
     nurse = "801234567896"  # named by the first stay only
-    second = _without_recipient(letter_variant(55, patient=54), nurse)
+    second = without_recipient(letter_variant(55, patient=54), nurse)
     stays = [letter_variant(54, patient=54), second]
     with liaison() as embedded:
         for stay in stays:  # the first is in the record before the second is accepted

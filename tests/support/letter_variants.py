@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from lxml import etree
+
 from tests.support.paths import LDL_SES_EXAMPLE
 
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.10"  # test INS-NIR, as in the example
@@ -56,3 +58,14 @@ def letter_variant(n: int, *, version: int = 1, patient: int | None = None) -> b
         return b"root=" + match.group(1) + str(fresh).upper().encode() + match.group(1)
 
     return _ENTRY_ID.sub(entry_id, letter)
+
+
+def without_recipient(letter: bytes, idnat: str) -> bytes:
+    """The letter without the informationRecipient naming the professional `idnat`."""
+    root = etree.fromstring(letter)
+    for recipient in root.iterfind("{urn:hl7-org:v3}informationRecipient"):
+        if idnat.encode() in etree.tostring(recipient):
+            root.remove(recipient)
+    changed: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    assert idnat.encode() not in changed
+    return changed
