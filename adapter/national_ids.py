@@ -60,3 +60,12 @@ def national_id(value: str, section: Section) -> str:
         return value
     derived = [prefix for prefix in _systems(section).values() if prefix]
     return derived[0] + value if derived else value
+
+
+@cache
+def ins_systems() -> tuple[str, ...]:
+    """Systems of the INS (INS-NIR first), read from the `patient` section of identifiers.yaml:
+    the only identifiers that say who a patient is across hospitals."""
+    path = get_settings().mappings_dir / "identifiers.yaml"
+    entries = (load_mapping_file(path) or {}).get("patient") or {}
+    return tuple(entry["system"] for entry in entries.values() if entry.get("ins"))

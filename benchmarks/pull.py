@@ -42,8 +42,8 @@ def _pull(client: httpx.Client, cursor: str | None) -> tuple[list[dict[str, Any]
 
 
 def _measure(letters: int, seconds: float, rate: float) -> list[tuple[str, str, str]]:
+    from adapter.api.record_app import create_record_app
     from adapter.auth import issue_token
-    from adapter.record.app import create_record_app
     from tests.record.bundles import letter_bundle
     from tests.support.servers import serve_app
 

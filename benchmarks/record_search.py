@@ -78,8 +78,8 @@ def _letters(client: httpx.Client, count: int) -> tuple[str, list[float]]:
 
 
 def _measure(total: int, queries: int) -> list[tuple[str, str, str]]:
+    from adapter.api.record_app import create_record_app
     from adapter.auth import issue_token
-    from adapter.record.app import create_record_app
     from tests.support.servers import serve_app
 
     rng = random.Random(7)

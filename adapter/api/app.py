@@ -12,17 +12,21 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from adapter import __version__
-from adapter.api import discharge_letters, health, metrics
+from adapter.api import (
+    coordination_routes,
+    directory_routes,
+    discharge_letters,
+    health,
+    metrics,
+    record_routes,
+)
 from adapter.api.errors import install_error_handlers
 from adapter.api.mhd import provide_document_interceptor
 from adapter.config import Settings, get_settings
-from adapter.coordination import api as coordination_api
-from adapter.directory import api as directory_api
 from adapter.errors import Misconfigured
 from adapter.ingest.delivery import delivery_pusher
 from adapter.ingest.preparation import ConversionPool
 from adapter.push.process import PusherProcess
-from adapter.record import api as record_api
 from adapter.record.repository import Repository
 from adapter.store.db import can_share, get_engine
 
@@ -76,8 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     # in matching order: the Subscription routes before the record's /fhir
-    app.include_router(coordination_api.fhir_router)  # /fhir/Subscription (rest-hook)
-    app.include_router(record_api.router)  # /fhir
-    app.include_router(directory_api.router)  # /annuaire/fhir
-    app.include_router(coordination_api.router)  # coordination pages and routes
+    app.include_router(coordination_routes.fhir_router)  # /fhir/Subscription (rest-hook)
+    app.include_router(record_routes.router)  # /fhir
+    app.include_router(directory_routes.router)  # /annuaire/fhir
+    app.include_router(coordination_routes.router)  # coordination pages and routes
     return app

@@ -18,7 +18,7 @@ availability_app = typer.Typer(
     rich_markup_mode=None)
 subscriptions_app = typer.Typer(help="FHIR rest-hook Subscriptions.", no_args_is_help=True,
                                 rich_markup_mode=None)
-INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
+_SYSTEM = typer.Option(None, help="identifier system (default: INS-NIR; the test INS is …1.4.10)")
 
 
 def _fail(message: str) -> None:
@@ -26,14 +26,21 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _record(decision: str, ins: str, system: str, note: str | None) -> None:
-    from adapter.coordination.api import record_consent
-    from adapter.store.db import get_engine
+def _patient(ins: str, system: str | None) -> tuple[str, str]:
+    from adapter.national_ids import ins_systems
 
     if not ins.strip():
         _fail("--ins needs the patient's INS")
+    return system or ins_systems()[0], ins.strip()
+
+
+def _record(decision: str, ins: str, system: str | None, note: str | None) -> None:
+    from adapter.coordination.consent import register
+    from adapter.store.db import get_engine
+
     try:
-        consent = record_consent(get_engine(), (system, ins.strip()), decision, "cli", "cli", note)
+        consent = register(get_engine(), _patient(ins, system), decision, recorded_by="cli",
+                           source="cli", note=note)
     except LiaisonError as error:
         _fail(error.message)
     typer.echo(
@@ -45,7 +52,7 @@ def _record(decision: str, ins: str, system: str, note: str | None) -> None:
 @consent_app.command("oppose")
 def oppose(
     ins: str = typer.Option(..., "--ins", help="the patient's INS (matricule INS)"),
-    system: str = typer.Option(INS_SYSTEM, help="identifier system (test INS: …1.4.10)"),
+    system: str | None = _SYSTEM,
     note: str | None = typer.Option(None, help="how the patient expressed it"),
 ) -> None:
     """Record that the patient opposes sharing: only the letter's named recipients get it."""
@@ -55,7 +62,7 @@ def oppose(
 @consent_app.command("withdraw")
 def withdraw(
     ins: str = typer.Option(..., "--ins", help="the patient's INS (matricule INS)"),
-    system: str = typer.Option(INS_SYSTEM, help="identifier system"),
+    system: str | None = _SYSTEM,
     note: str | None = typer.Option(None),
 ) -> None:
     """Withdraw the patient's opposition: sharing follows the usual rules again."""
@@ -63,7 +70,7 @@ def withdraw(
 
 
 @consent_app.command("show")
-def show(ins: str = typer.Option(..., "--ins"), system: str = typer.Option(INS_SYSTEM)) -> None:
+def show(ins: str = typer.Option(..., "--ins"), system: str | None = _SYSTEM) -> None:
     """Print the decision in force for a patient."""
     from sqlmodel import Session
 
@@ -71,7 +78,7 @@ def show(ins: str = typer.Option(..., "--ins"), system: str = typer.Option(INS_S
     from adapter.store.db import get_engine
 
     with Session(get_engine()) as session:
-        decision = current_decision(session, [(system, ins)])
+        decision = current_decision(session, [_patient(ins, system)])
     typer.echo(
         "no decision recorded (sharing allowed)"
         if decision is None

@@ -4,7 +4,6 @@ what the record's /fhir/metadata answers, regenerated with `liaison conformance 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +40,9 @@ def fetch_capability(base: str, *, token: str | None = None) -> dict[str, Any]:
 
 def embedded_capability() -> dict[str, Any]:
     """What liaison's embedded record answers at /fhir/metadata, without starting a server."""
-    with warnings.catch_warnings():  # starlette's notice about its test client transport
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
+    from adapter.record.capability import capability_statement
 
-    from adapter.record.app import create_record_app
-
-    with TestClient(create_record_app()) as client:
-        response = client.get("/fhir/metadata", headers={"Accept": "application/fhir+json"})
-    if response.status_code != 200:
-        status = response.status_code
-        raise TargetUnavailable(f"the embedded record's /fhir/metadata answered {status}")
-    return response.json()
+    return capability_statement("http://localhost/fhir")
 
 
 def write_capability(statement: dict[str, Any], path: Path) -> None:

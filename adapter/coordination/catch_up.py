@@ -74,10 +74,7 @@ def catch_up(engine: Engine, *, now: datetime | None = None) -> CatchUp:
                    if c.identifier[1] not in present]
         identifiers = [(i["system"], i["value"]) for i in patient.get("identifier") or []
                        if i.get("system") and i.get("value")]
-        # the letters' outbox order key: the INS (a patient without one: its local identifier)
-        key = next((pair for pair in identifiers if pair[0] in knowledge().ins_systems),
-                   identifiers[0] if identifiers else None)
-        if not missing or key is None:
+        if not missing or not identifiers:
             continue
         with session_scope(engine) as session:
             if consent.is_opposed(session, identifiers):
@@ -85,7 +82,7 @@ def catch_up(engine: Engine, *, now: datetime | None = None) -> CatchUp:
             plans = repository.search("CarePlan", [("care-team", f"CareTeam/{team['id']}")])
             bundle = _joining(team, patient, missing, rules, moment,
                               [e["resource"] for e in plans.get("entry") or []])
-            outbox.enqueue(session, FHIR_TRANSACTION, bundle, patient_key([key]))
+            outbox.enqueue(session, FHIR_TRANSACTION, bundle, patient_key(identifiers))
         result.joined += 1
     if result.joined:
         notify()

@@ -39,10 +39,12 @@ from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.rules import CoordinationRules, load_rules
 from adapter.errors import BadRequest
 from adapter.mapping.identity import create_if_absent, full_url
+from adapter.mapping.ins import ins_problem
 from adapter.mapping.summary import LetterSummary
+from adapter.national_ids import ins_systems
 from adapter.record.access import RESTRICTED_READER_TAG
 from adapter.store.coordination_tables import ConsentDecision, SharingAudit, utcnow
-from adapter.store.engine import table_of
+from adapter.store.engine import session_scope, table_of
 
 DECISIONS = ("oppose", "withdraw")
 
@@ -162,6 +164,32 @@ def record_decision(
         f" (recorded via {source}{f': {note}' if note else ''})",
     )
     return row
+
+
+def register(
+    engine: Any,
+    patient: tuple[str, str],
+    decision: str,
+    *,
+    recorded_by: str | None,
+    source: str,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Register the decision and queue its FHIR Consent for the record, in one transaction;
+    returns the Consent."""
+    from adapter.push.worker import FHIR_TRANSACTION, notify
+    from adapter.store import outbox
+    from adapter.store.letters import patient_key
+
+    if patient[0] in ins_systems() and (problem := ins_problem(patient[1])):
+        raise BadRequest(problem)
+    with session_scope(engine) as session:
+        record_decision(session, patient, decision, recorded_by=recorded_by, source=source,
+                        note=note)
+        bundle = consent_bundle(patient, decision, load_rules())
+        outbox.enqueue(session, FHIR_TRANSACTION, bundle, patient_key([patient]))
+    notify()
+    return bundle["entry"][1]["resource"]
 
 
 def decide(letter: LetterSummary, session: Session) -> SharingDecision:

@@ -235,13 +235,11 @@ def missing_roles(
 
 def letter_statuses(engine: Any, patient: dict[str, Any]) -> list[dict[str, str]]:
     """The patient's letters as liaison received them, and whether they reached the record."""
-    try:
-        from sqlmodel import Session, col, select
+    from sqlmodel import Session, col, select
 
-        from adapter.store import outbox
-        from adapter.store.letters import RECEIPT_STATUS, ReceivedLetter, patient_key
-    except ModuleNotFoundError:
-        return []
+    from adapter.store import outbox
+    from adapter.store.letters import RECEIPT_STATUS, ReceivedLetter, patient_key
+
     identifiers = [(i["system"], i["value"]) for i in patient.get("identifier") or []
                    if i.get("system") and i.get("value")]
     # a patient with an INS: the letters received under it alone (an IPP the record also lists

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
 from adapter.ids import time_ordered_uuid
+from adapter.national_ids import ins_systems
 from adapter.store.outbox import DELIVERED, FAILED, PENDING, RETRYING, OutboxEntry, utcnow
 
 # outbox state → what the hospital reads on its receipt
@@ -81,8 +82,10 @@ def story_of(session: Session, set_id: str) -> LetterStory | None:
 
 
 def patient_key(identifiers: list[tuple[str, str]]) -> str:
-    """Ordering key of a patient's letters: a hash of their first identifier (INS when known)."""
-    system, value = identifiers[0] if identifiers else ("", "unknown")
+    """Ordering key of a patient's letters and everything queued about the patient: a hash of
+    their INS, or without one of their first identifier (the hospital's IPP)."""
+    ins = [pair for pair in identifiers if pair[0] in ins_systems()]
+    system, value = (ins or identifiers or [("", "unknown")])[0]
     return hashlib.sha256(f"{system}|{value}".encode()).hexdigest()
 
 

@@ -66,7 +66,7 @@ def test_validate_reports_an_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_committed_capability_statement_is_what_the_record_answers() -> None:
-    from adapter.record.app import create_record_app
+    from adapter.api.record_app import create_record_app
 
     with serve_app(create_record_app()) as base:
         live = fetch_capability(f"{base}/fhir")

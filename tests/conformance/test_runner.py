@@ -109,7 +109,7 @@ def test_conformance_run_refuses_an_unknown_actor(deficient_base: str) -> None:
 
 
 def test_run_against_the_embedded_record_passes_fully(tmp_path: Path) -> None:
-    from adapter.record.app import create_record_app
+    from adapter.api.record_app import create_record_app
 
     with serve_app(create_record_app()) as base:
         result = run_conformance(
@@ -124,7 +124,7 @@ def test_run_against_the_embedded_record_passes_fully(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_run_against_the_embedded_record_on_postgresql_passes_fully(postgres_url: str) -> None:
-    from adapter.record.app import create_record_app
+    from adapter.api.record_app import create_record_app
 
     with serve_app(create_record_app(postgres_url)) as base:
         result = run_conformance(f"{base}/fhir", token=issue_token("system"))
@@ -185,7 +185,7 @@ def test_conformance_run_against_an_unreachable_server_fails_in_one_line() -> No
 def test_conformance_run_command_passes_against_the_record_with_a_letter_of_ones_own(
     tmp_path: Path,
 ) -> None:
-    from adapter.record.app import create_record_app
+    from adapter.api.record_app import create_record_app
 
     letter = tmp_path / "letter.xml"
     letter.write_bytes(letter_variant(6007))
@@ -204,7 +204,7 @@ def test_conformance_run_command_passes_against_the_record_with_a_letter_of_ones
 
 
 def test_split_transactions_are_sent_in_chunks_and_still_pass_on_the_record() -> None:
-    from adapter.record.app import create_record_app
+    from adapter.api.record_app import create_record_app
 
     with serve_app(create_record_app()) as base:
         result = run_conformance(
@@ -229,7 +229,7 @@ def _access_tokens() -> dict[str, str]:
                                                              marks=pytest.mark.postgres)])
 def test_access_scenarios_pass_against_the_embedded_record(
         database: str, request: pytest.FixtureRequest) -> None:
-    from adapter.record.app import create_record_app
+    from adapter.api.record_app import create_record_app
 
     url = request.getfixturevalue("postgres_url") if database == "postgres" else None
     with serve_app(create_record_app(url)) as base:
@@ -252,7 +252,7 @@ def test_access_scenarios_fail_against_a_server_without_liaisons_rules(
 
 
 def test_a_scenario_calling_as_an_unnamed_caller_says_which_token_is_missing() -> None:
-    from adapter.record.app import create_record_app
+    from adapter.api.record_app import create_record_app
 
     with serve_app(create_record_app()) as base:
         result = run_conformance(f"{base}/fhir", actor="access", token=issue_token("system"),

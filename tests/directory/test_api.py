@@ -9,8 +9,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy.engine import Engine
 
+from adapter.api.directory_routes import create_directory_app
 from adapter.auth import issue_token
-from adapter.directory.api import create_directory_app
 from tests.support.servers import serve_app
 
 MSS_EXTENSION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from adapter.api.record_app import create_record_app
 from adapter.auth import issue_token
-from adapter.record.app import create_record_app
 from tests.support.servers import serve_app
 
 

@@ -24,13 +24,11 @@ from adapter.config import get_settings
 from adapter.coordination import consent, living_directory, page, subscriptions
 from adapter.coordination.rules import load_rules
 from adapter.errors import BadRequest, Forbidden
-from adapter.mapping.ins import ins_problem
+from adapter.national_ids import ins_systems
 from adapter.store.coordination_tables import SharingAudit, SubscriptionRecord
 from adapter.store.db import get_engine, session_scope
 
 router = APIRouter(prefix="/coordination", tags=["coordination"])
-INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
-INS_SYSTEMS = {INS_SYSTEM, "urn:oid:1.2.250.1.213.1.4.9", "urn:oid:1.2.250.1.213.1.4.10"}
 FHIR_JSON = "application/fhir+json"
 
 
@@ -42,7 +40,7 @@ def _patient(body: dict[str, Any]) -> tuple[str, str]:
     if isinstance(body.get("patient"), dict):
         return str(body["patient"].get("system", "")), str(body["patient"].get("value", ""))
     if body.get("ins"):
-        return str(body.get("system") or INS_SYSTEM), str(body["ins"])
+        return str(body.get("system") or ins_systems()[0]), str(body["ins"])
     raise BadRequest("give the patient as {'ins': …} or {'patient': {'system': …, 'value': …}}")
 
 
@@ -65,33 +63,7 @@ def _require_care_of(engine: Any, principal: Principal, patient: tuple[str, str]
 
 def _parse_token(text: str) -> tuple[str, str]:
     system, bar, value = text.rpartition("|")
-    return (system if bar else INS_SYSTEM), value
-
-
-def record_consent(
-    engine: Any,
-    patient: tuple[str, str],
-    decision: str,
-    by: str | None,
-    source: str,
-    note: str | None,
-) -> dict[str, Any]:
-    """Register the decision and queue its FHIR Consent for the record, in one transaction."""
-    from adapter.push.worker import FHIR_TRANSACTION, notify
-    from adapter.store import outbox
-    from adapter.store.letters import patient_key
-
-    if patient[0] in INS_SYSTEMS and (problem := ins_problem(patient[1])):
-        raise BadRequest(problem)
-    rules = load_rules()
-    with session_scope(engine) as session:
-        consent.record_decision(
-            session, patient, decision, recorded_by=by, source=source, note=note
-        )
-        bundle = consent.consent_bundle(patient, decision, rules)
-        outbox.enqueue(session, FHIR_TRANSACTION, bundle, patient_key([patient]))
-    notify()
-    return bundle["entry"][1]["resource"]
+    return (system if bar else ins_systems()[0]), value
 
 
 @router.post("/consent", status_code=201, summary="Record or withdraw a patient's opposition")
@@ -111,15 +83,10 @@ async def post_consent(
     engine = _engine(request)
     await run_in_threadpool(require_consent_filer, principal,
                             lambda: _cares_for(engine, principal, patient))
+    by = f"{principal.kind}:{principal.actor}" if principal.actor else principal.kind
     resource = await run_in_threadpool(
-        record_consent,
-        engine,
-        patient,
-        decision,
-        f"{principal.kind}:{principal.actor}" if principal.actor else principal.kind,
-        "api",
-        reason or None,
-    )
+        lambda: consent.register(engine, patient, str(decision), recorded_by=by, source="api",
+                                 note=reason or None))
     return JSONResponse(resource, status_code=201, media_type=FHIR_JSON)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from adapter.record.api import router
+from adapter.api.record_routes import router
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine
 
