@@ -112,6 +112,29 @@ class Settings(BaseSettings):
         description="database of the embedded record; default: on SQLite a file of its own "
         "beside liaison's (`liaison.record.db`), on PostgreSQL liaison's database",
     )
+    # MSSanté: each Communication to a recipient with an MSSanté mailbox is also sent by mail
+    # through this SMTP relay (the operator's MSSanté server); unset, the channel is off.
+    mssante_smtp_host: str | None = Field(
+        default=None, description="SMTP server of liaison's MSSanté mailbox (unset: no mail)")
+    mssante_smtp_port: int = 587
+    mssante_sender: str | None = Field(
+        default=None, description="liaison's (or the organisation's) MSSanté address, From:")
+    mssante_starttls: bool = Field(
+        default=True, description="require STARTTLS (only a test relay on loopback goes without)")
+    mssante_ca_file: Path | None = Field(
+        default=None, description="CA bundle the relay's certificate is checked against "
+        "(default: the system's)")
+    mssante_client_cert: Path | None = Field(
+        default=None, description="client certificate (PEM, with its key or beside "
+        "LIAISON_MSSANTE_CLIENT_KEY) for the operator's mutual TLS")
+    mssante_client_key: Path | None = None
+    mssante_username: str | None = None
+    mssante_password: str | None = None
+    mssante_timeout_seconds: float = 30.0
+
+    @property
+    def mssante_enabled(self) -> bool:
+        return bool(self.mssante_smtp_host and self.mssante_sender)
 
     @property
     def resolved_convert_processes(self) -> int:
@@ -129,6 +152,9 @@ class Settings(BaseSettings):
 
     def refusals(self) -> list[str]:
         """Why these settings must not serve (one line each)."""
+        if self.mssante_smtp_host and not self.mssante_sender:
+            return ["LIAISON_MSSANTE_SMTP_HOST is set but not LIAISON_MSSANTE_SENDER: say which "
+                    "MSSanté mailbox liaison sends from"]
         if self.jwks_url and not self.token_audience:
             return ["LIAISON_JWKS_URL trusts an external issuer, which signs tokens for other "
                     "services too: set LIAISON_TOKEN_AUDIENCE to the audience its tokens for "

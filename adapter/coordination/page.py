@@ -310,6 +310,9 @@ def discharges(
                         "recipient": _recipient_name(repository, recipient),
                         "status": message.get("status", ""),
                         "sent": message.get("sent", ""),
+                        # by MSSanté: when the recipient's server took it, or why it did not
+                        "received": message.get("received", ""),
+                        "reason": (message.get("statusReason") or {}).get("text", ""),
                     }
                 )
         found.append(

@@ -2,8 +2,9 @@
 
 Transaction bundles go to the configured target (`adapter.push`); the parts that queue other
 work declare how it is done: deferred CI-SIS validation of a received letter
-(`adapter.ingest.validation`) and Subscription notifications, queued after a bundle lands and
-sent to the subscriber (`adapter.coordination.subscriptions`). `liaison serve`, its pusher
+(`adapter.ingest.validation`), Subscription notifications, queued after a bundle lands and
+sent to the subscriber (`adapter.coordination.subscriptions`), and MSSanté messages, queued
+with their letter (`adapter.mssante`). `liaison serve`, its pusher
 process and `liaison worker` all build their pusher here.
 """
 
@@ -14,6 +15,8 @@ from sqlalchemy.engine import Engine
 from adapter.config import Settings, get_settings
 from adapter.coordination import subscriptions
 from adapter.ingest import validation
+from adapter.mssante import delivery as mssante
+from adapter.mssante.rules import KIND as MSSANTE_MESSAGE
 from adapter.push.targets import target_from_settings
 from adapter.push.worker import Pusher
 from adapter.store.db import get_engine
@@ -37,6 +40,8 @@ def delivery_pusher(
         handlers={
             validation.CDA_VALIDATION: validation.handler(engine),
             subscriptions.OUTBOX_KIND: subscriptions.deliver,
+            MSSANTE_MESSAGE: mssante.handler(engine, settings),
         },
         after_push=subscriptions.after_push,
+        on_failure={MSSANTE_MESSAGE: mssante.given_up(engine)},
     )

@@ -17,6 +17,7 @@ import threading
 import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ from adapter import metrics
 from adapter.errors import Conflict, LiaisonError, StalePreparation
 from adapter.ingest.preparation import PreparedLetter
 from adapter.ingest.validation import CDA_VALIDATION
+from adapter.mssante.rules import KIND as MSSANTE_MESSAGE
 from adapter.push import worker
 from adapter.store import outbox
 from adapter.store.letters import LetterStory, ReceivedLetter, find_letter, receipt, story_of
@@ -123,6 +125,13 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
     session.merge(story)
     if pending.deferred_validation:
         outbox.enqueue(session, CDA_VALIDATION, {"letter": received.id}, f"validate:{received.id}")
+    for message in orjson.loads(letter.messages):
+        message.update(letter=received.id, patient_key=letter.patient_key)
+        # one queue per recipient: a mailbox that answers "try later" holds back no one else,
+        # and a letter's later version never reaches a recipient before the earlier one
+        outbox.enqueue(session, MSSANTE_MESSAGE, message,
+                       "mssante:" + sha256(f"{letter.patient_key}|{message['to']}".encode()
+                                           ).hexdigest())
     return Accepted(receipt(session, received), created=True), entry.id
 
 

@@ -25,12 +25,13 @@ from sqlalchemy.engine import Engine
 
 from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.rules import letter_organization
-from adapter.config import Settings
+from adapter.config import Settings, get_settings
 from adapter.coordination import coordinate
 from adapter.directory.lookup import SqlDirectory
 from adapter.errors import LiaisonError
 from adapter.ingest import versions
 from adapter.ingest.directory_cache import CachedDirectory
+from adapter.mssante.plan import plan_messages
 from adapter.record.transaction import SOURCE_TAG
 from adapter.runtime import settle_after_start
 from adapter.store.letters import patient_key, produced_resources
@@ -64,6 +65,8 @@ class PreparedLetter:
     # the version of the setId the bundle was prepared against (0: none): if another was
     # stored meanwhile, the letter is prepared again (`letter_writer`)
     based_on: int = 0
+    # MSSanté messages to queue with the letter (`adapter.mssante.plan`), JSON list
+    messages: bytes = b"[]"
 
 
 _directories: dict[str, CachedDirectory] = {}
@@ -133,6 +136,7 @@ def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM,
         conversion = _coordinated(conversion, engine, settings)
         if previous is not None:
             _supersede(conversion, previous, engine)
+    messages = _mail(conversion, settings or get_settings())
     problems = _validation_problems(conversion)
     return PreparedLetter(
         document_id="|".join(summary.document_id),
@@ -147,7 +151,21 @@ def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM,
         validated=not problems,
         organization=organization,
         based_on=previous.version if previous is not None else 0,
+        messages=orjson.dumps(messages),
     )
+
+
+def _mail(conversion: Any, settings: Settings) -> list[dict[str, Any]]:
+    """The MSSanté messages of the letter (none when the channel is off); a recipient without
+    MSSanté mailbox is said on the receipt."""
+    if not settings.mssante_enabled:
+        return []
+    assert settings.mssante_sender
+    plan = plan_messages(conversion.bundle, settings.mssante_sender)
+    conversion.report["issue"] += [
+        {"severity": "warning", "code": "incomplete", "diagnostics": f"MSSanté: {line}"}
+        for line in plan.unreachable]
+    return plan.messages
 
 
 def _supersede(conversion: Any, previous: versions.Previous, engine: Engine) -> None:

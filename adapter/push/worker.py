@@ -41,6 +41,8 @@ BATCH_SIZE = 8
 
 # payload → what to remember as the result; raises TargetUnavailable / TargetRejected
 Handler = Callable[[Any], "dict[str, Any] | None"]
+# (payload, outcome) of an entry that failed for good: what its part records about it
+GivenUp = Callable[[Any, "dict[str, Any]"], None]
 # (session, bundle, locations) → outbox entries it queued in that session (e.g. Subscription
 # notifications of what just landed); committed before the bundle's entry counts as delivered
 AfterPush = Callable[[Session, dict[str, Any], list[str]], int]
@@ -74,12 +76,14 @@ class Pusher:
         batch_size: int = BATCH_SIZE,
         handlers: Mapping[str, Handler] | None = None,
         after_push: AfterPush | None = None,
+        on_failure: Mapping[str, GivenUp] | None = None,
         clock: Callable[[], datetime] = outbox.utcnow,
     ) -> None:
         """`handlers`: how to deliver the other kinds of outbox entries than transaction
         bundles, declared by the parts that queue them (`adapter.ingest.delivery` gathers
-        them); `after_push`: what follows a bundle's landing; `clock`: the time leases and
-        retries are reckoned in (tests move it instead of waiting)."""
+        them); `after_push`: what follows a bundle's landing; `on_failure`: per kind, what to
+        record when an entry fails for good; `clock`: the time leases and retries are reckoned
+        in (tests move it instead of waiting)."""
         self.engine = engine
         self.target = target
         self.settings = settings or get_settings()
@@ -89,6 +93,7 @@ class Pusher:
         self.batch_size = batch_size
         self._handlers = dict(handlers or {})
         self._hook = after_push
+        self._on_failure = dict(on_failure or {})
         self.clock = clock
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -297,6 +302,13 @@ class Pusher:
         )
         outbox.mark_failed(self.engine, held, status=status, outcome=outcome)
         metrics.PUSH_DEAD.inc()
+        given_up = self._on_failure.get(held.kind)
+        if given_up is not None:
+            try:
+                given_up(held.payload_json(), outcome)
+            except Exception as error:  # the entry stays failed, for a human; say it once
+                logger.error("outbox entry %s: recording its failure failed (%s)",
+                             held.entry_id, type(error).__name__)
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Process until nothing is pending or retrying (True), or `timeout` passes (False)."""

@@ -65,3 +65,38 @@ def test_a_reference_to_no_entry_is_refused_and_nothing_is_written(
     with pytest.raises(BadRequest, match="matches no fullUrl"):
         repository.transaction(_bundle("urn:uuid:3f1c8a52-1111-4c7e-9d1a-00000000dead"))
     assert repository.search("Patient", []).get("total", 0) == 0
+
+
+def _plan_about(subject: str) -> dict:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                      "subject": {"reference": subject}},
+         "request": {"method": "POST", "url": "CarePlan"}}]}
+
+
+def _patient(value: str) -> dict:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient",
+                      "identifier": [{"system": "urn:oid:1.2.3", "value": value}]},
+         "request": {"method": "POST", "url": "Patient"}}]}
+
+
+def test_a_conditional_reference_names_the_one_resource_it_matches(
+        repository: Repository) -> None:
+    created = repository.transaction(_patient("A-1"))["entry"][0]["response"]["location"]
+    answer = repository.transaction(_plan_about("Patient?identifier=urn:oid:1.2.3|A-1"))
+    plan = answer["entry"][0]["response"]["location"].split("/_history")[0]
+    assert repository.read(*plan.split("/"))["subject"] == {
+        "reference": created.split("/_history")[0]}
+
+
+@pytest.mark.parametrize("patients", [[], ["A-2", "A-2"]], ids=["none", "several"])
+def test_a_conditional_reference_matching_none_or_several_fails_the_transaction(
+        repository: Repository, patients: list[str]) -> None:
+    from adapter.errors import PreconditionFailed
+
+    for value in patients:
+        repository.transaction(_patient(value))
+    with pytest.raises(PreconditionFailed, match="conditional reference"):
+        repository.transaction(_plan_about("Patient?identifier=urn:oid:1.2.3|A-2"))
+    assert repository.search("CarePlan", []).get("total", 0) == 0

@@ -1,0 +1,73 @@
+"""The outbox handler of MSSanté messages: compose, send, then queue the Communication's new
+status for the shared record (in the patient's order, after the letter's bundle).
+
+If the process stops after the relay took a message and before the entry is marked delivered,
+the message is sent again with the same Message-ID (recipients' software shows it once) and the
+same status is written twice (a conditional update: the same result)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from adapter.config import Settings
+from adapter.errors import TargetRejected
+from adapter.mssante import smtp
+from adapter.mssante.compose import compose
+from adapter.mssante.rules import mssante_rules
+from adapter.mssante.status import status_bundle
+from adapter.push.worker import FHIR_TRANSACTION, notify
+from adapter.store import outbox
+from adapter.store.engine import session_scope
+from adapter.store.letters import ReceivedLetter
+
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def handler(engine: Engine, settings: Settings, clock: Clock = _now
+            ) -> Callable[[Any], dict[str, Any]]:
+    def deliver(message: dict[str, Any]) -> dict[str, Any]:
+        rules = mssante_rules()
+        with session_scope(engine) as session:
+            letter = session.get(ReceivedLetter, message["letter"])
+            content = letter.content if letter is not None else None
+        if content is None:
+            raise TargetRejected("the letter of this message is no longer kept")
+        assert settings.mssante_sender
+        mail = compose(message, content, sender=settings.mssante_sender, rules=rules,
+                       max_bytes=settings.max_letter_bytes, now=clock())
+        status = rules["status"]
+        try:
+            smtp.send(mail, message["to"], settings)
+        except smtp.MailRefused as refusal:
+            reason = f"{status['refused_reason']} ({refusal.code} {refusal.text})"
+            _queue_status(engine, message, status_bundle(
+                message, status["refused"], when=clock(), reason=reason))
+            return {"outcome": "refused", "smtp": refusal.code}
+        _queue_status(engine, message, status_bundle(message, status["received"], when=clock()))
+        return {"outcome": "received", "message_id": message["message_id"]}
+
+    return deliver
+
+
+def given_up(engine: Engine, clock: Clock = _now) -> Callable[[Any, dict[str, Any]], None]:
+    """When the outbox stops trying (out of attempts): the Communication says it was not done."""
+    def record(message: dict[str, Any], outcome: dict[str, Any]) -> None:
+        status = mssante_rules()["status"]
+        _queue_status(engine, message, status_bundle(
+            message, status["refused"], when=clock(), reason=status["given_up_reason"]))
+
+    return record
+
+
+def _queue_status(engine: Engine, message: dict[str, Any], bundle: dict[str, Any]) -> None:
+    with session_scope(engine) as session:
+        outbox.enqueue(session, FHIR_TRANSACTION, bundle, message["patient_key"])
+    notify()

@@ -1,0 +1,180 @@
+"""Which Communications of a letter's bundle also go by MSSanté mail, and what each message says.
+
+Runs in the conversion, before the 202, on the final bundle (after consent and coordination):
+the messages are queued with the letter in one transaction, so none is lost. A Communication
+whose recipient has an MSSanté mailbox is marked `in-progress` (it becomes `completed` when
+the recipient's server takes the message); one whose recipient has none stays as it was and is
+reported on the receipt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapter.cda.datatypes import french_date
+from adapter.mapping.identity import derived_uuid
+from adapter.mapping.knowledge import knowledge
+from adapter.mssante.rules import mssante_rules
+from adapter.mssante.status import portable
+
+
+@dataclass
+class MailPlan:
+    messages: list[dict[str, Any]] = field(default_factory=list)  # outbox payloads, one each
+    unreachable: list[str] = field(default_factory=list)  # one line per recipient without MSSanté
+
+
+def plan_messages(bundle: dict[str, Any], sender: str) -> MailPlan:
+    """The messages of `bundle`'s Communications, sent from the mailbox `sender`; marks their
+    Communications `in-progress` in the bundle."""
+    rules = mssante_rules()
+    entries = {e.get("fullUrl"): e for e in bundle.get("entry") or [] if e.get("fullUrl")}
+    resources = {url: e.get("resource") or {} for url, e in entries.items()}
+    document = _first(bundle, "DocumentReference")
+    patient = _first(bundle, "Patient")
+    plan = MailPlan()
+    for entry in bundle.get("entry") or []:
+        communication = entry.get("resource") or {}
+        if communication.get("resourceType") != "Communication":
+            continue
+        recipient = resources.get(_reference(communication.get("recipient")), {})
+        name = _person_name(recipient, resources)
+        address = _mailbox(recipient, resources)
+        if address is None:
+            plan.unreachable.append(rules["status"]["no_mailbox"].format(
+                recipient=name or "un destinataire"))
+            continue
+        communication["status"] = rules["status"]["queued"]
+        identifier = communication["identifier"][0]
+        plan.messages.append({
+            "to": address,
+            "message_id": f"<{derived_uuid('mssante', identifier['value'])}@{_domain(sender)}>",
+            "subject": _subject(rules, document, patient, communication, resources),
+            "body": _body(rules, name, document, patient, communication, resources),
+            "document": _document_metadata(document, patient),
+            "communication": portable(communication, entries),
+            "tags": (bundle.get("meta") or {}).get("tag") or [],
+        })
+    return plan
+
+
+def _first(bundle: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    return next((e["resource"] for e in bundle.get("entry") or []
+                 if (e.get("resource") or {}).get("resourceType") == resource_type), {})
+
+
+def _reference(value: Any) -> str:
+    """The reference of a Reference (or of the first of a list of them); "" if none."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return str(value.get("reference") or "") if isinstance(value, dict) else ""
+
+
+def _mailbox(resource: dict[str, Any], resources: dict[str, dict[str, Any]]) -> str | None:
+    """The MSSanté address on the recipient (a PractitionerRole, else its Practitioner)."""
+    typing = knowledge().identifiers["mssante"]
+    practitioner = resources.get(_reference(resource.get("practitioner")), {})
+    for candidate in (resource, practitioner):
+        for point in candidate.get("telecom") or []:
+            if point.get("system") != "email" or not point.get("value"):
+                continue
+            if any(ext.get("url") == typing["email_type_extension"]
+                   and (ext.get("valueCoding") or {}).get("code") == typing["email_type"]["code"]
+                   for ext in point.get("extension") or []):
+                return str(point["value"])
+    return None
+
+
+def _person_name(resource: dict[str, Any], resources: dict[str, dict[str, Any]]) -> str | None:
+    holder = resources.get(_reference(resource.get("practitioner")), resource)
+    for name in holder.get("name") or []:
+        parts = [*name.get("prefix", []), *name.get("given", []), name.get("family", "")]
+        text = " ".join(p for p in parts if p).strip()
+        if text:
+            return text
+    return holder.get("name") if isinstance(holder.get("name"), str) else None
+
+
+def _patient_name(patient: dict[str, Any]) -> str:
+    for name in patient.get("name") or []:
+        text = " ".join([*name.get("given", []), str(name.get("family", "")).upper()]).strip()
+        if text:
+            return text
+    return ""
+
+
+def _hospital(communication: dict[str, Any], resources: dict[str, dict[str, Any]]) -> str:
+    sender = resources.get(_reference(communication.get("sender")), {})
+    if sender.get("resourceType") == "PractitionerRole":
+        sender = resources.get(_reference(sender.get("organization")), {})
+    return str(sender.get("name") or "L'établissement")
+
+
+def _day(document: dict[str, Any], communication: dict[str, Any]) -> str:
+    moment = ((document.get("context") or {}).get("period") or {}).get("end") \
+        or communication.get("sent") or document.get("date") or ""
+    return french_date(moment) if moment else ""
+
+
+def _fields(rules: dict[str, Any], document: dict[str, Any], patient: dict[str, Any],
+            communication: dict[str, Any], resources: dict[str, dict[str, Any]]
+            ) -> dict[str, str]:
+    unknown = rules["message"]["unknown"]
+    birth = patient.get("birthDate")
+    return {
+        "title": str(document.get("description") or "Lettre de liaison"),
+        "patient": _patient_name(patient) or unknown,
+        "birth": french_date(birth) if birth else unknown,
+        "hospital": _hospital(communication, resources),
+        "day": _day(document, communication) or unknown,
+        "summary": " ".join(p["contentString"] for p in communication.get("payload") or []
+                            if p.get("contentString")),
+    }
+
+
+def _subject(rules: dict[str, Any], document: dict[str, Any], patient: dict[str, Any],
+             communication: dict[str, Any], resources: dict[str, dict[str, Any]]) -> str:
+    return str(rules["message"]["subject"]).format(
+        **_fields(rules, document, patient, communication, resources))
+
+
+def _body(rules: dict[str, Any], name: str | None, document: dict[str, Any],
+          patient: dict[str, Any], communication: dict[str, Any],
+          resources: dict[str, dict[str, Any]]) -> str:
+    message = rules["message"]
+    greeting = message["greeting"].format(recipient=name) if name else message["greeting_unnamed"]
+    return str(message["body"]).format(
+        greeting=greeting, **_fields(rules, document, patient, communication, resources))
+
+
+def _document_metadata(document: dict[str, Any], patient: dict[str, Any]) -> dict[str, Any]:
+    """What the XDM package's METADATA.XML says of the letter (from its DocumentReference)."""
+    attachment = next((c.get("attachment") or {} for c in document.get("content") or []), {})
+    ins_systems = knowledge().ins_systems
+    patient_id = next(((i["system"], i["value"]) for i in patient.get("identifier") or []
+                       if i.get("system") in ins_systems and i.get("value")), None)
+    return {
+        "unique_id": str((document.get("masterIdentifier") or {}).get("value", "")),
+        "title": attachment.get("title") or document.get("description"),
+        "creation": attachment.get("creation") or document.get("date"),
+        "language": attachment.get("language"),
+        "type": _coding(document.get("type")),
+        "class": _coding(next(iter(document.get("category") or []), None)),
+        "confidentiality": _coding(next(iter(document.get("securityLabel") or []), None)),
+        "facility": _coding((document.get("context") or {}).get("facilityType")),
+        "practice": _coding((document.get("context") or {}).get("practiceSetting")),
+        "service_start": ((document.get("context") or {}).get("period") or {}).get("start"),
+        "service_stop": ((document.get("context") or {}).get("period") or {}).get("end"),
+        "patient": list(patient_id) if patient_id else None,
+    }
+
+
+def _coding(concept: Any) -> dict[str, Any] | None:
+    if not isinstance(concept, dict):
+        return None
+    return next(iter(concept.get("coding") or []), None)
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2] or "liaison.invalid"
