@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,12 +43,16 @@ def _document_of(raw: bytes) -> str:
 
 
 def _import_directory(data_dir: Path) -> None:
+    """The national extract and the MSSanté mailboxes, into the server's database."""
+    from adapter.directory.importer import import_path
+    from adapter.store.db import engine_for, init_db
     from tests.directory.conftest import MSSANTE_SAMPLE, NATIONAL_SAMPLE
 
+    engine = engine_for(f"sqlite:///{(data_dir / 'liaison.db').resolve()}")
+    init_db(engine)
     for sample in (NATIONAL_SAMPLE, MSSANTE_SAMPLE):
-        subprocess.run([sys.executable, "-m", "adapter.cli", "directory", "import", str(sample)],
-                       check=True, env={**os.environ, "LIAISON_DATA_DIR": str(data_dir)},
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import_path(engine, sample)
+    engine.dispose()
 
 
 def run(quick: bool = False) -> list[tuple[str, str, str]]:
