@@ -140,3 +140,21 @@ def test_the_coordinator_sees_who_got_the_letter_and_who_did_not(
         page = client.get("/coordination/page", headers=coordinator).text
         assert "non remis : Message MSSanté refusé" in page
         assert "reçu par sa messagerie MSSanté le" in page
+
+
+def test_a_message_the_outbox_gives_up_on_leaves_its_communication_not_done(
+        liaison: Callable[..., Any], hospital: dict[str, str], tls: TlsFiles,
+        directory: None) -> None:
+    relay = MailRelay(tls)  # never up: every attempt fails
+    with liaison(**relay.settings(), push_max_attempts=2) as client:
+        answer = client.post("/discharge-letters", content=LDL_SES_EXAMPLE.read_bytes(),
+                             headers={**hospital, **CDA})
+        assert answer.status_code == 202, answer.text
+        communications = _wait(client, lambda found: len(found) == 3 and all(
+            c["status"] == "not-done" for c in found.values()))
+        assert {c["statusReason"]["text"] for c in communications.values()} == {
+            "Message MSSanté non remis après plusieurs tentatives"}
+        system = bearer(issue_token("system"))
+        failed = client.get("/fhir/Communication?status=in-progress&_summary=count",
+                            headers=system).json()
+        assert failed["total"] == 0
