@@ -25,6 +25,7 @@ from adapter.api.mhd import provide_document_interceptor
 from adapter.config import Settings, get_settings
 from adapter.errors import Misconfigured
 from adapter.ingest.delivery import delivery_pusher
+from adapter.ingest.messages import thread_interceptor
 from adapter.ingest.preparation import ConversionPool
 from adapter.push.process import PusherProcess
 from adapter.record.repository import Repository
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         provide_document_interceptor(engine, settings, lambda: app.state.converters)
     ]
     app.state.record_repository = Repository(engine)  # the record routes and the pusher's
+    app.state.create_interceptors = {  # the patient's thread, written by its care team
+        "Communication": thread_interceptor(engine, app.state.record_repository)}
     install_error_handlers(app)
     app.include_router(discharge_letters.router)
     app.include_router(health.router)

@@ -353,6 +353,14 @@ async def create(resource_type: str, request: Request,
     resource = await _json_body(request)
     if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
         raise BadRequest(f"POST /{resource_type} takes a {resource_type} resource")
+    # a part that takes some creates itself (the patient's thread: Communications written by
+    # the care team) answers first; None: the record's own create
+    interceptor = (getattr(request.app.state, "create_interceptors", None) or {}).get(
+        resource_type)
+    if interceptor is not None:
+        taken = await run_in_threadpool(interceptor, resource, principal)
+        if taken is not None:
+            return _written(request, taken)
     result = await run_in_threadpool(
         lambda: _repository(request).create(
             resource, principal=principal, if_none_exist=request.headers.get("if-none-exist")))

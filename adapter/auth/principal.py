@@ -9,8 +9,9 @@ KINDS = ("hospital", "professional", "coordinator", "system")
 # SMART-style scopes granted to each kind when a token does not say otherwise.
 DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {
     "hospital": ("system/*.rs", "system/*.cud"),
-    "professional": ("user/*.rs",),
-    "coordinator": ("user/*.rs",),
+    # reading what they are granted, writing messages in their patients' threads
+    "professional": ("user/*.rs", "user/Communication.c"),
+    "coordinator": ("user/*.rs", "user/Communication.c"),
     "system": ("system/*.cruds",),
 }
 
@@ -37,12 +38,13 @@ class Principal:
         """The identifier the audit trail records for this caller."""
         return self.idnat or self.organization or self.cpts or self.subject
 
-    def has_scope(self, action: str) -> bool:
-        """True if a scope grants `action` (one of c r u d s) on every resource type."""
+    def has_scope(self, action: str, resource_type: str = "*") -> bool:
+        """True if a scope grants `action` (one of c r u d s) on every resource type, or on
+        `resource_type` when one is given."""
         for scope in self.scopes:
             _, _, rest = scope.partition("/")
             resource, _, permissions = rest.partition(".")
-            if resource != "*":
+            if resource not in ("*", resource_type):
                 continue
             if permissions in ("*", "write") and action in "cud":
                 return True

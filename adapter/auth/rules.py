@@ -23,8 +23,11 @@ WRITE_RULES: tuple[tuple[str, str], ...] = (
                  "organisations, and later versions of the setIds those organisations sent "
                  "first; through /discharge-letters or an MHD Provide Document Bundle only"),
     ("hospital", "consent of the patients it sent letters for"),
-    ("professional", "consent of the patients whose active care team lists them; Subscriptions"),
-    ("coordinator", "consent of its CPTS's patients; availabilities"),
+    ("professional", "consent of the patients whose active care team lists them; Subscriptions; "
+                     "messages in those patients' threads (POST /fhir/Communication), to "
+                     "members of their care team, as themselves"),
+    ("coordinator", "consent of its CPTS's patients; availabilities; messages in those "
+                    "patients' threads"),
     ("system", "everything"),
 )
 
@@ -64,6 +67,20 @@ def require_record_write(principal: Principal | None) -> None:
         raise Forbidden("hospitals send letters (POST /discharge-letters or an MHD Provide "
                         "Document Bundle); the record itself is written by liaison only")
     raise Forbidden(f"a {principal.kind} token may not write to the record")
+
+
+def require_thread_writer(principal: Principal, in_care_of_patient: Any) -> None:
+    """A patient's thread is written by the members of its active care team and the
+    coordinators of its CPTS (`in_care_of_patient()` answers for the caller), and the system;
+    hospitals write letters, not messages."""
+    if principal.kind == "system":
+        return
+    if principal.kind not in ("professional", "coordinator") \
+            or not principal.has_scope("c", "Communication"):
+        raise Forbidden(f"a {principal.kind} token may not write in a patient's thread")
+    if not in_care_of_patient():
+        raise Forbidden("only the patient's care team and its CPTS coordinator write in its "
+                        "thread")
 
 
 def require_consent_filer(principal: Principal, cares_for_patient: Any) -> None:

@@ -348,8 +348,10 @@ def after_push(
     bundle: dict[str, Any],
     locations: list[str],
     rules: CoordinationRules | None = None,
+    only: str | None = None,
 ) -> int:
     """Enqueue one notification per (active subscription, matching resource); returns how many.
+    `only`: the fullUrl of the one entry to tell about (the others are what it references).
 
     Called in the caller's transaction, so notifications are durable exactly when it commits.
     """
@@ -369,6 +371,8 @@ def after_push(
             continue
         for entry in ctx.view.entries:
             resource = entry.get("resource") or {}
+            if only is not None and entry.get("fullUrl") != only:
+                continue
             if not matches(resource_type, params, resource, ctx):
                 continue
             if not _visible_to_owner(resource, subscription, tag_system):

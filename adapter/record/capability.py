@@ -101,5 +101,7 @@ def _security_description() -> str:
         "patients whose active CareTeam lists them and the Communications addressed to them; a "
         "CPTS coordinator reads the patients of its CPTS; the system reads everything. A "
         "resource the caller may not read answers as an unknown one (404). Only liaison and "
-        f"system tokens write this record. Writes by actor — {writes}."
+        "system tokens write this record, but for the messages of a patient's thread (a "
+        "Communication created by its care team or its CPTS coordinator, rebuilt by liaison). "
+        f"Writes by actor — {writes}."
     )

@@ -281,6 +281,7 @@ class Repository:
         return results
 
     def _one(self, raw_entry: dict[str, Any], principal: Principal | None) -> Result:
+        _may_write([raw_entry], principal)
         result = self._run([parse_entry(0, raw_entry)], principal, self.base_url)[0]
         result.stored()  # the caller answers with the resource
         return result
@@ -332,6 +333,7 @@ class Repository:
         if bundle.get("type") != "transaction":
             raise BadRequest("the Bundle type must be transaction or batch")
         validated = validated and principal is None
+        _may_write(raw_entries, principal)
         entries = [parse_entry(i, raw, validated=validated) for i, raw in enumerate(raw_entries)]
         results = self._run(entries, principal, base_url, bundle_source(bundle, principal))
         return _transaction_response(entries, results, return_resources)
@@ -525,3 +527,11 @@ def _transaction_response(entries: list[Entry], results: list[Result],
 
 def _is_get(entry: Entry) -> bool:
     return entry.method in ("GET", "HEAD")
+
+
+def _may_write(raw_entries: list[Any], principal: Principal | None) -> None:
+    """Who may not write hears so before anything of what they sent is looked at (a 403, not
+    a validation error that would tell them about the record's checks)."""
+    if any(str(((raw or {}).get("request") or {}).get("method", "")).upper()
+           not in ("GET", "HEAD") for raw in raw_entries if isinstance(raw, dict)):
+        require_record_write(principal)
