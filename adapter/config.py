@@ -131,6 +131,14 @@ class Settings(BaseSettings):
     mssante_username: str | None = None
     mssante_password: str | None = None
     mssante_timeout_seconds: float = 30.0
+    # liaison's MSSanté mailbox, where delivery reports and read receipts come back (IMAP with
+    # STARTTLS; unset: not collected). User and password default to the SMTP ones.
+    mssante_imap_host: str | None = None
+    mssante_imap_port: int = 143
+    mssante_imap_username: str | None = None
+    mssante_imap_password: str | None = None
+    mssante_receipts_poll_seconds: float = Field(
+        default=60.0, description="how often the mailbox is read for reports and receipts")
 
     @property
     def mssante_enabled(self) -> bool:

@@ -16,6 +16,7 @@ from adapter.config import Settings, get_settings
 from adapter.coordination import subscriptions
 from adapter.ingest import validation
 from adapter.mssante import delivery as mssante
+from adapter.mssante.receipts import ReceiptPoller
 from adapter.mssante.rules import KIND as MSSANTE_MESSAGE
 from adapter.push.targets import target_from_settings
 from adapter.push.worker import Pusher
@@ -44,4 +45,6 @@ def delivery_pusher(
         },
         after_push=subscriptions.after_push,
         on_failure={MSSANTE_MESSAGE: mssante.given_up(engine)},
+        # delivery reports and read receipts, read from liaison's MSSanté mailbox
+        companions=[ReceiptPoller(engine, settings)] if settings.mssante_imap_host else [],
     )

@@ -33,6 +33,7 @@ from adapter.mssante.rules import KIND as MSSANTE_MESSAGE
 from adapter.push import worker
 from adapter.store import outbox
 from adapter.store.letters import LetterStory, ReceivedLetter, find_letter, receipt, story_of
+from adapter.store.mssante_tables import SentMessage
 
 logger = logging.getLogger("liaison.ingest")
 
@@ -129,9 +130,11 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
         message.update(letter=received.id, patient_key=letter.patient_key)
         # one queue per recipient: a mailbox that answers "try later" holds back no one else,
         # and a letter's later version never reaches a recipient before the earlier one
-        outbox.enqueue(session, MSSANTE_MESSAGE, message,
-                       "mssante:" + sha256(f"{letter.patient_key}|{message['to']}".encode()
-                                           ).hexdigest())
+        queued = outbox.enqueue(session, MSSANTE_MESSAGE, message, "mssante:" + sha256(
+            f"{letter.patient_key}|{message['to']}".encode()).hexdigest())
+        # what a delivery report or read receipt names, to find the message again
+        assert queued.id is not None  # flushed by enqueue
+        session.merge(SentMessage(message_id=message["message_id"], outbox_id=queued.id))
     return Accepted(receipt(session, received), created=True), entry.id
 
 

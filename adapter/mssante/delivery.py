@@ -23,6 +23,7 @@ from adapter.push.worker import FHIR_TRANSACTION, notify
 from adapter.store import outbox
 from adapter.store.engine import session_scope
 from adapter.store.letters import ReceivedLetter
+from adapter.store.mssante_tables import SentMessage
 
 Clock = Callable[[], datetime]
 
@@ -49,9 +50,11 @@ def handler(engine: Engine, settings: Settings, clock: Clock = _now
         except smtp.MailRefused as refusal:
             reason = f"{status['refused_reason']} ({refusal.code} {refusal.text})"
             _queue_status(engine, message, status_bundle(
-                message, status["refused"], when=clock(), reason=reason))
+                message, status["refused"], when=clock(), reason=reason), state="refused")
             return {"outcome": "refused", "smtp": refusal.code}
-        _queue_status(engine, message, status_bundle(message, status["received"], when=clock()))
+        received = clock()
+        _queue_status(engine, message, status_bundle(message, status["received"], when=received),
+                      state="received", received_at=received)
         return {"outcome": "received", "message_id": message["message_id"]}
 
     return deliver
@@ -62,12 +65,19 @@ def given_up(engine: Engine, clock: Clock = _now) -> Callable[[Any, dict[str, An
     def record(message: dict[str, Any], outcome: dict[str, Any]) -> None:
         status = mssante_rules()["status"]
         _queue_status(engine, message, status_bundle(
-            message, status["refused"], when=clock(), reason=status["given_up_reason"]))
+            message, status["refused"], when=clock(), reason=status["given_up_reason"]),
+            state="given-up")
 
     return record
 
 
-def _queue_status(engine: Engine, message: dict[str, Any], bundle: dict[str, Any]) -> None:
+def _queue_status(engine: Engine, message: dict[str, Any], bundle: dict[str, Any], *,
+                  state: str, received_at: datetime | None = None) -> None:
     with session_scope(engine) as session:
         outbox.enqueue(session, FHIR_TRANSACTION, bundle, message["patient_key"])
+        sent = session.get(SentMessage, message["message_id"])
+        if sent is not None:
+            sent.state, sent.updated_at = state, received_at or _now()
+            sent.received_at = received_at or sent.received_at
+            session.add(sent)
     notify()

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from adapter.mapping.identity import derived_uuid, identifier_query
+from adapter.mssante.rules import mssante_rules
 
 
 def portable(communication: dict[str, Any], entries: dict[str, dict[str, Any]]
@@ -56,16 +57,32 @@ def _portable(node: Any, entries: dict[str, dict[str, Any]]) -> Any:
 
 
 def status_bundle(message: dict[str, Any], status: str, *, when: datetime,
-                  reason: str | None = None) -> dict[str, Any]:
+                  reason: str | None = None, read_at: datetime | None = None) -> dict[str, Any]:
     """A transaction updating the message's Communication: `status`, and `received` (the
-    moment the recipient's server took it) or a `statusReason` (why it was not)."""
+    moment the recipient's server took it) or a `statusReason` (why it was not); `read_at`:
+    the recipient's software said it was displayed. Where the message is, is also a tag
+    (`mssante.yaml: status.state_tag_system`), so a search finds who has not read it."""
+    rules = mssante_rules()["status"]
     communication = dict(message["communication"])
     identifier = communication["identifier"][0]
     communication["status"] = status
     if reason:
         communication["statusReason"] = {"text": reason}
+        state = "not-delivered"
     else:
         communication["received"] = when.isoformat(timespec="seconds")
+        state = "received"
+    if read_at is not None:
+        state = "read"
+        communication["extension"] = [
+            *(e for e in communication.get("extension") or []
+              if e.get("url") != rules["read_extension"]),
+            {"url": rules["read_extension"],
+             "valueDateTime": read_at.isoformat(timespec="seconds")}]
+    meta = dict(communication.get("meta") or {})
+    tags = [tag for tag in meta.get("tag") or [] if tag.get("system") != rules["state_tag_system"]]
+    meta["tag"] = [*tags, {"system": rules["state_tag_system"], "code": state}]
+    communication["meta"] = meta
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "transaction",

@@ -12,9 +12,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,6 +43,14 @@ BATCH_SIZE = 8
 Handler = Callable[[Any], "dict[str, Any] | None"]
 # (payload, outcome) of an entry that failed for good: what its part records about it
 GivenUp = Callable[[Any, "dict[str, Any]"], None]
+
+
+class Companion(Protocol):
+    def start(self) -> Any: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
 # (session, bundle, locations) → outbox entries it queued in that session (e.g. Subscription
 # notifications of what just landed); committed before the bundle's entry counts as delivered
 AfterPush = Callable[[Session, dict[str, Any], list[str]], int]
@@ -77,13 +85,16 @@ class Pusher:
         handlers: Mapping[str, Handler] | None = None,
         after_push: AfterPush | None = None,
         on_failure: Mapping[str, GivenUp] | None = None,
+        companions: Sequence[Companion] = (),
         clock: Callable[[], datetime] = outbox.utcnow,
     ) -> None:
         """`handlers`: how to deliver the other kinds of outbox entries than transaction
         bundles, declared by the parts that queue them (`adapter.ingest.delivery` gathers
         them); `after_push`: what follows a bundle's landing; `on_failure`: per kind, what to
-        record when an entry fails for good; `clock`: the time leases and retries are reckoned
-        in (tests move it instead of waiting)."""
+        record when an entry fails for good; `companions`: background work of the parts that
+        runs where the pusher runs, started and stopped with it (e.g. collecting MSSanté
+        receipts); `clock`: the time leases and retries are reckoned in (tests move it
+        instead of waiting)."""
         self.engine = engine
         self.target = target
         self.settings = settings or get_settings()
@@ -94,6 +105,7 @@ class Pusher:
         self._handlers = dict(handlers or {})
         self._hook = after_push
         self._on_failure = dict(on_failure or {})
+        self.companions = list(companions)
         self.clock = clock
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -328,6 +340,8 @@ class Pusher:
 
     def start(self) -> Pusher:
         _running.add(self._wake)
+        for companion in self.companions:
+            companion.start()
         for number in range(self.thread_count):
             thread = threading.Thread(
                 target=self._loop, name=f"liaison-pusher-{number}", daemon=True
@@ -373,4 +387,6 @@ class Pusher:
             thread.join(timeout=timeout)
         _running.discard(self._wake)
         self._threads.clear()
+        for companion in self.companions:
+            companion.stop(timeout)
         self.target.close()

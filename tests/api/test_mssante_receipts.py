@@ -1,0 +1,148 @@
+"""What comes back to liaison's MSSanté mailbox — a real Dovecot IMAP server on loopback,
+STARTTLS required — after a letter went out through a real SMTP relay: a read receipt (MDN)
+marks the nurse's Communication read, a bounce after acceptance (DSN) marks the GP's `not-done`
+with the diagnostic, other mail is flagged for a person; and the record answers "who has not
+read the letter yet?"."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adapter.auth import issue_token
+from adapter.directory.importer import import_path
+from adapter.mssante.receipts import read_report
+from adapter.store.db import get_engine
+from tests.api.conftest import bearer
+from tests.directory.conftest import MSSANTE_SAMPLE, NATIONAL_SAMPLE
+from tests.support import imap
+from tests.support.mail import MailRelay, TlsFiles, make_tls
+from tests.support.paths import LDL_SES_EXAMPLE
+
+SENDER = "liaison@hopital-test.mssante.fr"
+NURSE = "elsa.ducout@infirmier.mssante.fr"
+GP = "stephane.medioni@medecin.mssante.fr"
+STATE = "https://liaison.github.io/fhir/CodeSystem/mssante-state"
+READ = "https://liaison.github.io/fhir/StructureDefinition/mssante-read"
+CDA = {"Content-Type": "application/hl7-cda+xml"}
+
+
+def _fields(values: dict[str, str]) -> Message:
+    block = Message()
+    for name, value in values.items():
+        block[name] = value
+    return block
+
+
+def dsn(original_id: str, recipient: str, diagnostic: str) -> bytes:
+    """A delivery report as a receiving MTA writes it (RFC 3464)."""
+    report = MIMEMultipart("report", report_type="delivery-status")
+    report["From"], report["To"] = "MAILER-DAEMON@medecin.mssante.fr", SENDER
+    report["Subject"] = "Undelivered Mail Returned to Sender"
+    report.attach(MIMEText("Votre message n'a pas pu être remis.", "plain", "utf-8"))
+    status = MIMEBase("message", "delivery-status")
+    status.set_payload([_fields({"Reporting-MTA": "dns; mx.medecin.mssante.fr"}),
+                        _fields({"Final-Recipient": f"rfc822; {recipient}", "Action": "failed",
+                                 "Status": "5.2.2", "Diagnostic-Code": f"smtp; {diagnostic}"})])
+    report.attach(status)
+    report.attach(MIMEText(f"Message-ID: {original_id}\nFrom: {SENDER}\n", "rfc822-headers"))
+    return report.as_bytes()
+
+
+def mdn(original_id: str, recipient: str, disposition: str = "displayed") -> bytes:
+    """A read receipt as the recipient's mail software writes it (RFC 8098)."""
+    report = MIMEMultipart("report", report_type="disposition-notification")
+    report["From"], report["To"] = recipient, SENDER
+    report["Subject"] = "Accusé de lecture"
+    report.attach(MIMEText("Le message a été affiché.", "plain", "utf-8"))
+    notice = MIMEBase("message", "disposition-notification")
+    notice.set_payload(f"Reporting-UA: client; Logiciel MSSante\nFinal-Recipient: rfc822; "
+                       f"{recipient}\nOriginal-Message-ID: {original_id}\n"
+                       f"Disposition: manual-action/MDN-sent-manually; {disposition}\n")
+    report.attach(notice)
+    return report.as_bytes()
+
+
+def test_reports_are_told_apart() -> None:
+    bounce = read_report(dsn("<a@b>", GP, "552 mailbox full"))
+    assert (bounce.kind, bounce.original_id) == ("bounce", "<a@b>")
+    assert "552 mailbox full" in bounce.detail
+    assert read_report(mdn("<c@d>", NURSE)).kind == "read"
+    assert read_report(mdn("<c@d>", NURSE, "deleted")).kind == "other"
+    assert read_report(b"From: x@y\r\nSubject: merci\r\n\r\nbien recu\r\n").kind == "other"
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TlsFiles:
+    return make_tls(tmp_path)
+
+
+def _communications(client: TestClient, **params: str) -> dict[str, dict[str, Any]]:
+    system = bearer(issue_token("system"))
+    found = client.get("/fhir/Communication", headers=system, params={
+        "_include": "Communication:recipient", "_count": "100", **params}).json()
+    resources = {f"{e['resource']['resourceType']}/{e['resource']['id']}": e["resource"]
+                 for e in found.get("entry") or []}
+    mine = {}
+    for resource in resources.values():
+        if resource["resourceType"] == "Communication":
+            recipient = resources.get(resource["recipient"][0]["reference"], {})
+            for point in recipient.get("telecom") or []:
+                if point.get("value", "").endswith(".mssante.fr"):
+                    mine[point["value"]] = resource
+    return mine
+
+
+def _until(check: Callable[[], Any], timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("not reached")
+        time.sleep(0.05)
+    return found
+
+
+@pytest.mark.skipif(imap.unavailable() is not None, reason=str(imap.unavailable()))
+def test_read_receipts_and_bounces_come_back_to_the_record(
+        liaison: Callable[..., Any], hospital: dict[str, str], tls: TlsFiles,
+        liaison_env: Any) -> None:
+    import_path(get_engine(), NATIONAL_SAMPLE)
+    import_path(get_engine(), MSSANTE_SAMPLE)
+    with MailRelay(tls) as relay, imap.Mailbox(tls, SENDER, "secret") as mailbox, \
+            liaison(**relay.settings(), **mailbox.settings(),
+                    mssante_receipts_poll_seconds=0.1) as client:
+        answer = client.post("/discharge-letters", content=LDL_SES_EXAMPLE.read_bytes(),
+                             headers={**hospital, **CDA})
+        assert answer.status_code == 202, answer.text
+        sent = {m.recipients[0]: m.message["Message-ID"] for m in relay.wait_for(3)}
+        _until(lambda: all(c["status"] == "completed" for c in _communications(client).values())
+               and len(_communications(client)) == 3)
+        # nobody has read it yet: all three are received, none read
+        assert len(_communications(client, _tag=f"{STATE}|received")) == 3
+
+        mailbox.deliver(mdn(sent[NURSE], NURSE))
+        mailbox.deliver(dsn(sent[GP], GP, "552 5.2.2 mailbox full"))
+        mailbox.deliver(b"From: someone@ailleurs.mssante.fr\r\nSubject: merci\r\n\r\nbien recu\r\n")
+
+        found = _until(lambda: (c := _communications(client))
+                       and c[NURSE].get("extension") and c[GP]["status"] == "not-done" and c)
+        nurse, gp = found[NURSE], found[GP]
+        assert nurse["status"] == "completed" and nurse["received"]
+        assert next(e for e in nurse["extension"] if e["url"] == READ)["valueDateTime"]
+        assert {"system": STATE, "code": "read"} in nurse["meta"]["tag"]
+        assert "552 5.2.2 mailbox full" in gp["statusReason"]["text"]
+        # who has not read the letter: the one still only received
+        unread = _communications(client, _tag=f"{STATE}|received")
+        assert set(unread) == {"charles.david@hegp.mssante.fr"}
+        # every mail was read by liaison; the one it could not place is flagged for a person
+        flags = _until(lambda: (f := mailbox.flags()) and all(b"\\Seen" in x for x in f) and f)
+        assert sum(b"\\Flagged" in x for x in flags) == 1
