@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     app.state.record_repository = Repository(engine)  # the record routes and the pusher's
     app.state.create_interceptors = {  # the patient's thread, written by its care team
-        "Communication": thread_interceptor(engine, app.state.record_repository)}
+        "Communication": thread_interceptor(engine, app.state.record_repository, settings)}
     install_error_handlers(app)
     app.include_router(discharge_letters.router)
     app.include_router(health.router)

@@ -85,9 +85,28 @@ def post_message(repository: Repository, principal: Principal, submitted: Any,
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": f"Communication/{result.resource_id}", "resource": stored},
         *({"fullUrl": reference, "resource": resource}
-          for reference, resource in team.named(recipients, patient_id, repository).items()),
+          for reference, resource in team.named([*recipients, *own[:1]], patient_id,
+                                                repository).items()),
     ]}
     return Posted(result, bundle, location)
+
+
+def member_by_mailbox(repository: Repository, patient_id: str, address: str) -> str | None:
+    """The idNat_PS of the member of the patient's active care team whose mail address is
+    `address` (a reply by mail is written in the thread as theirs, and only then)."""
+    team = _CareTeam(repository, patient_id)
+    wanted = address.strip().lower()
+    for reference in team.references:
+        member = team.members.get(reference) or {}
+        practitioner = team.members.get(
+            member_key((member.get("practitioner") or {}).get("reference")) or "") or {}
+        mailboxes = {str(point.get("value", "")).lower()
+                     for holder in (member, practitioner) for point in holder.get("telecom") or []
+                     if point.get("system") == "email"}
+        idnats = team.idnats(reference)
+        if wanted in mailboxes and idnats:
+            return sorted(idnats)[0]
+    return None
 
 
 class _CareTeam:

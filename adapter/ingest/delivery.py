@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from adapter.config import Settings, get_settings
 from adapter.coordination import subscriptions
 from adapter.ingest import validation
+from adapter.ingest.replies import reply_filer
 from adapter.mssante import delivery as mssante
 from adapter.mssante.receipts import ReceiptPoller
 from adapter.mssante.rules import KIND as MSSANTE_MESSAGE
@@ -46,5 +47,7 @@ def delivery_pusher(
         after_push=subscriptions.after_push,
         on_failure={MSSANTE_MESSAGE: mssante.given_up(engine)},
         # delivery reports and read receipts, read from liaison's MSSanté mailbox
-        companions=[ReceiptPoller(engine, settings)] if settings.mssante_imap_host else [],
+        # (and replies, filed into the patient's thread)
+        companions=[ReceiptPoller(engine, settings, other=reply_filer(engine, settings))]
+        if settings.mssante_imap_host else [],
     )

@@ -17,7 +17,6 @@ import threading
 import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -29,11 +28,10 @@ from adapter import metrics
 from adapter.errors import Conflict, LiaisonError, StalePreparation
 from adapter.ingest.preparation import PreparedLetter
 from adapter.ingest.validation import CDA_VALIDATION
-from adapter.mssante.rules import KIND as MSSANTE_MESSAGE
+from adapter.mssante.queue import enqueue_message
 from adapter.push import worker
 from adapter.store import outbox
 from adapter.store.letters import LetterStory, ReceivedLetter, find_letter, receipt, story_of
-from adapter.store.mssante_tables import SentMessage
 
 logger = logging.getLogger("liaison.ingest")
 
@@ -128,13 +126,7 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
         outbox.enqueue(session, CDA_VALIDATION, {"letter": received.id}, f"validate:{received.id}")
     for message in orjson.loads(letter.messages):
         message.update(letter=received.id, patient_key=letter.patient_key)
-        # one queue per recipient: a mailbox that answers "try later" holds back no one else,
-        # and a letter's later version never reaches a recipient before the earlier one
-        queued = outbox.enqueue(session, MSSANTE_MESSAGE, message, "mssante:" + sha256(
-            f"{letter.patient_key}|{message['to']}".encode()).hexdigest())
-        # what a delivery report or read receipt names, to find the message again
-        assert queued.id is not None  # flushed by enqueue
-        session.merge(SentMessage(message_id=message["message_id"], outbox_id=queued.id))
+        enqueue_message(session, message, letter.patient_key)
     return Accepted(receipt(session, received), created=True), entry.id
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from adapter.config import Settings
 from adapter.errors import TargetRejected
 from adapter.mssante import smtp
-from adapter.mssante.compose import compose
+from adapter.mssante.compose import compose, compose_thread
 from adapter.mssante.rules import mssante_rules
 from adapter.mssante.status import status_bundle
 from adapter.push.worker import FHIR_TRANSACTION, notify
@@ -35,13 +35,15 @@ def _now() -> datetime:
 def handler(engine: Engine, settings: Settings, clock: Clock = _now
             ) -> Callable[[Any], dict[str, Any]]:
     def deliver(message: dict[str, Any]) -> dict[str, Any]:
+        assert settings.mssante_sender
+        if "letter" not in message:  # a message of the patient's thread
+            return _send_thread_mail(engine, settings, message, clock)
         rules = mssante_rules()
         with session_scope(engine) as session:
             letter = session.get(ReceivedLetter, message["letter"])
             content = letter.content if letter is not None else None
         if content is None:
             raise TargetRejected("the letter of this message is no longer kept")
-        assert settings.mssante_sender
         mail = compose(message, content, sender=settings.mssante_sender, rules=rules,
                        max_bytes=settings.max_letter_bytes, now=clock())
         status = rules["status"]
@@ -60,21 +62,37 @@ def handler(engine: Engine, settings: Settings, clock: Clock = _now
     return deliver
 
 
+def _send_thread_mail(engine: Engine, settings: Settings, message: dict[str, Any],
+                      clock: Clock) -> dict[str, Any]:
+    """A thread message is in the record already, for all its recipients: the mail tells one
+    of them; its fate is kept with the message (`SentMessage`), not on the Communication."""
+    assert settings.mssante_sender
+    mail = compose_thread(message, sender=settings.mssante_sender, now=clock())
+    try:
+        smtp.send(mail, message["to"], settings)
+    except smtp.MailRefused as refusal:
+        _queue_status(engine, message, None, state="refused")
+        return {"outcome": "refused", "smtp": refusal.code}
+    _queue_status(engine, message, None, state="received", received_at=clock())
+    return {"outcome": "received", "message_id": message["message_id"]}
+
+
 def given_up(engine: Engine, clock: Clock = _now) -> Callable[[Any, dict[str, Any]], None]:
     """When the outbox stops trying (out of attempts): the Communication says it was not done."""
     def record(message: dict[str, Any], outcome: dict[str, Any]) -> None:
         status = mssante_rules()["status"]
-        _queue_status(engine, message, status_bundle(
-            message, status["refused"], when=clock(), reason=status["given_up_reason"]),
-            state="given-up")
+        bundle = status_bundle(message, status["refused"], when=clock(),
+                               reason=status["given_up_reason"]) if "letter" in message else None
+        _queue_status(engine, message, bundle, state="given-up")
 
     return record
 
 
-def _queue_status(engine: Engine, message: dict[str, Any], bundle: dict[str, Any], *,
+def _queue_status(engine: Engine, message: dict[str, Any], bundle: dict[str, Any] | None, *,
                   state: str, received_at: datetime | None = None) -> None:
     with session_scope(engine) as session:
-        outbox.enqueue(session, FHIR_TRANSACTION, bundle, message["patient_key"])
+        if bundle is not None:
+            outbox.enqueue(session, FHIR_TRANSACTION, bundle, message["patient_key"])
         sent = session.get(SentMessage, message["message_id"])
         if sent is not None:
             sent.state, sent.updated_at = state, received_at or _now()

@@ -1,4 +1,5 @@
-"""Which Communications of a letter's bundle also go by MSSanté mail, and what each message says.
+"""Which Communications of a letter's bundle also go by MSSanté mail, and what each message says
+(and the mail of a message of the patient's thread, `plan_thread_mail`).
 
 Runs in the conversion, before the 202, on the final bundle (after consent and coordination):
 the messages are queued with the letter in one transaction, so none is lost. A Communication
@@ -57,6 +58,46 @@ def plan_messages(bundle: dict[str, Any], sender: str) -> MailPlan:
             "tags": (bundle.get("meta") or {}).get("tag") or [],
         })
     return plan
+
+
+def plan_thread_mail(bundle: dict[str, Any], sender: str) -> list[dict[str, Any]]:
+    """Mail of a thread message (the bundle's first entry; the others are what it names, keyed
+    by their references) to each of its recipients with an MSSanté mailbox."""
+    rules = mssante_rules()
+    resources = {e["fullUrl"]: e.get("resource") or {} for e in bundle["entry"]}
+    communication = bundle["entry"][0]["resource"]
+    patient = _first(bundle, "Patient")
+    writer_resource = resources.get(_reference(communication.get("sender")), {})
+    writer = _person_name(writer_resource, resources) \
+        or (communication.get("sender") or {}).get("display") \
+        or rules["thread_message"]["unknown_writer"]
+    unknown = rules["message"]["unknown"]
+    birth = patient.get("birthDate")
+    text = "\n\n".join(p["contentString"] for p in communication.get("payload") or []
+                        if p.get("contentString"))
+    messages = []
+    for recipient in communication.get("recipient") or []:
+        reference = recipient.get("reference") or ""
+        address = _mailbox(resources.get(reference, {}), resources)
+        if address is None:
+            continue
+        name = _person_name(resources.get(reference, {}), resources)
+        greeting = rules["message"]["greeting"].format(recipient=name) if name \
+            else rules["message"]["greeting_unnamed"]
+        fields = {"writer": writer, "patient": _patient_name(patient) or unknown,
+                  "birth": french_date(birth) if birth else unknown, "text": text,
+                  "greeting": greeting}
+        identifier = communication["identifier"][0]["value"]
+        messages.append({
+            "to": address,
+            "message_id": f"<{derived_uuid('mssante', identifier, address)}@{_domain(sender)}>",
+            "subject": rules["thread_message"]["subject"].format(**fields),
+            "body": rules["thread_message"]["body"].format(**fields),
+            "attachments": [p["contentAttachment"] for p in communication.get("payload") or []
+                            if p.get("contentAttachment")],
+            "thread_message": f"Communication/{communication['id']}",
+        })
+    return messages
 
 
 def _first(bundle: dict[str, Any], resource_type: str) -> dict[str, Any]:

@@ -5,7 +5,8 @@ checked, the same client certificate as the relay), and what they change on the 
 - a DSN whose recipient `Action: failed` (a bounce after the relay took the message):
   the Communication becomes `not-done`, its `statusReason` the diagnostic;
 - an MDN `displayed`: the Communication is marked read (tag and extension, see `status.py`);
-- anything else (delays, other mail) is left read and flagged in the mailbox for a person.
+- other mail is offered to `other` (the replies filed into the patient's thread); what nobody
+  takes (delays, mail that matches nothing) is left read and flagged in the mailbox for a person.
 Reports are matched to what liaison sent by the original Message-ID (`SentMessage`). Each
 report is marked `\\Seen` once handled, so a collector that stops half-way takes up the rest
 next time; handling one twice writes the same status twice.
@@ -50,7 +51,8 @@ class Report:
 class Collected:
     bounces: int = 0
     reads: int = 0
-    unmatched: int = 0  # reports naming nothing liaison sent, and other mail
+    filed: int = 0  # other mail taken care of (`other`)
+    unmatched: int = 0  # reports naming nothing liaison sent, and other mail left to a person
     seen: list[str] = field(default_factory=list)
 
 
@@ -110,9 +112,15 @@ def _original_id(parts: list[Message]) -> str | None:
     return None
 
 
-def collect(engine: Engine, settings: Settings, *, clock: Clock | None = None) -> Collected:
+# raw mail → whether it was taken care of (e.g. a reply filed into the patient's thread)
+OtherMail = Callable[[bytes], bool]
+
+
+def collect(engine: Engine, settings: Settings, *, clock: Clock | None = None,
+            other: OtherMail | None = None) -> Collected:
     """Read the unseen mail of liaison's mailbox once; raises OSError / imaplib.IMAP4.error
-    when the mailbox cannot be read (the poller tries again later)."""
+    when the mailbox cannot be read (the poller tries again later). `other` is offered the
+    mail that is no report of liaison's messages."""
     now = clock or (lambda: datetime.now(UTC))
     assert settings.mssante_imap_host
     collected = Collected()
@@ -127,12 +135,16 @@ def collect(engine: Engine, settings: Settings, *, clock: Clock | None = None) -
             _, data = mailbox.uid("FETCH", uid, "(BODY.PEEK[])")  # type: ignore[arg-type]
             raw = next((item[1] for item in data if isinstance(item, tuple)), b"")
             handled = _handle(engine, read_report(raw), now)
+            if handled is None and other is not None and other(raw):
+                handled = "other"
             flags = r"(\Seen)" if handled else r"(\Seen \Flagged)"
             mailbox.uid("STORE", uid, "+FLAGS", flags)  # type: ignore[arg-type]
             if handled == "bounce":
                 collected.bounces += 1
             elif handled == "read":
                 collected.reads += 1
+            elif handled == "other":
+                collected.filed += 1
             else:
                 collected.unmatched += 1
     return collected
@@ -166,9 +178,9 @@ def _handle(engine: Engine, report: Report, now: Clock) -> str | None:
 class ReceiptPoller:
     """Collects the mailbox every `interval` seconds in a thread of the pusher's process."""
 
-    def __init__(self, engine: Engine, settings: Settings, interval: float | None = None
-                 ) -> None:
-        self.engine, self.settings = engine, settings
+    def __init__(self, engine: Engine, settings: Settings, interval: float | None = None,
+                 other: OtherMail | None = None) -> None:
+        self.engine, self.settings, self.other = engine, settings, other
         self.interval = interval or settings.mssante_receipts_poll_seconds
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -182,7 +194,7 @@ class ReceiptPoller:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                collect(self.engine, self.settings)
+                collect(self.engine, self.settings, other=self.other)
             except Exception as error:  # the mailbox is down or refuses us: next time
                 logger.warning("MSSanté mailbox not read (%s)", type(error).__name__)
             self._stopping.wait(self.interval)

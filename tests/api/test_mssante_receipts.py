@@ -146,3 +146,63 @@ def test_read_receipts_and_bounces_come_back_to_the_record(
         # every mail was read by liaison; the one it could not place is flagged for a person
         flags = _until(lambda: (f := mailbox.flags()) and all(b"\\Seen" in x for x in f) and f)
         assert sum(b"\\Flagged" in x for x in flags) == 1
+
+
+def _thread(client: TestClient, patient_id: str, reader: dict[str, str]) -> list[dict[str, Any]]:
+    found = client.get("/fhir/Communication", headers=reader, params={
+        "subject": f"Patient/{patient_id}",
+        "category": "https://liaison.github.io/fhir/CodeSystem/communication-kind"
+                    "|care-team-thread", "_sort": "_lastUpdated"}).json()
+    return [e["resource"] for e in found.get("entry") or []]
+
+
+def reply(to_id: str, sender: str, text: str) -> bytes:
+    mail = MIMEText(f"{text}\n\nLe 4 déc. 2026 à 09:00, liaison a écrit :\n> Passage demain ?\n",
+                    "plain", "utf-8")
+    mail["From"], mail["To"] = sender, SENDER
+    mail["Subject"], mail["In-Reply-To"], mail["References"] = "Re: message", to_id, to_id
+    return mail.as_bytes()
+
+
+@pytest.mark.skipif(imap.unavailable() is not None, reason=str(imap.unavailable()))
+def test_a_thread_message_goes_by_mail_and_the_reply_by_mail_lands_in_the_thread(
+        liaison: Callable[..., Any], hospital: dict[str, str], tls: TlsFiles,
+        liaison_env: Any) -> None:
+    import_path(get_engine(), NATIONAL_SAMPLE)
+    import_path(get_engine(), MSSANTE_SAMPLE)
+    gp = bearer(issue_token("professional", idnat="801984758437"))
+    with MailRelay(tls) as relay, imap.Mailbox(tls, SENDER, "secret") as mailbox, \
+            liaison(**relay.settings(), **mailbox.settings(),
+                    mssante_receipts_poll_seconds=0.1) as client:
+        answer = client.post("/discharge-letters", content=LDL_SES_EXAMPLE.read_bytes(),
+                             headers={**hospital, **CDA})
+        assert answer.status_code == 202, answer.text
+        relay.wait_for(3)  # the letter's three messages
+        communications = _until(lambda: len(c := _communications(client)) == 3 and c)
+        patient_id = communications[NURSE]["subject"]["reference"].split("/")[1]
+        nurse_role = communications[NURSE]["recipient"][0]["reference"]
+
+        written = client.post("/fhir/Communication", headers=gp, json={
+            "resourceType": "Communication", "subject": {"reference": f"Patient/{patient_id}"},
+            "recipient": [{"reference": nurse_role}],
+            "payload": [{"contentString": "Pouvez-vous passer demain matin ?"}]})
+        assert written.status_code == 201, written.text
+        mail = relay.wait_for(4)[3]
+        assert mail.recipients == [NURSE]
+        assert "Pouvez-vous passer demain matin ?" in mail.message.get_body().get_content()
+
+        mailbox.deliver(reply(mail.message["Message-ID"], NURSE, "Oui, à 9 h."))
+        mailbox.deliver(reply(mail.message["Message-ID"], "quelqu.un@ailleurs.mssante.fr",
+                              "Je ne suis pas de l'équipe."))
+        thread = _until(lambda: len(t := _thread(client, patient_id, gp)) == 2 and t)
+        answer_of_nurse = thread[1]
+        assert answer_of_nurse["payload"] == [{"contentString": "Oui, à 9 h."}]
+        first = f"Communication/{written.json()['id']}"
+        assert answer_of_nurse["inResponseTo"] == [{"reference": first}]
+        assert answer_of_nurse["sender"] == {"reference": nurse_role}
+        assert answer_of_nurse["recipient"] == [written.json()["sender"]]
+        # the stranger's mail is not in the thread: it waits, flagged, for a person
+        flags = _until(lambda: (f := mailbox.flags()) and len(f) == 2
+                       and all(b"\\Seen" in x for x in f) and f)
+        assert sum(b"\\Flagged" in x for x in flags) == 1
+        assert len(_thread(client, patient_id, gp)) == 2
