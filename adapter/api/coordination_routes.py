@@ -25,6 +25,7 @@ from adapter.coordination import consent, living_directory, page, subscriptions
 from adapter.coordination.rules import load_rules
 from adapter.errors import BadRequest, Forbidden
 from adapter.national_ids import ins_systems
+from adapter.record.repository import Repository
 from adapter.store.coordination_tables import SharingAudit, SubscriptionRecord
 from adapter.store.db import get_engine, session_scope
 
@@ -47,8 +48,6 @@ def _patient(body: dict[str, Any]) -> tuple[str, str]:
 def _cares_for(engine: Any, principal: Principal, patient: tuple[str, str]) -> bool:
     """Whether the record lets `principal` read this patient (its care team, a hospital that
     sent its letters, a coordinator of its CPTS)."""
-    from adapter.record.repository import Repository
-
     criteria = [("identifier", f"{patient[0]}|{patient[1]}"), ("_summary", "count")]
     return bool(Repository(engine).search("Patient", criteria, principal).get("total"))
 
@@ -301,10 +300,6 @@ def coordinator_page(
 ) -> HTMLResponse:
     if principal.kind not in ("coordinator", "system"):
         raise Forbidden("the coordinator's page needs a coordinator token")
-    try:
-        from adapter.record.repository import Repository
-    except ModuleNotFoundError as missing:
-        raise Forbidden("the embedded record is not installed") from missing
     engine = _engine(request)
     found = page.discharges(Repository(engine), principal, letters_engine=engine)
     return HTMLResponse(page.render(found, principal))

@@ -147,10 +147,8 @@ class DirectoryCoordinators:
         self.rules = rules or load_rules()
 
     def coordinators(self) -> Sequence[Coordinator]:
-        try:
-            from adapter.store.directory_tables import DirectoryImportRun
-        except ModuleNotFoundError:
-            return []
+        from adapter.store.directory_tables import DirectoryImportRun
+
         key = (str(self.engine.url), self.rules.coordinator)
         generation = _generation(self.engine, DirectoryImportRun)
         with _cache_lock:

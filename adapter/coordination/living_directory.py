@@ -136,10 +136,8 @@ def import_csv(session: Session, text: str, by: str | None) -> tuple[int, list[s
 
 def _directory_cards(session: Session, idnats: list[str]) -> dict[str, dict[str, Any]]:
     """Name, profession, practice postcode and contacts from the directory tables, if present."""
-    try:
-        from adapter.store.directory_tables import DirectoryPractitioner, DirectoryRole
-    except ModuleNotFoundError:
-        return {}
+    from adapter.store.directory_tables import DirectoryPractitioner, DirectoryRole
+
     cards: dict[str, dict[str, Any]] = {}
     if not idnats:
         return cards

@@ -9,14 +9,17 @@ rendered server-side with jinja2 — no front-end build.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from adapter.config import get_settings
 from adapter.coordination.consent import reader_may_see
 from adapter.coordination.rules import CoordinationRules, MissingRoleRule, load_rules
 from adapter.mapping.knowledge import knowledge
+from adapter.mapping_files import load_mapping_file
 
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -310,9 +313,12 @@ def discharges(
                         "recipient": _recipient_name(repository, recipient),
                         "status": message.get("status", ""),
                         "sent": message.get("sent", ""),
-                        # by MSSanté: when the recipient's server took it, or why it did not
+                        # by MSSanté: when the recipient's server took it, or why it did not,
+                        # when it was read; or that the recipient has no mailbox
                         "received": message.get("received", ""),
                         "reason": (message.get("statusReason") or {}).get("text", ""),
+                        "read": _read_at(message),
+                        "no_mailbox": _mailed() and not _mail_state(message),
                     }
                 )
         found.append(
@@ -331,6 +337,32 @@ def discharges(
         if len(found) >= limit:
             break
     return found
+
+
+def _mssante_status() -> dict[str, Any]:
+    """How the MSSanté channel marks a Communication (`mappings/mssante.yaml`, read as data)."""
+    return _status_rules(get_settings().mappings_dir)
+
+
+@cache
+def _status_rules(folder: Path) -> dict[str, Any]:
+    return dict((load_mapping_file(folder / "mssante.yaml") or {}).get("status") or {})
+
+
+def _mailed() -> bool:
+    return get_settings().mssante_enabled
+
+
+def _mail_state(message: dict[str, Any]) -> str | None:
+    system = _mssante_status().get("state_tag_system")
+    return next((tag.get("code") for tag in (message.get("meta") or {}).get("tag") or []
+                 if tag.get("system") == system), None)
+
+
+def _read_at(message: dict[str, Any]) -> str:
+    url = _mssante_status().get("read_extension")
+    return next((str(e.get("valueDateTime", "")) for e in message.get("extension") or []
+                 if e.get("url") == url), "")
 
 
 def _recipient_name(repository: Any, recipient: dict[str, Any]) -> str:

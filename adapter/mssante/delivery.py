@@ -17,9 +17,9 @@ from adapter.config import Settings
 from adapter.errors import TargetRejected
 from adapter.mssante import smtp
 from adapter.mssante.compose import compose, compose_thread
-from adapter.mssante.rules import mssante_rules
+from adapter.mssante.rules import STATUS_KIND, mssante_rules
 from adapter.mssante.status import status_bundle
-from adapter.push.worker import FHIR_TRANSACTION, notify
+from adapter.push.worker import notify
 from adapter.store import outbox
 from adapter.store.engine import session_scope
 from adapter.store.letters import ReceivedLetter
@@ -92,7 +92,7 @@ def _queue_status(engine: Engine, message: dict[str, Any], bundle: dict[str, Any
                   state: str, received_at: datetime | None = None) -> None:
     with session_scope(engine) as session:
         if bundle is not None:
-            outbox.enqueue(session, FHIR_TRANSACTION, bundle, message["patient_key"])
+            outbox.enqueue(session, STATUS_KIND, bundle, message["patient_key"])
         sent = session.get(SentMessage, message["message_id"])
         if sent is not None:
             sent.state, sent.updated_at = state, received_at or _now()

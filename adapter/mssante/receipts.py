@@ -28,10 +28,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from adapter.config import Settings
-from adapter.mssante.rules import mssante_rules
+from adapter.mssante.rules import STATUS_KIND, mssante_rules
 from adapter.mssante.smtp import tls_context
 from adapter.mssante.status import status_bundle
-from adapter.push.worker import FHIR_TRANSACTION, notify
+from adapter.push.worker import notify
 from adapter.store import outbox
 from adapter.store.engine import session_scope
 from adapter.store.mssante_tables import SentMessage
@@ -170,7 +170,7 @@ def _handle(engine: Engine, report: Report, now: Clock) -> str | None:
             sent.state = "read"
         sent.updated_at = now()
         session.add(sent)
-        outbox.enqueue(session, FHIR_TRANSACTION, bundle, message["patient_key"])
+        outbox.enqueue(session, STATUS_KIND, bundle, message["patient_key"])
     notify()
     return report.kind
 

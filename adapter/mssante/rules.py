@@ -10,6 +10,9 @@ from adapter.config import get_settings
 from adapter.mapping_files import load_mapping_file
 
 KIND = "mssante-message"  # the outbox kind of one message to one recipient
+# the outbox kind of a Communication's new status: a transaction bundle whose conditional
+# references are resolved on the target just before it is sent (`push.references`)
+STATUS_KIND = "mssante-status"
 
 
 @cache

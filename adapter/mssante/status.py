@@ -3,9 +3,10 @@
 The Communication was written by the letter's bundle, whose references between entries are
 `urn:uuid:` fullUrls that mean nothing outside that bundle. The copy kept with the message
 (`portable`) names what it references by the same conditions the letter's bundle used
-(`Patient?identifier=…`: FHIR conditional references), so the update lands on any FHIR server
-that resolves them, and the letter's own tag (the organisation it was accepted for) travels
-with it, as liaison's own writes carry it.
+(`Patient?identifier=…`: FHIR conditional references), resolved on the target just before the
+update is sent (`adapter.push.references`), so it lands on any FHIR server that searches; the
+letter's own tag (the organisation it was accepted for) travels with it, as liaison's own
+writes carry it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ Every failure is translated into the one hierarchy of `adapter.errors`: `TargetU
 from __future__ import annotations
 
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 import httpx
 import orjson
@@ -42,6 +43,10 @@ class Target(Protocol):
         """Send one transaction bundle; return the transaction-response bundle."""
         ...
 
+    def find_ids(self, resource_type: str, query: str) -> list[str]:
+        """Ids of the resources a search `query` (as in a conditional URL) matches, at most 2."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -64,10 +69,8 @@ class EmbeddedTarget:
 
     def _repo(self) -> Any:
         if self._repository is None:
-            try:
-                from adapter.record.repository import Repository
-            except ModuleNotFoundError as missing:
-                raise TargetUnavailable("the embedded record is not installed") from missing
+            from adapter.record.repository import Repository
+
             self._repository = Repository(self.engine)
         return self._repository
 
@@ -95,6 +98,16 @@ class EmbeddedTarget:
             raise _unavailable() from error
         return [_target_error(answer) if isinstance(answer, LiaisonError) else answer
                 for answer in answers]
+
+    def find_ids(self, resource_type: str, query: str) -> list[str]:
+        try:
+            found = self._repo().search(resource_type, [*parse_qsl(query), ("_count", "2")])
+        except LiaisonError as error:
+            raise _target_error(error) from error
+        except OperationalError as error:
+            raise _unavailable() from error
+        return [e["resource"]["id"] for e in found.get("entry") or []
+                if (e.get("resource") or {}).get("resourceType") == resource_type]
 
     def close(self) -> None:
         return None
@@ -166,12 +179,29 @@ class HttpTarget:
             )
         raise TargetRejected(message, status=answer.status_code, outcome=outcome)
 
+    def find_ids(self, resource_type: str, query: str) -> list[str]:
+        url = f"{self.base_url}/{resource_type}?{query}&_count=2&_elements=id"
+        answer = self._request("GET", url)
+        if answer.status_code == 401 and self.credentials is not None:
+            self.credentials.invalidate()
+            answer = self._request("GET", url)
+        if answer.status_code >= 300:
+            kind = TargetUnavailable if (answer.status_code in RETRYABLE_STATUSES
+                                         or answer.status_code >= 500) else TargetRejected
+            raise kind(f"{self.base_url} answered {answer.status_code} to a search",
+                       status=answer.status_code, outcome=_outcome_of(answer))
+        return [e["resource"]["id"] for e in answer.json().get("entry") or []
+                if (e.get("resource") or {}).get("resourceType") == resource_type]
+
     def _post(self, body: bytes) -> httpx.Response:
+        return self._request("POST", self.base_url, body)
+
+    def _request(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
         if self.credentials is not None:
             headers["Authorization"] = f"Bearer {self.credentials.token()}"
         try:
-            return self.client.post(self.base_url, content=body, headers=headers)
+            return self.client.request(method, url, content=body, headers=headers)
         except httpx.TimeoutException as error:
             raise TargetUnavailable(
                 f"{self.base_url} timed out",

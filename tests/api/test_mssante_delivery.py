@@ -24,6 +24,7 @@ from tests.support.mail import MailRelay, TlsFiles, make_tls
 from tests.support.paths import FIXTURES, LDL_SES_EXAMPLE
 
 NURSE = "elsa.ducout@infirmier.mssante.fr"
+LETTER_KEY = "1.2.250.1.213.1.1.1.29.2022.1.1/"  # its Communications' identifiers start so
 MAILBOXES = {"charles.david@hegp.mssante.fr", NURSE, "stephane.medioni@medecin.mssante.fr"}
 CDA = {"Content-Type": "application/hl7-cda+xml"}
 
@@ -158,3 +159,34 @@ def test_a_message_the_outbox_gives_up_on_leaves_its_communication_not_done(
         failed = client.get("/fhir/Communication?status=in-progress&_summary=count",
                             headers=system).json()
         assert failed["total"] == 0
+
+
+@pytest.mark.medplum
+def test_the_status_lands_on_another_fhir_server_too(
+        liaison: Callable[..., Any], hospital: dict[str, str], tls: TlsFiles, directory: None,
+        medplum_base_url: str) -> None:
+    """Medplum resolves the status update's conditional references as the embedded record
+    does: its Communications end `completed` with `received`, linked to its own Patient."""
+    from tests.push.medplum_queries import search
+
+    with MailRelay(tls) as relay, liaison(**relay.settings(), target_url=medplum_base_url,
+                                          target_max_entries=8) as client:
+        answer = client.post("/discharge-letters", content=LDL_SES_EXAMPLE.read_bytes(),
+                             headers={**hospital, **CDA})
+        assert answer.status_code == 202, answer.text
+        relay.wait_for(3)
+        deadline = time.monotonic() + 60
+        while True:
+            # this letter's (other tests send it to the same Medplum)
+            found = [c for c in search(medplum_base_url, "Communication")
+                     if c.get("identifier", [{}])[0].get("value", "").startswith(LETTER_KEY)]
+            if len(found) == 3 and all(c["status"] == "completed" and c.get("received")
+                                       for c in found):
+                break
+            assert time.monotonic() < deadline, [c["status"] for c in found]
+            time.sleep(0.2)
+    (patient,) = search(medplum_base_url, "Patient",
+                        identifier="urn:oid:1.2.250.1.213.1.4.10|279035121518989")
+    for communication in found:
+        assert communication["received"]
+        assert communication["subject"]["reference"] == f"Patient/{patient['id']}"

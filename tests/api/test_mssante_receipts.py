@@ -6,8 +6,11 @@ read the letter yet?"."""
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from collections.abc import Callable
+from email import message_from_bytes, policy
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
@@ -117,13 +120,21 @@ def test_read_receipts_and_bounces_come_back_to_the_record(
         liaison_env: Any) -> None:
     import_path(get_engine(), NATIONAL_SAMPLE)
     import_path(get_engine(), MSSANTE_SAMPLE)
-    with MailRelay(tls) as relay, imap.Mailbox(tls, SENDER, "secret") as mailbox, \
+    recipients = (NURSE, GP, "charles.david@hegp.mssante.fr")
+    with imap.Mailbox(tls, SENDER, "secret", others=recipients) as mailbox, \
+            MailRelay(tls, deliver_to=mailbox) as relay, \
             liaison(**relay.settings(), **mailbox.settings(),
                     mssante_receipts_poll_seconds=0.1) as client:
-        answer = client.post("/discharge-letters", content=LDL_SES_EXAMPLE.read_bytes(),
-                             headers={**hospital, **CDA})
+        letter = LDL_SES_EXAMPLE.read_bytes()
+        answer = client.post("/discharge-letters", content=letter, headers={**hospital, **CDA})
         assert answer.status_code == 202, answer.text
         sent = {m.recipients[0]: m.message["Message-ID"] for m in relay.wait_for(3)}
+        for recipient in recipients:  # in each recipient's own mailbox: the letter, unchanged
+            (raw,) = mailbox.messages(recipient)
+            attachments = {part.get_filename(): part for part in
+                           message_from_bytes(raw, policy=policy.default).iter_attachments()}
+            package = zipfile.ZipFile(io.BytesIO(attachments["IHE_XDM.ZIP"].get_content()))
+            assert package.read("IHE_XDM/SUBSET01/DOC0001.XML") == letter
         _until(lambda: all(c["status"] == "completed" for c in _communications(client).values())
                and len(_communications(client)) == 3)
         # nobody has read it yet: all three are received, none read
@@ -143,6 +154,9 @@ def test_read_receipts_and_bounces_come_back_to_the_record(
         # who has not read the letter: the one still only received
         unread = _communications(client, _tag=f"{STATE}|received")
         assert set(unread) == {"charles.david@hegp.mssante.fr"}
+        page = client.get("/coordination/page", headers=bearer(issue_token("system"))).text
+        assert "lu le " in page and "pas encore lu" in page
+        assert "Message MSSanté non distribué" in page
         # every mail was read by liaison; the one it could not place is flagged for a person
         flags = _until(lambda: (f := mailbox.flags()) and all(b"\\Seen" in x for x in f) and f)
         assert sum(b"\\Flagged" in x for x in flags) == 1

@@ -40,8 +40,12 @@ def unavailable() -> str | None:
 class Mailbox:
     """`with Mailbox(tls, user, password) as mailbox:` a Dovecot IMAP server on 127.0.0.1."""
 
-    def __init__(self, tls: TlsFiles, user: str, password: str) -> None:
+    def __init__(self, tls: TlsFiles, user: str, password: str,
+                 others: tuple[str, ...] = ()) -> None:
+        """`user`: liaison's mailbox; `others`: the recipients' (same password), for a relay
+        that delivers into them (`MailRelay(deliver_to=…)`)."""
         self.tls, self.user, self.password = tls, user, password
+        self.users = (user, *others)
         self.port = free_port()
         # Dovecot's processes run as its users: their folder must be theirs to enter
         self.folder = Path(tempfile.mkdtemp(prefix="liaison-imap-"))
@@ -55,7 +59,8 @@ class Mailbox:
         shutil.chown(folder / "mail", "dovecot", "dovecot")
         for source in (self.tls.cert, self.tls.key):
             shutil.copy(source, folder / source.name)
-        (folder / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        (folder / "users").write_text(
+            "".join(f"{user}:{{PLAIN}}{self.password}\n" for user in self.users))
         (folder / "dovecot.conf").write_text(f"""
 base_dir = {folder}/run
 state_dir = {folder}/state
@@ -105,18 +110,29 @@ service anvil {{
                 time.sleep(0.05)
         return self
 
-    def connect(self) -> imaplib.IMAP4:
-        """A logged-in IMAP session on INBOX (what the remote servers' reports arrive in)."""
+    def connect(self, user: str | None = None) -> imaplib.IMAP4:
+        """A logged-in IMAP session on the INBOX of `user` (default: liaison's, where the
+        remote servers' reports arrive)."""
         session = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
         session.starttls(ssl_context=ssl.create_default_context(cafile=str(self.tls.ca)))
-        session.login(self.user, self.password)
+        session.login(user or self.user, self.password)
         session.select("INBOX")
         return session
 
-    def deliver(self, raw: bytes) -> None:
-        """Put a message in the mailbox, as the operator's server does when one arrives."""
-        with self.connect() as session:
+    def deliver(self, raw: bytes, user: str | None = None) -> None:
+        """Put a message in a mailbox, as the operator's server does when one arrives."""
+        with self.connect(user) as session:
             session.append("INBOX", None, None, raw)
+
+    def messages(self, user: str) -> list[bytes]:
+        """Every message in `user`'s INBOX."""
+        with self.connect(user) as session:
+            _, found = session.search(None, "ALL")
+            raws = []
+            for number in (found[0] or b"").split():
+                _, data = session.fetch(number, "(BODY.PEEK[])")
+                raws += [item[1] for item in data if isinstance(item, tuple)]
+            return raws
 
     def flags(self) -> list[bytes]:
         with self.connect() as session:

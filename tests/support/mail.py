@@ -84,6 +84,8 @@ class Accepted:
 
 @dataclass
 class _Handler:
+    # a mailbox server the relay delivers into, for the recipients it holds
+    deliver_to: Any = None
     accepted: list[Accepted] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # address → "550 …" for good
     # address → how many more times to answer "451 …" before accepting
@@ -106,6 +108,10 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = bytes(envelope.original_content or envelope.content)
+        for recipient in envelope.rcpt_tos:
+            if self.deliver_to is not None and recipient in self.deliver_to.users:
+                self.deliver_to.deliver(raw, recipient)
         with self.arrived:
             self.accepted.append(Accepted(envelope.mail_from, list(envelope.rcpt_tos),
                                           bytes(envelope.original_content or envelope.content)))
@@ -117,11 +123,11 @@ class MailRelay:
     """`with MailRelay(tls) as relay:` an SMTP server on 127.0.0.1 requiring STARTTLS."""
 
     def __init__(self, tls: TlsFiles, port: int | None = None, *,
-                 client_certificate: bool = False) -> None:
+                 client_certificate: bool = False, deliver_to: Any = None) -> None:
         self.tls = tls
         self.client_certificate = client_certificate  # refuse TLS without one the CA signed
         self.port = port or free_port()
-        self.handler = _Handler()
+        self.handler = _Handler(deliver_to=deliver_to)
         self._controller: Controller | None = None
 
     def start(self) -> MailRelay:

@@ -8,7 +8,6 @@ to get values unique to one run (so runs against a long-lived server do not coll
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,15 +52,10 @@ def _next_version(letter: bytes) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-def _converted(letter: bytes) -> bytes | None:
-    try:
-        mapping = importlib.import_module("adapter.mapping")
-    except ImportError:
-        return None
-    convert = getattr(mapping, "convert_letter", None)
-    if convert is None:
-        return None
-    return json.dumps(convert(letter).bundle, ensure_ascii=False).encode("utf-8")
+def _converted(letter: bytes) -> bytes:
+    from adapter.mapping import convert_letter  # the mapping: paid only by the runs that use it
+
+    return json.dumps(convert_letter(letter).bundle, ensure_ascii=False).encode("utf-8")
 
 
 class Fixtures:
