@@ -6,7 +6,11 @@ only if its `From` is the mailbox of a member of the patient's active care team,
 under the same rules as a message posted through `/fhir` (`coordination.thread`), answering
 the Communication it replies to; the quoted text is left out. Anything else stays in the mailbox,
 flagged for a person. Filed into the embedded record only (with another shared record, replies
-are left to a person)."""
+are left to a person).
+
+The `From` is trusted because MSSanté is a closed space: its operators deliver to liaison's
+mailbox only mail their authenticated users sent (outside mail is refused at their border);
+liaison's mailbox must be an MSSanté one, never an address the open Internet can write to."""
 
 from __future__ import annotations
 
