@@ -6,10 +6,12 @@
   `GET /coordination/fhir/PractitionerRole?available-within=24h&skill=…&address-postalcode=…`
 - `GET /coordination/audit?letter=…` — why something was or was not shared
 - `GET /coordination/page` — the coordinator's page (HTML)
+- `POST /coordination/review/{task_id}` — complete a D+7 review
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -21,7 +23,7 @@ from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.auth.rules import require_consent_filer
 from adapter.config import get_settings
-from adapter.coordination import consent, living_directory, page, subscriptions
+from adapter.coordination import consent, living_directory, page, review, subscriptions
 from adapter.coordination.rules import load_rules
 from adapter.errors import BadRequest, Forbidden
 from adapter.national_ids import ins_systems
@@ -292,6 +294,20 @@ def get_audit(
         }
         for row in rows
     ]
+
+
+@router.post("/review/{task_id}", summary="Complete a D+7 review (a coordinator of its CPTS)")
+async def complete_review(
+    task_id: str,
+    request: Request,
+    body: dict[str, Any] = Body(...),
+    principal: Principal = Depends(current_principal),
+) -> JSONResponse:
+    """Body: `{"checks": {"gp-appointment": true, …}, "note": "…"}`; answers the Task."""
+    repository = Repository(_engine(request))
+    result = await run_in_threadpool(lambda: review.complete(
+        repository, principal, task_id, body, load_rules(), now=lambda: datetime.now(UTC)))
+    return JSONResponse(result.stored(), media_type=FHIR_JSON)
 
 
 @router.get("/page", response_class=HTMLResponse, summary="The coordinator's page")

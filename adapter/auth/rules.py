@@ -27,7 +27,7 @@ WRITE_RULES: tuple[tuple[str, str], ...] = (
                      "messages in those patients' threads (POST /fhir/Communication), to "
                      "members of their care team, as themselves"),
     ("coordinator", "consent of its CPTS's patients; availabilities; messages in those "
-                    "patients' threads"),
+                    "patients' threads; the D+7 reviews its CPTS owns"),
     ("system", "everything"),
 )
 
@@ -81,6 +81,15 @@ def require_thread_writer(principal: Principal, in_care_of_patient: Any) -> None
     if not in_care_of_patient():
         raise Forbidden("only the patient's care team and its CPTS coordinator write in its "
                         "thread")
+
+
+def require_review_completer(principal: Principal, owned_by_callers_cpts: Any) -> None:
+    """A D+7 review is completed by a coordinator of the CPTS that owns it
+    (`owned_by_callers_cpts()` answers), or the system."""
+    if principal.kind == "system":
+        return
+    if principal.kind != "coordinator" or not owned_by_callers_cpts():
+        raise Forbidden("a review is completed by a coordinator of the CPTS that owns it")
 
 
 def require_consent_filer(principal: Principal, cares_for_patient: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from adapter.coordination import consent
+from adapter.coordination import consent, review
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.careteam_merge import carry_over, known_carers, team_identifiers
 from adapter.coordination.notifications import discharge_event
@@ -199,6 +199,7 @@ def _add_coordinators(
             session, letter, idnat, "shared",
             f"pathway coordinator of {coordinator.territory_kind} {coordinator.territory_id}")
         _info(report, f"coordination: coordinator of {coordinator.territory_id} added")
+        review.task_for_stay(view, letter, rules, territory_url)
 
 
 def _act_for_territory(view: BundleView, care_team: dict[str, Any], idnat: str,

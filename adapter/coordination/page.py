@@ -9,6 +9,7 @@ rendered server-side with jinja2 — no front-end build.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from adapter.config import get_settings
+from adapter.coordination import review
 from adapter.coordination.consent import reader_may_see
 from adapter.coordination.rules import CoordinationRules, MissingRoleRule, load_rules
 from adapter.mapping.knowledge import knowledge
@@ -79,6 +81,7 @@ class Discharge:
     missing_roles: list[str]
     communications: list[dict[str, str]]
     letters: list[dict[str, str]] = field(default_factory=list)  # received letters, push status
+    reviews: list[dict[str, str]] = field(default_factory=list)  # D+7 reviews: due, done, by whom
 
     @property
     def pcp(self) -> Member | None:
@@ -332,11 +335,26 @@ def discharges(
                 missing_roles=missing_roles(activities, members, rules.missing_roles),
                 communications=communications,
                 letters=letter_statuses(letters_engine, patient),
+                reviews=[_review_line(task) for task in
+                         review.reviews(repository, subject, principal, rules)],
             )
         )
         if len(found) >= limit:
             break
     return found
+
+
+def _review_line(task: dict[str, Any]) -> dict[str, str]:
+    """A review as the page says it: done (when, by whom), overdue, or due (on which day)."""
+    due = str(((task.get("restriction") or {}).get("period") or {}).get("end", ""))
+    last = (task.get("note") or [{}])[-1]
+    overdue = bool(due) and task.get("status") != "completed" and \
+        due[:10] < datetime.now(UTC).date().isoformat()
+    return {"id": str(task.get("id", "")), "status": str(task.get("status", "")),
+            "due": due[:10], "overdue": "yes" if overdue else "",
+            "done_at": str((task.get("executionPeriod") or {}).get("end", ""))[:16],
+            "done_by": str(last.get("authorString", "")) if task.get("status") == "completed"
+            else ""}
 
 
 def _mssante_status() -> dict[str, Any]:
