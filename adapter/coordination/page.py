@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from adapter.config import get_settings
 from adapter.coordination import review
 from adapter.coordination.consent import reader_may_see
+from adapter.coordination.french_dates import french_birth, french_moment
 from adapter.coordination.rules import CoordinationRules, MissingRoleRule, load_rules
 from adapter.mapping.knowledge import knowledge
 from adapter.mapping_files import load_mapping_file
@@ -27,6 +28,14 @@ _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
 )
+_TEMPLATES.filters["quand"] = french_moment  # "mardi 3 décembre 2019, 13 h 30"
+_TEMPLATES.filters["naissance"] = french_birth
+# what became of a received letter, in words (`store.letters.RECEIPT_STATUS`)
+LETTER_STATUS_WORDS = {"accepted": "reçue, en cours d'envoi au dossier partagé",
+                       "retrying": "reçue, envoi au dossier partagé retenté",
+                       "pushed": "dans le dossier partagé",
+                       "failed": "reçue, pas encore dans le dossier partagé (à vérifier)"}
+_TEMPLATES.globals["letter_status_words"] = LETTER_STATUS_WORDS
 MSSANTE_CODE = "MSSANTE"
 
 
@@ -264,7 +273,10 @@ def letter_statuses(engine: Any, patient: dict[str, Any]) -> list[dict[str, str]
         for row in rows:
             entry = outbox.get_entry(engine, row.outbox_id) if row.outbox_id else None
             status = RECEIPT_STATUS.get(entry.status, entry.status) if entry else "unknown"
-            received = row.received_at.isoformat(timespec="minutes")
+            moment = row.received_at  # kept in UTC (SQLite gives it back without zone)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            received = moment.isoformat(timespec="minutes")
             found.append({"received": received, "status": status, "model": row.model})
     return found
 
@@ -351,8 +363,8 @@ def _review_line(task: dict[str, Any]) -> dict[str, str]:
     overdue = bool(due) and task.get("status") != "completed" and \
         due[:10] < datetime.now(UTC).date().isoformat()
     return {"id": str(task.get("id", "")), "status": str(task.get("status", "")),
-            "due": due[:10], "overdue": "yes" if overdue else "",
-            "done_at": str((task.get("executionPeriod") or {}).get("end", ""))[:16],
+            "due": due, "overdue": "yes" if overdue else "",
+            "done_at": str((task.get("executionPeriod") or {}).get("end", "")),
             "done_by": str(last.get("authorString", "")) if task.get("status") == "completed"
             else ""}
 

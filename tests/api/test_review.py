@@ -54,7 +54,7 @@ def test_a_stay_gets_its_review_due_a_week_after_discharge(stay: TestClient) -> 
     assert {"system": "urn:liaison:cpts", "value": "CPTS-PARIS-CENTRE"} in owner["identifier"]
     page = stay.get("/coordination/page", headers=bearer(issue_token("coordinator",
                                                                      **COORDINATOR))).text
-    assert "Revue J+7 :" in page and "en retard, prévue le 2019-12-10" in page
+    assert "Revue J+7 :" in page and "en retard, prévue le mardi 10 décembre 2019, 13 h 30" in page
 
 
 def test_a_coordinator_of_the_cpts_completes_it_and_nobody_else(

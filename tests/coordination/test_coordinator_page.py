@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -147,7 +148,10 @@ def test_page_shows_whether_the_received_letter_reached_the_record() -> None:
     assert 'class="letters"' not in client.get("/coordination/page", headers=admin).text
     assert delivery_pusher(engine, threads=1).drain(timeout=30)
     html = client.get("/coordination/page", headers=admin).text
-    assert 'letter-status">pushed<' in html
+    assert 'letter-status">dans le dossier partagé<' in html
+    # dates as a person reads them, never an ISO timestamp
+    assert "mardi 3 décembre 2019, 13 h 30" in html  # when the hospital sent its messages
+    assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", html)
 
 
 def test_a_person_named_in_several_roles_of_the_letter_is_one_row_of_the_team() -> None:
