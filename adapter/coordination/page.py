@@ -91,6 +91,8 @@ class Discharge:
     communications: list[dict[str, str]]
     letters: list[dict[str, str]] = field(default_factory=list)  # received letters, push status
     reviews: list[dict[str, str]] = field(default_factory=list)  # D+7 reviews: due, done, by whom
+    stay: dict[str, str] = field(default_factory=dict)  # discharge, hospital, destination
+    address: str = ""  # where the patient lives
 
     @property
     def pcp(self) -> Member | None:
@@ -349,11 +351,50 @@ def discharges(
                 letters=letter_statuses(letters_engine, patient),
                 reviews=[_review_line(task) for task in
                          review.reviews(repository, subject, principal, rules)],
+                stay=_stay(repository, subject, principal),
+                address=_address(patient),
             )
         )
         if len(found) >= limit:
             break
     return found
+
+
+def _stay(repository: Any, subject: str, principal: Any) -> dict[str, str]:
+    """The latest stay: when the patient left, from which hospital, to where (a transfer to
+    another establishment is said as such)."""
+    found = repository.search("Encounter", [("subject", subject), ("_sort", "-_lastUpdated"),
+                                            ("_count", "1")], principal)
+    encounter = next((e["resource"] for e in found.get("entry") or []
+                      if e["resource"].get("resourceType") == "Encounter"), None)
+    if encounter is None:
+        return {}
+    hospital = ""
+    provider = str((encounter.get("serviceProvider") or {}).get("reference", ""))
+    if provider.startswith("Organization/"):
+        try:
+            hospital = str(repository.read("Organization", provider.split("/", 1)[1],
+                                           principal).get("name") or "")
+        except Exception:  # not readable by this caller: left out
+            hospital = ""
+    disposition = (encounter.get("hospitalization") or {}).get("dischargeDisposition") or {}
+    codes = {c.get("code") for c in disposition.get("coding") or []}
+    transfers = {code for model in knowledge().section_models.values()
+                 for code in model.get("transfer_dispositions") or []}
+    return {"discharged": str((encounter.get("period") or {}).get("end", "")),
+            "hospital": hospital,
+            "destination": str(disposition.get("text") or ""),
+            "transfer": "yes" if codes & transfers else ""}
+
+
+def _address(patient: dict[str, Any]) -> str:
+    for address in patient.get("address") or []:
+        parts = [" ".join(address.get("line") or []), " ".join(
+            part for part in (address.get("postalCode"), address.get("city")) if part)]
+        text = ", ".join(part for part in parts if part)
+        if text:
+            return text
+    return ""
 
 
 def _review_line(task: dict[str, Any]) -> dict[str, str]:

@@ -151,6 +151,10 @@ def test_page_shows_whether_the_received_letter_reached_the_record() -> None:
     assert 'letter-status">dans le dossier partagé<' in html
     # dates as a person reads them, never an ISO timestamp
     assert "mardi 3 décembre 2019, 13 h 30" in html  # when the hospital sent its messages
+    # the stay: when, from which hospital, to where (the example is a transfer), and the address
+    assert "Sortie le mardi 3 décembre 2019, 13 h 30 de Hôpital Européen Georges Pompidou" in html
+    assert 'class="transfer">transfert</strong> vers : Autre établissement de santé' in html
+    assert "Adresse : 28 Avenue de Breteuil Escalier A, 75007 PARIS" in html
     assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", html)
 
 
