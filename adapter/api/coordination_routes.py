@@ -317,5 +317,6 @@ def coordinator_page(
     if principal.kind not in ("coordinator", "system"):
         raise Forbidden("the coordinator's page needs a coordinator token")
     engine = _engine(request)
-    found = page.discharges(Repository(engine), principal, letters_engine=engine)
-    return HTMLResponse(page.render(found, principal))
+    repository = Repository(engine)
+    found = page.discharges(repository, principal, letters_engine=engine)
+    return HTMLResponse(page.render(found, principal, repository))

@@ -455,10 +455,25 @@ def _recipient_name(repository: Any, recipient: dict[str, Any]) -> str:
     return recipient.get("display") or reference
 
 
-def render(discharges_: list[Discharge], principal: Any) -> str:
+def render(discharges_: list[Discharge], principal: Any, repository: Any = None) -> str:
     template = _TEMPLATES.get_template("coordinator.html")
     return template.render(
         discharges=discharges_,
-        territory=getattr(principal, "cpts", None) or "",
+        territory=territory_name(repository, principal),
         count=len(discharges_),
     )
+
+
+def territory_name(repository: Any, principal: Any, rules: CoordinationRules | None = None
+                   ) -> str:
+    """The coordinator's CPTS (or DAC) by its name, as the record's Organization holds it;
+    its identifier when the record has no name for it."""
+    cpts = getattr(principal, "cpts", None) or ""
+    if not cpts or repository is None:
+        return cpts
+    system = (rules or load_rules()).section("coordinator").get(
+        "territory_identifier_system", "urn:liaison:cpts")
+    found = repository.search("Organization", [("identifier", f"{system}|{cpts}")])
+    names = [e["resource"].get("name") for e in found.get("entry") or []
+             if e["resource"].get("name")]
+    return str(names[0]) if names else cpts

@@ -65,6 +65,8 @@ def test_page_lists_the_patient_the_pcp_and_the_missing_nurse() -> None:
     assert 'data-role="Infirmier(e)"' in html
     assert "Claire MARTIN" in html  # the coordinator in the team, with her MSSanté
     assert "claire.martin@cpts-paris-centre.mssante.fr" in html
+    # the CPTS by its name, not its identifier
+    assert "Sorties d'hospitalisation — CPTS Paris Centre" in html
 
 
 def test_no_missing_nurse_once_a_nurse_is_in_the_team() -> None:
