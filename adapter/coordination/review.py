@@ -68,9 +68,7 @@ def _fhir_moment(moment: datetime) -> str:
 
 
 def _review_in(view: BundleView, section: dict[str, Any]) -> dict[str, Any] | None:
-    return next((t for t in view.resources("Task")
-                 if any(i.get("system") == section["identifier_system"]
-                        for i in t.get("identifier") or [])), None)
+    return next((task for task in view.resources("Task") if _is_review(task, section)), None)
 
 
 def _discharge_moment(view: BundleView, letter: LetterSummary) -> datetime | None:

@@ -17,13 +17,12 @@ from adapter.config import Settings
 from adapter.errors import TargetRejected
 from adapter.mssante import smtp
 from adapter.mssante.compose import compose, compose_thread
-from adapter.mssante.rules import STATUS_KIND, mssante_rules
+from adapter.mssante.queue import record_outcome
+from adapter.mssante.rules import mssante_rules
 from adapter.mssante.status import status_bundle
 from adapter.push.worker import notify
-from adapter.store import outbox
 from adapter.store.engine import session_scope
 from adapter.store.letters import ReceivedLetter
-from adapter.store.mssante_tables import SentMessage
 
 Clock = Callable[[], datetime]
 
@@ -91,11 +90,6 @@ def given_up(engine: Engine, clock: Clock = _now) -> Callable[[Any, dict[str, An
 def _queue_status(engine: Engine, message: dict[str, Any], bundle: dict[str, Any] | None, *,
                   state: str, received_at: datetime | None = None) -> None:
     with session_scope(engine) as session:
-        if bundle is not None:
-            outbox.enqueue(session, STATUS_KIND, bundle, message["patient_key"])
-        sent = session.get(SentMessage, message["message_id"])
-        if sent is not None:
-            sent.state, sent.updated_at = state, received_at or _now()
-            sent.received_at = received_at or sent.received_at
-            session.add(sent)
+        record_outcome(session, message, state, when=received_at or _now(), bundle=bundle,
+                       received_at=received_at)
     notify()

@@ -34,6 +34,7 @@ def plan_messages(bundle: dict[str, Any], sender: str) -> MailPlan:
     resources = {url: e.get("resource") or {} for url, e in entries.items()}
     document = _first(bundle, "DocumentReference")
     patient = _first(bundle, "Patient")
+    metadata = _document_metadata(document, patient)  # the letter's: the same for everyone
     plan = MailPlan()
     for entry in bundle.get("entry") or []:
         communication = entry.get("resource") or {}
@@ -48,12 +49,13 @@ def plan_messages(bundle: dict[str, Any], sender: str) -> MailPlan:
             continue
         communication["status"] = rules["status"]["queued"]
         identifier = communication["identifier"][0]
+        fields = _fields(rules, document, patient, communication, resources)
         plan.messages.append({
             "to": address,
             "message_id": f"<{derived_uuid('mssante', identifier['value'])}@{_domain(sender)}>",
-            "subject": _subject(rules, document, patient, communication, resources),
-            "body": _body(rules, name, document, patient, communication, resources),
-            "document": _document_metadata(document, patient),
+            "subject": rules["message"]["subject"].format(**fields),
+            "body": rules["message"]["body"].format(greeting=_greeting(rules, name), **fields),
+            "document": metadata,
             "communication": portable(communication, entries),
             "tags": (bundle.get("meta") or {}).get("tag") or [],
         })
@@ -71,8 +73,6 @@ def plan_thread_mail(bundle: dict[str, Any], sender: str) -> list[dict[str, Any]
     writer = _person_name(writer_resource, resources) \
         or (communication.get("sender") or {}).get("display") \
         or rules["thread_message"]["unknown_writer"]
-    unknown = rules["message"]["unknown"]
-    birth = patient.get("birthDate")
     text = "\n\n".join(p["contentString"] for p in communication.get("payload") or []
                         if p.get("contentString"))
     messages = []
@@ -82,11 +82,8 @@ def plan_thread_mail(bundle: dict[str, Any], sender: str) -> list[dict[str, Any]
         if address is None:
             continue
         name = _person_name(resources.get(reference, {}), resources)
-        greeting = rules["message"]["greeting"].format(recipient=name) if name \
-            else rules["message"]["greeting_unnamed"]
-        fields = {"writer": writer, "patient": _patient_name(patient) or unknown,
-                  "birth": french_date(birth) if birth else unknown, "text": text,
-                  "greeting": greeting}
+        fields = {"writer": writer, "text": text, "greeting": _greeting(rules, name),
+                  **_who(rules, patient)}
         identifier = communication["identifier"][0]["value"]
         messages.append({
             "to": address,
@@ -158,35 +155,33 @@ def _day(document: dict[str, Any], communication: dict[str, Any]) -> str:
     return french_date(moment) if moment else ""
 
 
+def _who(rules: dict[str, Any], patient: dict[str, Any]) -> dict[str, str]:
+    """The patient as a message names them: name and birth date."""
+    unknown = rules["message"]["unknown"]
+    birth = patient.get("birthDate")
+    return {"patient": _patient_name(patient) or unknown,
+            "birth": french_date(birth) if birth else unknown}
+
+
+def _greeting(rules: dict[str, Any], name: str | None) -> str:
+    message = rules["message"]
+    return str(message["greeting"]).format(recipient=name) if name \
+        else str(message["greeting_unnamed"])
+
+
 def _fields(rules: dict[str, Any], document: dict[str, Any], patient: dict[str, Any],
             communication: dict[str, Any], resources: dict[str, dict[str, Any]]
             ) -> dict[str, str]:
+    """What a letter's message says, but the greeting."""
     unknown = rules["message"]["unknown"]
-    birth = patient.get("birthDate")
     return {
         "title": str(document.get("description") or "Lettre de liaison"),
-        "patient": _patient_name(patient) or unknown,
-        "birth": french_date(birth) if birth else unknown,
+        **_who(rules, patient),
         "hospital": _hospital(communication, resources),
         "day": _day(document, communication) or unknown,
         "summary": " ".join(p["contentString"] for p in communication.get("payload") or []
                             if p.get("contentString")),
     }
-
-
-def _subject(rules: dict[str, Any], document: dict[str, Any], patient: dict[str, Any],
-             communication: dict[str, Any], resources: dict[str, dict[str, Any]]) -> str:
-    return str(rules["message"]["subject"]).format(
-        **_fields(rules, document, patient, communication, resources))
-
-
-def _body(rules: dict[str, Any], name: str | None, document: dict[str, Any],
-          patient: dict[str, Any], communication: dict[str, Any],
-          resources: dict[str, dict[str, Any]]) -> str:
-    message = rules["message"]
-    greeting = message["greeting"].format(recipient=name) if name else message["greeting_unnamed"]
-    return str(message["body"]).format(
-        greeting=greeting, **_fields(rules, document, patient, communication, resources))
 
 
 def _document_metadata(document: dict[str, Any], patient: dict[str, Any]) -> dict[str, Any]:

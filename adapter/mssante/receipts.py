@@ -28,7 +28,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from adapter.config import Settings
-from adapter.mssante.rules import STATUS_KIND, mssante_rules
+from adapter.mssante.queue import record_outcome
+from adapter.mssante.rules import mssante_rules
 from adapter.mssante.smtp import tls_context
 from adapter.mssante.status import status_bundle
 from adapter.push.worker import notify
@@ -163,14 +164,12 @@ def _handle(engine: Engine, report: Report, now: Clock) -> str | None:
         if report.kind == "bounce":
             bundle = status_bundle(message, rules["refused"], when=now(),
                                    reason=f"{rules['bounced_reason']} ({report.detail})")
-            sent.state = "bounced"
+            state = "bounced"
         else:
             bundle = status_bundle(message, rules["received"], when=sent.received_at or now(),
                                    read_at=now())
-            sent.state = "read"
-        sent.updated_at = now()
-        session.add(sent)
-        outbox.enqueue(session, STATUS_KIND, bundle, message["patient_key"])
+            state = "read"
+        record_outcome(session, message, state, when=now(), bundle=bundle)
     notify()
     return report.kind
 

@@ -155,12 +155,7 @@ class HttpTarget:
         return self._send_one(bundle)
 
     def _send_one(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        body = orjson.dumps(bundle)
-        answer = self._post(body)
-        if answer.status_code == 401 and self.credentials is not None:
-            # The cached token may have been revoked or expired early: one fresh try.
-            self.credentials.invalidate()
-            answer = self._post(body)
+        answer = self._exchange("POST", self.base_url, orjson.dumps(bundle))
         if answer.status_code < 300:
             try:
                 return answer.json()
@@ -168,33 +163,37 @@ class HttpTarget:
                 raise TargetUnavailable(
                     "the target answered success without a JSON bundle", status=answer.status_code
                 ) from error
+        raise self._refusal(answer, f"{self.base_url} answered {answer.status_code}")
+
+    def find_ids(self, resource_type: str, query: str) -> list[str]:
+        url = f"{self.base_url}/{resource_type}?{query}&_count=2&_elements=id"
+        answer = self._exchange("GET", url)
+        if answer.status_code >= 300:
+            raise self._refusal(answer, f"{self.base_url} answered {answer.status_code} to a "
+                                        "search")
+        return [e["resource"]["id"] for e in answer.json().get("entry") or []
+                if (e.get("resource") or {}).get("resourceType") == resource_type]
+
+    def _exchange(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
+        answer = self._request(method, url, body)
+        if answer.status_code == 401 and self.credentials is not None:
+            # The cached token may have been revoked or expired early: one fresh try.
+            self.credentials.invalidate()
+            answer = self._request(method, url, body)
+        return answer
+
+    @staticmethod
+    def _refusal(answer: httpx.Response, message: str) -> TargetError:
+        """Worth retrying (408, 429, 5xx: with the server's Retry-After) or not (other 4xx)."""
         outcome = _outcome_of(answer)
-        message = f"{self.base_url} answered {answer.status_code}"
         if answer.status_code in RETRYABLE_STATUSES or answer.status_code >= 500:
-            raise TargetUnavailable(
+            return TargetUnavailable(
                 message,
                 status=answer.status_code,
                 outcome=outcome,
                 retry_after=parse_retry_after(answer.headers.get("Retry-After")),
             )
-        raise TargetRejected(message, status=answer.status_code, outcome=outcome)
-
-    def find_ids(self, resource_type: str, query: str) -> list[str]:
-        url = f"{self.base_url}/{resource_type}?{query}&_count=2&_elements=id"
-        answer = self._request("GET", url)
-        if answer.status_code == 401 and self.credentials is not None:
-            self.credentials.invalidate()
-            answer = self._request("GET", url)
-        if answer.status_code >= 300:
-            kind = TargetUnavailable if (answer.status_code in RETRYABLE_STATUSES
-                                         or answer.status_code >= 500) else TargetRejected
-            raise kind(f"{self.base_url} answered {answer.status_code} to a search",
-                       status=answer.status_code, outcome=_outcome_of(answer))
-        return [e["resource"]["id"] for e in answer.json().get("entry") or []
-                if (e.get("resource") or {}).get("resourceType") == resource_type]
-
-    def _post(self, body: bytes) -> httpx.Response:
-        return self._request("POST", self.base_url, body)
+        return TargetRejected(message, status=answer.status_code, outcome=outcome)
 
     def _request(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
