@@ -26,6 +26,7 @@ from email.parser import HeaderParser
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapter.config import Settings
 from adapter.mssante.queue import record_outcome
@@ -135,9 +136,7 @@ def collect(engine: Engine, settings: Settings, *, clock: Clock | None = None,
         for uid in (found[0] or b"").split():
             _, data = mailbox.uid("FETCH", uid, "(BODY.PEEK[])")  # type: ignore[arg-type]
             raw = next((item[1] for item in data if isinstance(item, tuple)), b"")
-            handled = _handle(engine, read_report(raw), now)
-            if handled is None and other is not None and other(raw):
-                handled = "other"
+            handled = _handled(engine, raw, now, other)
             flags = r"(\Seen)" if handled else r"(\Seen \Flagged)"
             mailbox.uid("STORE", uid, "+FLAGS", flags)  # type: ignore[arg-type]
             if handled == "bounce":
@@ -151,6 +150,23 @@ def collect(engine: Engine, settings: Settings, *, clock: Clock | None = None,
     return collected
 
 
+def _handled(engine: Engine, raw: bytes, now: Clock, other: OtherMail | None) -> str | None:
+    """What one mail was taken as ("bounce", "read", "other"), None: left to a person — also
+    when handling it failed for a reason of its own (a mail that cannot be handled must not
+    hold back the ones after it; the database being away still stops the collection)."""
+    try:
+        handled = _handle(engine, read_report(raw), now)
+        if handled is None and other is not None and other(raw):
+            handled = "other"
+        return handled
+    except SQLAlchemyError:
+        raise
+    except Exception as error:
+        logger.warning("a mail of the MSSanté mailbox was left to a person (%s)",
+                       type(error).__name__)
+        return None
+
+
 def _handle(engine: Engine, report: Report, now: Clock) -> str | None:
     if report.kind not in ("bounce", "read") or not report.original_id:
         return None
@@ -161,13 +177,17 @@ def _handle(engine: Engine, report: Report, now: Clock) -> str | None:
         if sent is None or entry is None:
             return None
         message: dict[str, Any] = entry.payload_json()
+        # a letter's message has its own Communication to update; a thread message's mail does
+        # not (one Communication for all its recipients): its fate is kept with it alone
+        has_status = "communication" in message
         if report.kind == "bounce":
             bundle = status_bundle(message, rules["refused"], when=now(),
-                                   reason=f"{rules['bounced_reason']} ({report.detail})")
+                                   reason=f"{rules['bounced_reason']} ({report.detail})"
+                                   ) if has_status else None
             state = "bounced"
         else:
             bundle = status_bundle(message, rules["received"], when=sent.received_at or now(),
-                                   read_at=now())
+                                   read_at=now()) if has_status else None
             state = "read"
         record_outcome(session, message, state, when=now(), bundle=bundle)
     notify()

@@ -220,3 +220,11 @@ def test_a_thread_message_goes_by_mail_and_the_reply_by_mail_lands_in_the_thread
                        and all(b"\\Seen" in x for x in f) and f)
         assert sum(b"\\Flagged" in x for x in flags) == 1
         assert len(_thread(client, patient_id, gp)) == 2
+        # a bounce of the thread's mail is taken (no Communication of its own to change), and
+        # the mail after it is read too
+        mailbox.deliver(dsn(mail.message["Message-ID"], NURSE, "552 5.2.2 mailbox full"))
+        mailbox.deliver(reply(mail.message["Message-ID"], NURSE, "Et je passe jeudi aussi."))
+        flags = _until(lambda: (f := mailbox.flags()) and len(f) == 4
+                       and all(b"\\Seen" in x for x in f) and f)
+        assert sum(b"\\Flagged" in x for x in flags) == 1
+        assert len(_thread(client, patient_id, gp)) == 3
