@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
+from adapter.api.page_access import csrf_token, page_principal
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.auth.rules import require_consent_filer
@@ -312,11 +313,11 @@ async def complete_review(
 
 @router.get("/page", response_class=HTMLResponse, summary="The coordinator's page")
 def coordinator_page(
-    request: Request, principal: Principal = Depends(current_principal)
+    request: Request, principal: Principal = Depends(page_principal)
 ) -> HTMLResponse:
     if principal.kind not in ("coordinator", "system"):
         raise Forbidden("the coordinator's page needs a coordinator token")
     engine = _engine(request)
     repository = Repository(engine)
     found = page.discharges(repository, principal, letters_engine=engine)
-    return HTMLResponse(page.render(found, principal, repository))
+    return HTMLResponse(page.render(found, principal, repository, csrf=csrf_token(request)))

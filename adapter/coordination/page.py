@@ -455,12 +455,15 @@ def _recipient_name(repository: Any, recipient: dict[str, Any]) -> str:
     return recipient.get("display") or reference
 
 
-def render(discharges_: list[Discharge], principal: Any, repository: Any = None) -> str:
+def render(discharges_: list[Discharge], principal: Any, repository: Any = None,
+           csrf: str = "") -> str:
+    """The page; `csrf`: what its forms carry in their hidden `csrf` field."""
     template = _TEMPLATES.get_template("coordinator.html")
     return template.render(
         discharges=discharges_,
         territory=territory_name(repository, principal),
         count=len(discharges_),
+        csrf_token=csrf,
     )
 
 
