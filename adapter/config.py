@@ -140,6 +140,19 @@ class Settings(BaseSettings):
     mssante_receipts_poll_seconds: float = Field(
         default=60.0, description="how often the mailbox is read for reports and receipts")
 
+    # HL7 v2 ADT from a hospital's interface engine over MLLP (IHE PAM): the listener is started
+    # by `liaison serve` when a port is set. MLLP carries no credentials: the listener acts for
+    # the hospitals listed (idNat_Struct), on loopback unless told otherwise (a VPN or a TLS
+    # tunnel in front of it), and with TLS when a certificate is given (client certificates
+    # required when a CA is given).
+    mllp_port: int | None = None
+    mllp_host: str = "127.0.0.1"
+    mllp_organizations: list[str] = Field(
+        default_factory=list, description="idNat_Struct of the hospitals this listener acts for")
+    mllp_tls_cert: Path | None = None
+    mllp_tls_key: Path | None = None
+    mllp_client_ca: Path | None = None
+
     @property
     def mssante_enabled(self) -> bool:
         return bool(self.mssante_smtp_host and self.mssante_sender)
@@ -167,6 +180,9 @@ class Settings(BaseSettings):
             return ["LIAISON_JWKS_URL trusts an external issuer, which signs tokens for other "
                     "services too: set LIAISON_TOKEN_AUDIENCE to the audience its tokens for "
                     "liaison carry"]
+        if self.mllp_port is not None and not self.mllp_organizations:
+            return ["LIAISON_MLLP_PORT is set but not LIAISON_MLLP_ORGANIZATIONS: say which "
+                    "hospitals (idNat_Struct) the MLLP listener takes notices from"]
         return []
 
     @property

@@ -16,12 +16,14 @@ from adapter.api import (
     coordination_routes,
     directory_routes,
     discharge_letters,
+    discharge_notices,
     health,
     metrics,
     record_routes,
 )
 from adapter.api.errors import install_error_handlers
 from adapter.api.mhd import provide_document_interceptor
+from adapter.api.mllp import MllpListener
 from adapter.config import Settings, get_settings
 from adapter.errors import Misconfigured
 from adapter.ingest.delivery import delivery_pusher
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.converters = await run_in_threadpool(
                 ConversionPool(settings.resolved_database_url, converters, settings).start
             )
+        if settings.mllp_port is not None:  # ADT from the hospitals' interface engines
+            app.state.mllp = await MllpListener(engine, settings).start()
         if settings.push_in_server and settings.push_process and can_share(engine):
             app.state.pusher = PusherProcess(delivery_pusher).start()
         elif settings.push_in_server:
@@ -53,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if app.state.mllp is not None:
+                await app.state.mllp.stop()
             pusher: Any = getattr(app.state, "pusher", None)
             if pusher is not None:
                 pusher.stop()
@@ -71,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.pusher = None
+    app.state.mllp = None
     app.state.converters = None  # letters are prepared in this process until the pool starts
     app.state.bundle_interceptors = [
         provide_document_interceptor(engine, settings, lambda: app.state.converters)
@@ -80,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "Communication": thread_interceptor(engine, app.state.record_repository, settings)}
     install_error_handlers(app)
     app.include_router(discharge_letters.router)
+    app.include_router(discharge_notices.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     # in matching order: the Subscription routes before the record's /fhir

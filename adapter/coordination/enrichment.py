@@ -19,6 +19,7 @@ from sqlmodel import Session
 from adapter.coordination import consent, review
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.careteam_merge import carry_over, known_carers, team_identifiers
+from adapter.coordination.notice import KIND as NOTICE
 from adapter.coordination.notifications import discharge_event
 from adapter.coordination.record_port import CareTeamSource
 from adapter.coordination.record_reader import RecordCareTeams
@@ -113,7 +114,8 @@ def enrich(
             letter_id=letter_id,
             patient_value=patient_value,
         )
-        event = discharge_event(view, letter, rules, now)
+        # a notice is not the discharge's SOR event: the letter, or the discharge itself, is
+        event = discharge_event(view, letter, rules, now) if letter.kind != NOTICE else None
         if event is not None:
             if decision.restricted:
                 consent.apply_to_bundle(bundle, decision, rules)  # labels the event too
@@ -199,7 +201,12 @@ def _add_coordinators(
             session, letter, idnat, "shared",
             f"pathway coordinator of {coordinator.territory_kind} {coordinator.territory_id}")
         _info(report, f"coordination: coordinator of {coordinator.territory_id} added")
-        review.task_for_stay(view, letter, rules, territory_url)
+        if letter.kind != NOTICE or _stay_ended(view):
+            review.task_for_stay(view, letter, rules, territory_url)
+
+
+def _stay_ended(view: BundleView) -> bool:
+    return bool(((view.first("Encounter") or {}).get("period") or {}).get("end"))
 
 
 def _act_for_territory(view: BundleView, care_team: dict[str, Any], idnat: str,

@@ -34,7 +34,9 @@ def task_for_stay(view: BundleView, letter: LetterSummary, rules: CoordinationRu
     discharged = _discharge_moment(view, letter)
     if discharged is None:
         return
-    identifier = {"system": section["identifier_system"], "value": "|".join(letter.set_id)}
+    # one per stay: a notice of the discharge and the letter of the stay share it
+    identifier = {"system": section["identifier_system"],
+                  "value": letter.stay_key or "|".join(letter.set_id)}
     task: dict[str, Any] = {
         "resourceType": "Task",
         "identifier": [identifier],

@@ -10,6 +10,7 @@ letter; a pool process that dies is replaced, and the letter it held is prepared
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.rules import letter_organization
 from adapter.config import Settings, get_settings
 from adapter.coordination import coordinate
+from adapter.coordination.stays import key_letter_stay
 from adapter.directory.lookup import SqlDirectory
 from adapter.errors import LiaisonError
 from adapter.ingest import versions
@@ -125,6 +127,10 @@ def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM,
 
     conversion = convert_letter(xml, directory=_directory(engine))
     organization = _sent_by(conversion, principal)
+    stay = key_letter_stay(conversion.bundle, organization, conversion.letter.stay_id)
+    if stay is not None:  # the Encounter and review of its stay, which a notice may have begun
+        conversion = dataclasses.replace(conversion, letter=dataclasses.replace(
+            conversion.letter, stay_key=stay["value"]))
     summary = conversion.letter
     previous = versions.previous_version(engine, "|".join(summary.set_id))
     if previous is not None and previous.version > summary.version:

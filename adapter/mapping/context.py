@@ -45,6 +45,7 @@ class Context:
     patient_url: str = ""
     patient_display: str = ""
     encounter_url: str | None = None
+    stay_id: tuple[str, str] | None = None  # the hospital's stay number (system, value)
     custodian_url: str | None = None
     author: Actor | None = None
     pcp: Actor | None = None

@@ -136,6 +136,7 @@ def _summary(ctx: Context, document_id: tuple[str, str], set_id: tuple[str, str]
         author_idnat=ctx.author.idnat if ctx.author else None,
         custodian=first_identifier(ctx.custodian_url),
         discharge_destination=(ctx.discharge_disposition or {}).get("text"),
+        stay_id=ctx.stay_id,
         transfer=care.is_transfer(ctx),
         author_organization=first_identifier(ctx.author.organization_url if ctx.author else None),
         recipient_idnats=[a.idnat for a in ctx.recipients if a.idnat],

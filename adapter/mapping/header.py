@@ -522,8 +522,9 @@ def map_encounter(ctx: Context) -> None:
     if ctx.custodian_url:
         encounter["serviceProvider"] = {"reference": ctx.custodian_url}
     stay_id = cda.ii_identifier(child(encounter_element, "id"))
-    if stay_id and stay_id.get("system"):
+    if stay_id and stay_id.get("system") and stay_id.get("value"):
         encounter["identifier"].append(stay_id)  # the hospital's own stay number
+        ctx.stay_id = (stay_id["system"], stay_id["value"])
     ctx.encounter_url = ctx.builder.add(encounter, identifier, PER_LETTER)
     for parent, used in ((encounter_element, {"id", "code", "effectiveTime", "location"}),
                          (service_event, {"code", "effectiveTime", "performer"})):

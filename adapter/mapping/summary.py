@@ -23,6 +23,12 @@ class LetterSummary:
     author_organization: tuple[str, str] | None = None
     discharge_destination: str | None = None  # where the patient went (the discharge mode)
     transfer: bool = False  # to another establishment, not home
+    # the hospital's own number of the stay (encompassingEncounter/id as "urn:oid:root",
+    # extension), which a discharge notice sent before the letter names too
+    stay_id: tuple[str, str] | None = None
+    # liaison's key of that stay once the letter is accepted for its hospital (`coordination.
+    # stays`): a notice and the letter of one stay share it, and so their Encounter and review
+    stay_key: str = ""
     recipient_idnats: list[str] = field(default_factory=list)
     pcp_idnat: str | None = None
     sha1: str = ""

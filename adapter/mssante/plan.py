@@ -1,5 +1,6 @@
 """Which Communications of a letter's bundle also go by MSSanté mail, and what each message says
-(and the mail of a message of the patient's thread, `plan_thread_mail`).
+(and the mail of a message of the patient's thread, `plan_thread_mail`, and of a discharge
+notice, `plan_notice_mail`).
 
 Runs in the conversion, before the 202, on the final bundle (after consent and coordination):
 the messages are queued with the letter in one transaction, so none is lost. A Communication
@@ -93,6 +94,36 @@ def plan_thread_mail(bundle: dict[str, Any], sender: str) -> list[dict[str, Any]
             "attachments": [p["contentAttachment"] for p in communication.get("payload") or []
                             if p.get("contentAttachment")],
             "thread_message": f"Communication/{communication['id']}",
+        })
+    return messages
+
+
+def plan_notice_mail(bundle: dict[str, Any], sender: str) -> list[dict[str, Any]]:
+    """Mail of a discharge notice's Communications (each says the notice) to the recipients
+    with an MSSanté mailbox. Like a thread message's, its fate is kept with the message: the
+    Communication, in the record for everyone, is the notice itself."""
+    rules = mssante_rules()
+    resources = {e.get("fullUrl"): e.get("resource") or {} for e in bundle.get("entry") or []}
+    patient = _first(bundle, "Patient")
+    messages = []
+    for communication in resources.values():
+        if communication.get("resourceType") != "Communication":
+            continue
+        recipient = resources.get(_reference(communication.get("recipient")), {})
+        address = _mailbox(recipient, resources)
+        if address is None:
+            continue
+        text = " ".join(p["contentString"] for p in communication.get("payload") or []
+                        if p.get("contentString"))
+        fields = {"text": text, "greeting": _greeting(rules, _person_name(recipient, resources)),
+                  **_who(rules, patient)}
+        identifier = communication["identifier"][0]["value"]
+        messages.append({
+            "to": address,
+            "message_id": f"<{derived_uuid('mssante', identifier)}@{_domain(sender)}>",
+            "subject": rules["notice_message"]["subject"].format(**fields),
+            "body": rules["notice_message"]["body"].format(**fields),
+            "attachments": [],
         })
     return messages
 

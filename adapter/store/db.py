@@ -1,9 +1,9 @@
 """The database of liaison: the process-wide engine of a URL, with the whole schema created.
 
 Every table is declared in this package (`letters`, `outbox`, `record_tables`,
-`directory_tables`, `coordination_tables`, `mssante_tables`): one `create_all` builds the
-schema, whatever part is started first, and the parts above use the tables without creating
-them.
+`directory_tables`, `coordination_tables`, `mssante_tables`, `notice_tables`): one `create_all`
+builds the schema, whatever part is started first, and the parts above use the tables without
+creating them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from adapter.store import (  # noqa: F401  (their tables join SQLModel.metadata)
     directory_tables,
     letters,
     mssante_tables,
+    notice_tables,
     outbox,
     record_tables,
 )

@@ -1,0 +1,112 @@
+"""Taking in one discharge notice (`coordination.notice`), from the API or the MLLP listener.
+
+Checked (a hospital announces its own stays only), coordinated like a letter (the territory's
+coordinator, the carers the record knows, consent), then its bundle, its row and its MSSanté
+mail are stored in one transaction of liaison's database, queued behind the patient's letters:
+accepted means certain to reach the record and the care team. A notice sent again (same
+hospital, same message id) is answered with what was done the first time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from adapter.auth.principal import Principal
+from adapter.auth.rules import token_organizations
+from adapter.config import Settings
+from adapter.coordination import coordinate
+from adapter.coordination.bundle_tools import BundleView
+from adapter.coordination.notice import (
+    DischargeNotice,
+    name_care_team,
+    notice_conversion,
+    word_messages,
+)
+from adapter.coordination.rules import load_rules
+from adapter.coordination.stays import stay_identifier
+from adapter.errors import Forbidden
+from adapter.mssante.plan import plan_notice_mail
+from adapter.mssante.queue import enqueue_message
+from adapter.push import worker
+from adapter.record.transaction import SOURCE_TAG
+from adapter.store import outbox
+from adapter.store.letters import patient_key
+from adapter.store.notice_tables import ReceivedNotice
+
+logger = logging.getLogger("liaison.ingest")
+
+
+@dataclass(frozen=True)
+class NoticeReceipt:
+    event: str
+    text: str  # what the care team was told
+    told: int  # how many Communications
+    created: bool  # False: this notice had been received before; nothing new was queued
+
+    def as_outcome(self) -> dict[str, object]:
+        """The receipt as a FHIR OperationOutcome (the API's answer)."""
+        said = "received before; nothing new queued" if not self.created else \
+            f"accepted; {self.told} member(s) of the care team told"
+        return {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "information", "code": "informational",
+             "diagnostics": f"discharge notice ({self.event}) {said}: {self.text}"}]}
+
+
+def require_sender(principal: Principal, notice: DischargeNotice) -> None:
+    """A hospital announces its own stays; liaison's system token any."""
+    if principal.kind == "system":
+        return
+    if principal.kind != "hospital":
+        raise Forbidden("discharge notices are sent by hospitals")
+    if notice.hospital not in token_organizations(principal):
+        raise Forbidden("a hospital announces the discharges of its own stays only: this "
+                        "notice names another organisation")
+
+
+def accept_notice(notice: DischargeNotice, *, engine: Engine, settings: Settings,
+                  principal: Principal) -> NoticeReceipt:
+    require_sender(principal, notice)
+    known = _received(engine, notice)
+    if known is not None:
+        return NoticeReceipt(known.event, known.text, known.told, created=False)
+    rules = load_rules()
+    conversion = notice_conversion(notice, rules)
+    # the record grants the hospital what the notice writes, as for its letters
+    conversion.bundle["meta"] = {"tag": [{"system": SOURCE_TAG, "code": notice.hospital}]}
+    conversion = coordinate(conversion, engine, in_place=True, settings=settings)
+    view = BundleView(conversion.bundle)
+    stay = stay_identifier(notice.hospital, notice.stay)
+    name_care_team(view, stay)
+    text = word_messages(view, notice)
+    told = sum(1 for _ in view.resources("Communication"))
+    mails = plan_notice_mail(conversion.bundle, settings.mssante_sender) \
+        if settings.mssante_enabled and settings.mssante_sender else []
+    patient = patient_key([notice.ins])
+    try:
+        with outbox.write_scope(engine, urgent=True) as session:
+            entry = outbox.enqueue(session, worker.FHIR_TRANSACTION, conversion.bundle, patient)
+            session.add(ReceivedNotice(hospital=notice.hospital, message_id=notice.message_id,
+                                       event=notice.event, stay=stay["value"], text=text,
+                                       told=told, outbox_id=entry.id))
+            for mail in mails:
+                enqueue_message(session, {**mail, "patient_key": patient}, patient)
+    except IntegrityError:  # the same notice, sent twice at once, was stored by the other
+        known = _received(engine, notice)
+        if known is None:
+            raise
+        return NoticeReceipt(known.event, known.text, known.told, created=False)
+    worker.notify()
+    logger.info("discharge notice %s accepted (outbox entry %s)", notice.event, entry.id)
+    return NoticeReceipt(notice.event, text, told, created=True)
+
+
+def _received(engine: Engine, notice: DischargeNotice) -> ReceivedNotice | None:
+    with Session(engine) as session:
+        return session.exec(select(ReceivedNotice).where(
+            ReceivedNotice.hospital == notice.hospital,
+            ReceivedNotice.message_id == notice.message_id)).first()
