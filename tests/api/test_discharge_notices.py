@@ -252,3 +252,18 @@ def test_adt_over_mllp_is_acknowledged_once_stored(liaison: Callable[..., Any],
         until(lambda: len(messages(client, 807)) == 2)
         assert client.get("/fhir/Encounter", headers=bearer(issue_token("system"))
                           ).json()["total"] == 1
+
+
+def test_carers_with_an_mssante_mailbox_hear_of_the_planned_discharge_by_mail(
+        liaison: Callable[..., Any], hospital: dict[str, str], tmp_path: Path) -> None:
+    from tests.support.mail import MailRelay, make_tls
+
+    import_path(get_engine(), FIXTURES / "coordination" / "local_directory.csv")
+    with MailRelay(make_tls(tmp_path)) as relay, liaison(**relay.settings()) as client:
+        answer = client.post("/discharge-notices", json=encounter(808),
+                             headers={**hospital, **FHIR})
+        assert answer.status_code == 202, answer.text
+        (mail,) = relay.wait_for(1)  # the coordinator has a mailbox; the GP, in no directory, not
+        assert mail.recipients == ["claire.martin@cpts-paris-centre.mssante.fr"]
+        assert str(mail.message["Subject"]).startswith("Sortie prévue le mercredi 9 décembre")
+        assert "Patient : Alice MARTIN, né(e) le" in mail.message.get_content()
