@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from adapter.coordination import consent
+from adapter.coordination import consent, review
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.coordinators import DirectoryCoordinators
 from adapter.coordination.resources import (
@@ -28,6 +28,7 @@ from adapter.coordination.resources import (
     ensure_territory_organization,
 )
 from adapter.coordination.rules import CoordinationRules, Coordinator, load_rules
+from adapter.coordination.stays import review_key
 from adapter.errors import Misconfigured
 from adapter.mapping.identity import create_if_absent, full_url, identifier_query
 from adapter.mapping.knowledge import knowledge
@@ -80,8 +81,10 @@ def catch_up(engine: Engine, *, now: datetime | None = None) -> CatchUp:
             if consent.is_opposed(session, identifiers):
                 continue
             plans = repository.search("CarePlan", [("care-team", f"CareTeam/{team['id']}")])
+            encounter = _read(repository, (team.get("encounter") or {}).get("reference"),
+                              members)
             bundle = _joining(team, patient, missing, rules, moment,
-                              [e["resource"] for e in plans.get("entry") or []])
+                              [e["resource"] for e in plans.get("entry") or []], encounter)
             outbox.enqueue(session, FHIR_TRANSACTION, bundle, patient_key(identifiers))
         result.joined += 1
     if result.joined:
@@ -134,9 +137,10 @@ def _restricted(team: dict[str, Any]) -> bool:
 
 
 def _joining(team: dict[str, Any], patient: dict[str, Any], coordinators: list[Coordinator],
-             rules: CoordinationRules, moment: str, plans: list[dict[str, Any]]
-             ) -> dict[str, Any]:
-    """The transaction adding `coordinators` to `team`, each told by a Communication."""
+             rules: CoordinationRules, moment: str, plans: list[dict[str, Any]],
+             encounter: dict[str, Any] | None) -> dict[str, Any]:
+    """The transaction adding `coordinators` to `team`, each told by a Communication, and the
+    stay's D+7 review owned by the first one's territory when the stay has ended."""
     view = BundleView({"resourceType": "Bundle", "type": "transaction", "entry": []})
     updated = {k: v for k, v in team.items() if k not in ("meta", "text")}
     source = next(((i["system"], i["value"]) for i in team.get("identifier") or []
@@ -148,6 +152,7 @@ def _joining(team: dict[str, Any], patient: dict[str, Any], coordinators: list[C
             coordinator, rules, member_url=member_url, territory_url=territory_url,
             source=source, since=moment))
         _tell(view, rules, team, patient, plans, coordinator, member_url, moment)
+        _review(view, rules, encounter, patient, plans, territory_url)
     if source is not None:
         kind_query = identifier_query({"system": source[0], "value": source[1]})
         request = {"method": "PUT", "url": f"CareTeam?{kind_query}"}
@@ -156,6 +161,24 @@ def _joining(team: dict[str, Any], patient: dict[str, Any], coordinators: list[C
     view.entries.append({"fullUrl": f"CareTeam/{team['id']}", "resource": updated,
                          "request": request})
     return view.bundle
+
+
+def _review(view: BundleView, rules: CoordinationRules, encounter: dict[str, Any] | None,
+            patient: dict[str, Any], plans: list[dict[str, Any]], owner_url: str) -> None:
+    ended = ((encounter or {}).get("period") or {}).get("end")
+    key = review_key(encounter) if encounter else None
+    if not ended or not key or any(t.get("resourceType") == "Task" for t in view.resources()):
+        return
+    try:
+        discharged = datetime.fromisoformat(ended)
+    except ValueError:
+        return
+    assert encounter is not None
+    review.add_review(view, rules, stay=key, discharged=discharged, authored="",
+                      owner_url=owner_url, references={
+                          "focus": f"CarePlan/{plans[0]['id']}" if plans else None,
+                          "for": f"Patient/{patient['id']}",
+                          "encounter": f"Encounter/{encounter['id']}"})
 
 
 def _tell(view: BundleView, rules: CoordinationRules, team: dict[str, Any],

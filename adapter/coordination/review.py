@@ -34,9 +34,23 @@ def task_for_stay(view: BundleView, letter: LetterSummary, rules: CoordinationRu
     discharged = _discharge_moment(view, letter)
     if discharged is None:
         return
+    references = {element: view.full_url_of(resource) for element, resource_type in
+                  (("focus", "CarePlan"), ("for", "Patient"), ("encounter", "Encounter"))
+                  if (resource := view.first(resource_type)) is not None}
     # one per stay: a notice of the discharge and the letter of the stay share it
-    identifier = {"system": section["identifier_system"],
-                  "value": letter.stay_key or "|".join(letter.set_id)}
+    add_review(view, rules, stay=letter.stay_key or "|".join(letter.set_id),
+               discharged=discharged, authored=letter.effective_time, owner_url=owner_url,
+               references=references)
+
+
+def add_review(view: BundleView, rules: CoordinationRules, *, stay: str, discharged: datetime,
+               authored: str, owner_url: str, references: dict[str, str | None]) -> None:
+    """The review of `stay` (a conditional create: once per stay), due `review.days` after
+    `discharged`; `references`: its focus (CarePlan), for (Patient) and encounter."""
+    section = rules.section("review")
+    if not section.get("enabled"):
+        return
+    identifier = {"system": section["identifier_system"], "value": stay}
     task: dict[str, Any] = {
         "resourceType": "Task",
         "identifier": [identifier],
@@ -44,7 +58,7 @@ def task_for_stay(view: BundleView, letter: LetterSummary, rules: CoordinationRu
         "intent": "plan",
         "code": {"coding": [section["code"]], "text": section["code"]["display"]},
         "description": section["description"],
-        "authoredOn": letter.effective_time or _fhir_moment(discharged),
+        "authoredOn": authored or _fhir_moment(discharged),
         "owner": {"reference": owner_url},
         "restriction": {"period": {
             "end": _fhir_moment(discharged + timedelta(days=int(section["days"])))}},
@@ -52,11 +66,9 @@ def task_for_stay(view: BundleView, letter: LetterSummary, rules: CoordinationRu
                             "text": text}, "valueBoolean": False}
                   for code, text in section["checks"].items()],
     }
-    for element, resource_type in (("focus", "CarePlan"), ("for", "Patient"),
-                                   ("encounter", "Encounter")):
-        resource = view.first(resource_type)
-        if resource is not None:
-            task[element] = {"reference": view.full_url_of(resource)}
+    for element, reference in references.items():
+        if reference:
+            task[element] = {"reference": reference}
     view.add(task, full_url("Task", identifier["system"], identifier["value"]),
              create_if_absent("Task", identifier))
 

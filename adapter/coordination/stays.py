@@ -37,3 +37,17 @@ def key_letter_stay(bundle: dict[str, Any], organization: str | None,
         if entry.get("resource") is encounter:
             entry["request"] = {"method": "PUT", "url": f"Encounter?{identifier_query(identifier)}"}
     return identifier
+
+
+def review_key(encounter: dict[str, Any]) -> str | None:
+    """The key the stay's D+7 review is filed under (`review.add_review`) as a stay written by
+    liaison says it: its stay identifier, else its letter's setId ("root|extension")."""
+    values = {i.get("system"): str(i.get("value") or "") for i in encounter.get("identifier") or []}
+    stay = values.get(knowledge().liaison_system("stay"))
+    if stay:
+        return stay
+    set_key = values.get(knowledge().liaison_system("encounter"))  # "root^extension"
+    if not set_key:
+        return None
+    root, _, extension = set_key.partition("^")
+    return f"{root}|{extension}"

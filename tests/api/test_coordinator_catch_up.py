@@ -56,6 +56,12 @@ def test_a_coordinator_declared_after_the_letters_joins_their_care_teams(
                           params={"recipient.identifier":
                                   f"urn:oid:1.2.250.1.71.4.2.1|{COORDINATOR}"}).json()
         assert plans_read(client, coordinator, 802) == 0  # the patient who opposed
+        # and the stay's D+7 review, owned by the CPTS, due a week after the discharge
+        [review] = [e["resource"] for e in client.get("/fhir/Task", headers=coordinator).json()
+                    ["entry"]]
+        assert review["restriction"]["period"]["end"].startswith("2019-12-10")
+        assert review["for"]["reference"].startswith("Patient/")
+        assert review["focus"]["reference"].startswith("CarePlan/")
         again = runner.invoke(cli, ["coordinators", "--catch-up"])
     assert again.exit_code == 0 and "0 of 2 active care teams joined" in again.output
     [message] = [e["resource"] for e in told["entry"]]
