@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, col, select
 
-from adapter.api.page_access import csrf_token, page_principal
+from adapter.api.page_access import csrf_token, page_principal, signed_in_as
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.auth.rules import require_consent_filer
@@ -320,4 +320,5 @@ def coordinator_page(
     engine = _engine(request)
     repository = Repository(engine)
     found = page.discharges(repository, principal, letters_engine=engine)
-    return HTMLResponse(page.render(found, principal, repository, csrf=csrf_token(request)))
+    return HTMLResponse(page.render(found, principal, repository, csrf=csrf_token(request),
+                                    person=signed_in_as(request)))

@@ -456,14 +456,16 @@ def _recipient_name(repository: Any, recipient: dict[str, Any]) -> str:
 
 
 def render(discharges_: list[Discharge], principal: Any, repository: Any = None,
-           csrf: str = "") -> str:
-    """The page; `csrf`: what its forms carry in their hidden `csrf` field."""
+           csrf: str = "", person: str = "") -> str:
+    """The page; `csrf`: what its forms carry in their hidden `csrf` field; `person`: who is
+    logged in (a login session; '' for a bearer token)."""
     template = _TEMPLATES.get_template("coordinator.html")
     return template.render(
         discharges=discharges_,
         territory=territory_name(repository, principal),
         count=len(discharges_),
         csrf_token=csrf,
+        person=person,
     )
 
 
