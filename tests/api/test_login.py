@@ -2,18 +2,21 @@
 
 liaison's real app and a small real identity provider (`tests/support/oidc.py`) both serve on
 loopback; a browser is played with httpx (its cookies kept by hand, as a browser keeps them for
-127.0.0.1: httpx would not send `Secure` cookies over http).
+127.0.0.1: httpx would not send `Secure` cookies over http), and once by headless Chromium.
 Each refusal here is an attack: a forged or replayed answer of the provider, a form posted
 from elsewhere, a session used after it ended.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
@@ -23,14 +26,21 @@ from fastapi import FastAPI
 from joserfc.jwk import RSAKey
 
 from adapter.api.app import create_app
+from adapter.auth import issue_token
 from adapter.config import Settings
 from adapter.directory.importer import import_path
 from adapter.store.db import get_engine
-from tests.api.conftest import FAST_PUSH
+from tests.api.conftest import FAST_PUSH, HOSPITAL, bearer, wait_for_status
+from tests.support.letter_variants import letter_variant
 from tests.support.oidc import Provider, User, running_provider
 from tests.support.paths import FIXTURES
 from tests.support.servers import free_port, serve_app
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 SESSION = "__Host-liaison-session"
 # Claire MARTIN coordinates CPTS-PARIS-CENTRE in the local directory; the GP coordinates nothing
 CLAIRE = User("claire", "810000000017", "Claire", "MARTIN")
@@ -236,3 +246,107 @@ def test_a_session_ends_eight_hours_after_the_login_whatever_happens(site: Site)
     ended = browser.get(f"{site.base}/coordination/page")
     assert ended.status_code == 303 and ended.headers["location"].startswith("/login")
     assert SESSION not in browser.cookies  # the browser is told to forget it
+
+
+@pytest.fixture
+def stay(site: Site) -> Iterator[Site]:
+    """The example stay of test_review: its D+7 review is owned by CPTS-PARIS-CENTRE."""
+    hospital = bearer(issue_token("hospital", organization=HOSPITAL))
+    with httpx.Client(base_url=site.base, timeout=30) as client:
+        sent = client.post("/discharge-letters", content=letter_variant(701),
+                           headers={**hospital, "Content-Type": "application/hl7-cda+xml"})
+        assert sent.status_code == 202, sent.text
+        wait_for_status(client, sent.headers["Location"], hospital, "pushed")  # type: ignore[arg-type]
+    yield site
+
+
+def _review_status(site: Site, task: str) -> str:
+    answer = httpx.get(f"{site.base}/fhir/Task/{task}",
+                       headers=bearer(issue_token("system")))
+    return str(answer.json()["status"])
+
+
+def test_a_review_form_needs_the_sessions_csrf_token_and_liaisons_origin(stay: Site) -> None:
+    browser = Browser()
+    page = log_in(browser, stay, "claire")
+    task = re.search(r'data-review="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_of(page)
+    url = f"{stay.base}/coordination/page/review/{task}"
+    answers = {"checks": ["gp-appointment", "letter-read"], "note": "RDV le 12"}
+    other_session = Browser()
+    other_token = csrf_of(log_in(other_session, stay, "claire"))
+    for attack, (data, headers) in {
+        "no csrf field": (answers, {}),
+        "a wrong csrf field": ({**answers, "csrf": "x" * len(token)}, {}),
+        "another session's token": ({**answers, "csrf": other_token}, {}),
+        "posted from another site": ({**answers, "csrf": token},
+                                     {"Origin": "https://attacker.example"}),
+        "referred by another site": ({**answers, "csrf": token},
+                                     {"Referer": "https://attacker.example/page"}),
+    }.items():
+        refused = browser.post(url, data=data, headers=headers)
+        assert refused.status_code == 403, attack
+        assert "Formulaire refusé" in refused.text, attack
+    # no session at all (a cross-site form with no cookie): 401
+    assert httpx.post(url, data={**answers, "csrf": token}).status_code == 401
+    assert _review_status(stay, task) == "requested"
+
+    done = browser.post(url, data={**answers, "csrf": token},
+                        headers={"Origin": stay.base, "Referer": f"{stay.base}/coordination/page"})
+    assert done.status_code == 303 and done.headers["location"] == "/coordination/page"
+    assert _review_status(stay, task) == "completed"
+    page = browser.follow(done)
+    assert "faite le" in page.text and "par Coordination CPTS-PARIS-CENTRE" in page.text
+
+
+def test_a_professional_with_a_session_and_its_token_still_cannot_complete_a_review(
+        stay: Site) -> None:
+    coordinator = Browser()
+    page = log_in(coordinator, stay, "claire")
+    task = re.search(r'data-review="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    gp = Browser()
+    log_in(gp, stay, "medecin")  # 403 on the page, but a session is open
+    logout_form = gp.get(f"{stay.base}/coordination/page")
+    refused = gp.post(f"{stay.base}/coordination/page/review/{task}",
+                      data={"checks": ["gp-appointment"], "csrf": csrf_of(logout_form)})
+    assert refused.status_code == 403 and "Accès refusé" in refused.text
+    assert _review_status(stay, task) == "requested"
+
+
+@pytest.mark.browser
+def test_a_coordinator_logs_in_and_completes_a_review_in_a_real_browser(
+        stay: Site, tmp_path: Path) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (scripts/test-deps installs it)")
+    from playwright.sync_api import sync_playwright
+
+    screenshot = tmp_path / "coordinator-logged-in.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{stay.base}/coordination/page")
+            assert page.url.startswith(f"{stay.idp.issuer}/authorize")  # sent to log in
+            page.fill("#login", "claire")
+            page.click("#connect")
+            page.wait_for_url(f"{stay.base}/coordination/page")
+            assert "Claire MARTIN" in page.locator("#signed-in").inner_text()
+            cookie = next(c for c in page.context.cookies() if c["name"] == SESSION)
+            assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
+            form = page.locator("form.review-form").first
+            form.get_by_label("Rendez-vous chez le médecin traitant pris").check()
+            form.locator("input[name=note]").fill("IDEL passe chaque matin")
+            form.get_by_role("button", name="Revue faite").click()
+            page.wait_for_url(f"{stay.base}/coordination/page")
+            review = page.locator("p.review").first
+            assert "faite le" in review.inner_text()
+            page.screenshot(path=str(screenshot), full_page=True)
+            page.get_by_role("button", name="se déconnecter").click()
+            assert "Vous êtes déconnecté(e)" in page.locator("#title").inner_text()
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 10_000
+    artefacts = os.environ.get("LIAISON_TEST_ARTEFACTS")
+    if artefacts:
+        Path(artefacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy(screenshot, Path(artefacts) / screenshot.name)
