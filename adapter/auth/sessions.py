@@ -26,7 +26,8 @@ from adapter.store.engine import session_scope
 from adapter.store.session_tables import LoginAttemptRow, LoginSessionRow
 
 # `__Host-`: the browser keeps them only when set Secure, for Path=/ and with no Domain, so a
-# sibling host cannot plant one (browsers treat http://localhost and 127.0.0.1 as secure too)
+# sibling host cannot plant one (Chromium keeps them on http://127.0.0.1 too: loopback counts
+# as secure there)
 SESSION_COOKIE = "__Host-liaison-session"
 LOGIN_COOKIE = "__Host-liaison-login"
 LOGIN_SECONDS = 600  # time given to the person to log in at the identity provider
