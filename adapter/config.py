@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,21 @@ class Settings(BaseSettings):
     validation_mode: str = Field(
         default="report", description="incoming CDA schematron validation: off | report | strict"
     )
+    # people logging in to the coordinator's page (OpenID Connect, e.g. Pro Santé Connect)
+    oidc_issuer: str | None = Field(
+        default=None, description="the identity provider (discovery at "
+        "{issuer}/.well-known/openid-configuration); unset: no login, bearer tokens only")
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = Field(
+        default="openid scope_all",
+        description="scopes asked (Pro Santé Connect: openid scope_all)")
+    oidc_acr_values: str | None = Field(
+        default=None, description="level of assurance asked and required of the ID token's "
+        "`acr` (Pro Santé Connect: eidas1); unset: not asked")
+    session_hours: float = Field(
+        default=8.0, description="a login session ends this long after it began, whatever "
+        "happens meanwhile")
     cisis_dir: Path = Field(
         default_factory=lambda: _REPO_ROOT.parent / "shared" / "cda-examples",
         description="CI-SIS artefacts (schematrons/, jeuxDeValeurs/, infrastructure/cda/)",
@@ -176,6 +192,11 @@ class Settings(BaseSettings):
         if self.mssante_smtp_host and not self.mssante_sender:
             return ["LIAISON_MSSANTE_SMTP_HOST is set but not LIAISON_MSSANTE_SENDER: say which "
                     "MSSanté mailbox liaison sends from"]
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
+            return ["LIAISON_OIDC_ISSUER is set but not LIAISON_OIDC_CLIENT_ID and "
+                    "LIAISON_OIDC_CLIENT_SECRET: give the client liaison is registered as"]
+        if self.oidc_issuer and not _secure_or_loopback(self.oidc_issuer):
+            return ["LIAISON_OIDC_ISSUER must be an https:// URL (plain http only on loopback)"]
         if self.jwks_url and not self.token_audience:
             return ["LIAISON_JWKS_URL trusts an external issuer, which signs tokens for other "
                     "services too: set LIAISON_TOKEN_AUDIENCE to the audience its tokens for "
@@ -190,6 +211,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'liaison.db').resolve()}"
+
+
+def _secure_or_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"))
 
 
 @lru_cache(maxsize=1)

@@ -90,6 +90,14 @@ class Forbidden(LiaisonError):
     issue_code = "forbidden"
 
 
+class LoginFailed(LiaisonError):
+    """A person's login at the identity provider that liaison does not accept (the reason is
+    for the operator's log; the person is shown a page in French)."""
+
+    http_status = 401
+    issue_code = "login"
+
+
 class TargetError(LiaisonError):
     """The shared record did not take a bundle."""
 

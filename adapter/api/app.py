@@ -18,6 +18,7 @@ from adapter.api import (
     discharge_letters,
     discharge_notices,
     health,
+    login_routes,
     metrics,
     record_routes,
 )
@@ -95,4 +96,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(record_routes.router)  # /fhir
     app.include_router(directory_routes.router)  # /annuaire/fhir
     app.include_router(coordination_routes.router)  # coordination pages and routes
+    login_routes.install(app, settings)  # people's sessions; /login with an identity provider
     return app

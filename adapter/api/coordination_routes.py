@@ -6,7 +6,8 @@
   `GET /coordination/fhir/PractitionerRole?available-within=24h&skill=…&address-postalcode=…`
 - `GET /coordination/audit?letter=…` — why something was or was not shared
 - `GET /coordination/page` — the coordinator's page (HTML)
-- `POST /coordination/review/{task_id}` — complete a D+7 review
+- `POST /coordination/review/{task_id}` — complete a D+7 review (JSON); from the page's form:
+  `POST /coordination/page/review/{task_id}` (`checks`, `note`, `csrf`), back to the page
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from adapter.api.page_access import csrf_token, page_principal
+from adapter.api.page_access import csrf_token, form_principal, page_principal, signed_in_as
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.auth.rules import require_consent_filer
@@ -311,6 +312,20 @@ async def complete_review(
     return JSONResponse(result.stored(), media_type=FHIR_JSON)
 
 
+@router.post("/page/review/{task_id}", include_in_schema=False)
+async def complete_review_from_the_page(
+    task_id: str, request: Request, principal: Principal = Depends(form_principal)
+) -> RedirectResponse:
+    """The page's form of a D+7 review: `checks` (each code ticked), `note`; back to the page."""
+    form = await request.form()
+    answers = {"checks": {str(code): True for code in form.getlist("checks")},
+               "note": str(form.get("note") or "")}
+    repository = Repository(_engine(request))
+    await run_in_threadpool(lambda: review.complete(
+        repository, principal, task_id, answers, load_rules(), now=lambda: datetime.now(UTC)))
+    return RedirectResponse("/coordination/page", status_code=303)
+
+
 @router.get("/page", response_class=HTMLResponse, summary="The coordinator's page")
 def coordinator_page(
     request: Request, principal: Principal = Depends(page_principal)
@@ -320,4 +335,5 @@ def coordinator_page(
     engine = _engine(request)
     repository = Repository(engine)
     found = page.discharges(repository, principal, letters_engine=engine)
-    return HTMLResponse(page.render(found, principal, repository, csrf=csrf_token(request)))
+    return HTMLResponse(page.render(found, principal, repository, csrf=csrf_token(request),
+                                    person=signed_in_as(request)))

@@ -8,10 +8,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from adapter import metrics
+from adapter.api.html_pages import error_page
+from adapter.api.page_access import csrf_token
 from adapter.errors import LiaisonError, RefusedLetter, operation_outcome
 
 logger = logging.getLogger("liaison.api")
@@ -43,10 +45,12 @@ def outcome_of(error: LiaisonError) -> dict[str, Any]:
     return outcome
 
 
-async def _liaison_error(request: Request, error: Exception) -> JSONResponse:
+async def _liaison_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, LiaisonError)
     if isinstance(error, RefusedLetter) and request.url.path.startswith("/discharge-letters"):
         metrics.LETTERS_REFUSED.labels(status=str(error.http_status)).inc()
+    if getattr(request.state, "html_errors", False):  # a person in a browser (page_access)
+        return error_page(error, logout_csrf=csrf_token(request))
     headers = {"WWW-Authenticate": "Bearer"} if error.http_status == 401 else None
     return outcome_response(error.http_status, outcome_of(error), headers)
 

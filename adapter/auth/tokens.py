@@ -68,7 +68,8 @@ def _default_subject(kind: str, claims: dict[str, Any]) -> str:
     return f"{kind}:{who}"
 
 
-def _header_kid(token: str) -> str | None:
+def header_kid(token: str) -> str | None:
+    """The `kid` a token's header names (nothing of it checked: only to pick a key)."""
     try:
         header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     except (ValueError, UnicodeDecodeError, binascii.Error):
@@ -80,7 +81,7 @@ def _header_kid(token: str) -> str | None:
 def _signed_externally(token: str) -> bool:
     """Whether `token` names a key of the external issuer (any `kid` but the local key's; a
     token without `kid` is taken as local: liaison's own always carry it)."""
-    kid = _header_kid(token)
+    kid = header_kid(token)
     return get_settings().jwks_url is not None and kid is not None \
         and kid != local_public_key().kid
 
@@ -112,8 +113,13 @@ def verify_token(token: str) -> Principal:
     return principal
 
 
+def idnat_of(claims: dict[str, Any]) -> str | None:
+    """The professional's idNat_PS among a token's (or an OIDC userinfo answer's) claims."""
+    return next((str(claims[c]) for c in _IDNAT_CLAIMS if claims.get(c)), None)
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
-    idnat = next((str(claims[c]) for c in _IDNAT_CLAIMS if claims.get(c)), None)
+    idnat = idnat_of(claims)
     kind = claims.get("kind") or ("professional" if idnat else None)
     if kind not in KINDS:
         raise Unauthorized("the token does not say who is calling (kind / idnat claim)")

@@ -199,6 +199,14 @@ class DirectoryCoordinators:
         return found
 
 
+def territories_coordinated_by(engine: Engine, idnat: str) -> list[str]:
+    """The territories (CPTS, DAC) the imported local directory declares this professional
+    (idNat_PS) coordinator of; [] when it declares them coordinator of none."""
+    return sorted({coordinator.territory_id
+                   for coordinator in DirectoryCoordinators(engine).coordinators()
+                   if coordinator.identifier == (IDNAT_PS, idnat)})
+
+
 Generation = tuple[Any, ...]
 _cache: dict[tuple[str, Any], tuple[Generation, tuple[Coordinator, ...]]] = {}
 _cache_lock = threading.Lock()

@@ -90,7 +90,7 @@ class Discharge:
     missing_roles: list[str]
     communications: list[dict[str, str]]
     letters: list[dict[str, str]] = field(default_factory=list)  # received letters, push status
-    reviews: list[dict[str, str]] = field(default_factory=list)  # D+7 reviews: due, done, by whom
+    reviews: list[dict[str, Any]] = field(default_factory=list)  # D+7 reviews: due, done, by whom
     stay: dict[str, str] = field(default_factory=dict)  # discharge, hospital, destination
     address: str = ""  # where the patient lives
 
@@ -397,8 +397,9 @@ def _address(patient: dict[str, Any]) -> str:
     return ""
 
 
-def _review_line(task: dict[str, Any]) -> dict[str, str]:
-    """A review as the page says it: done (when, by whom), overdue, or due (on which day)."""
+def _review_line(task: dict[str, Any]) -> dict[str, Any]:
+    """A review as the page says it: done (when, by whom), overdue, or due (on which day),
+    and its checks (code, words) for the form that completes it."""
     due = str(((task.get("restriction") or {}).get("period") or {}).get("end", ""))
     last = (task.get("note") or [{}])[-1]
     overdue = bool(due) and task.get("status") != "completed" and \
@@ -407,7 +408,19 @@ def _review_line(task: dict[str, Any]) -> dict[str, str]:
             "due": due, "overdue": "yes" if overdue else "",
             "done_at": str((task.get("executionPeriod") or {}).get("end", "")),
             "done_by": str(last.get("authorString", "")) if task.get("status") == "completed"
-            else ""}
+            else "",
+            "checks": _checks(task)}
+
+
+def _checks(task: dict[str, Any]) -> list[tuple[str, str]]:
+    """The review's checks (code, words)."""
+    found = []
+    for check in task.get("input") or []:
+        concept = check.get("type") or {}
+        code = next((c["code"] for c in concept.get("coding") or [] if c.get("code")), None)
+        if code:
+            found.append((str(code), str(concept.get("text") or code)))
+    return found
 
 
 def _mssante_status() -> dict[str, Any]:
@@ -456,14 +469,16 @@ def _recipient_name(repository: Any, recipient: dict[str, Any]) -> str:
 
 
 def render(discharges_: list[Discharge], principal: Any, repository: Any = None,
-           csrf: str = "") -> str:
-    """The page; `csrf`: what its forms carry in their hidden `csrf` field."""
+           csrf: str = "", person: str = "") -> str:
+    """The page; `csrf`: what its forms carry in their hidden `csrf` field; `person`: who is
+    logged in (a login session; '' for a bearer token)."""
     template = _TEMPLATES.get_template("coordinator.html")
     return template.render(
         discharges=discharges_,
         territory=territory_name(repository, principal),
         count=len(discharges_),
         csrf_token=csrf,
+        person=person,
     )
 
 

@@ -1,9 +1,9 @@
 """The database of liaison: the process-wide engine of a URL, with the whole schema created.
 
 Every table is declared in this package (`letters`, `outbox`, `record_tables`,
-`directory_tables`, `coordination_tables`, `mssante_tables`, `notice_tables`): one `create_all`
-builds the schema, whatever part is started first, and the parts above use the tables without
-creating them.
+`directory_tables`, `coordination_tables`, `mssante_tables`, `notice_tables`,
+`session_tables`): one `create_all` builds the schema, whatever part is started first, and the
+parts above use the tables without creating them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from adapter.store import (  # noqa: F401  (their tables join SQLModel.metadata)
     notice_tables,
     outbox,
     record_tables,
+    session_tables,
 )
 from adapter.store.engine import can_share, engine_for, session_scope
 
