@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -311,13 +312,28 @@ async def complete_review(
     return JSONResponse(result.stored(), media_type=FHIR_JSON)
 
 
+def clock() -> Callable[[], datetime]:
+    """What the page and its actions take as now (tests put their own clock here)."""
+    return lambda: datetime.now(UTC)
+
+
 @router.get("/page", response_class=HTMLResponse, summary="The coordinator's page")
 def coordinator_page(
-    request: Request, principal: Principal = Depends(page_principal)
+    request: Request,
+    vue: str | None = Query(None, description="prevues | semaine | revue | sans-medecin"),
+    fait: str | None = Query(None, description="the action just done (its confirmation)"),
+    principal: Principal = Depends(page_principal),
+    now: Callable[[], datetime] = Depends(clock),
 ) -> HTMLResponse:
     if principal.kind not in ("coordinator", "system"):
         raise Forbidden("the coordinator's page needs a coordinator token")
+    if vue is not None and vue not in page.VIEWS:
+        raise BadRequest(f"vue is one of {', '.join(page.VIEWS)}")
     engine = _engine(request)
     repository = Repository(engine)
-    found = page.discharges(repository, principal, letters_engine=engine)
-    return HTMLResponse(page.render(found, principal, repository, csrf=csrf_token(request)))
+    rules = load_rules()
+    found = page.discharges(repository, principal, rules, letters_engine=engine, view=vue,
+                            now=now)
+    return HTMLResponse(page.render(found, principal, repository, csrf=csrf_token(request),
+                                    view=vue, confirmation=page.confirmation(rules, fait),
+                                    rules=rules))
