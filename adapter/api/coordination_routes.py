@@ -5,8 +5,12 @@
 - `PUT /coordination/availability`, `POST /coordination/availability/csv`,
   `GET /coordination/fhir/PractitionerRole?available-within=24h&skill=…&address-postalcode=…`
 - `GET /coordination/audit?letter=…` — why something was or was not shared
-- `GET /coordination/page` — the coordinator's page (HTML)
+- `GET /coordination/page?vue=prevues|semaine|revue|sans-medecin` — the coordinator's page (HTML)
 - `POST /coordination/review/{task_id}` — complete a D+7 review
+- `POST /coordination/plans/{care_plan_id}/notes` (text), `…/activities/{index}/done`,
+  `…/care-team` (idnat, role: a living-directory candidate for a missing role) — the page's
+  actions (`coordination.workspace`); a form is answered 303 back to the page, JSON with JSON
+- `GET /coordination/letters/{letter_id}` — a received letter to read (HTML)
 """
 
 from __future__ import annotations
@@ -17,17 +21,25 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from adapter.api.page_access import csrf_token, page_principal
+from adapter.api.page_access import csrf_token, form_principal, page_principal
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.auth.rules import require_consent_filer
 from adapter.config import get_settings
-from adapter.coordination import consent, living_directory, page, review, subscriptions
+from adapter.coordination import (
+    consent,
+    living_directory,
+    page,
+    review,
+    subscriptions,
+    workspace,
+)
 from adapter.coordination.rules import load_rules
 from adapter.errors import BadRequest, Forbidden
+from adapter.ingest.messages import tell
 from adapter.national_ids import ins_systems
 from adapter.record.repository import Repository
 from adapter.store.coordination_tables import SharingAudit, SubscriptionRecord
@@ -337,3 +349,77 @@ def coordinator_page(
     return HTMLResponse(page.render(found, principal, repository, csrf=csrf_token(request),
                                     view=vue, confirmation=page.confirmation(rules, fait),
                                     rules=rules))
+
+
+# -- The page's actions ----------------------------------------------------------------------
+
+
+async def _fields(request: Request) -> tuple[dict[str, Any], bool]:
+    """An action's fields, and whether an API client sent them (a JSON body) rather than the
+    page (a form)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise BadRequest("give the action's fields as a JSON object")
+        return body, True
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}, False
+
+
+def _answer(done: str, plan: workspace.Plan, api: bool) -> Response:
+    """Back to the page, at the patient, saying what was done; JSON for an API client."""
+    if api:
+        return JSONResponse({"done": done, "patient": f"Patient/{plan.patient_id}",
+                             "message": page.confirmation(load_rules(), done)})
+    return RedirectResponse(f"/coordination/page?fait={done}#patient-{plan.patient_id}",
+                            status_code=303)
+
+
+@router.post("/plans/{care_plan_id}/notes", summary="Add a note to a patient's plan")
+async def post_plan_note(
+    care_plan_id: str,
+    request: Request,
+    principal: Principal = Depends(form_principal),
+    now: Callable[[], datetime] = Depends(clock),
+) -> Response:
+    fields, api = await _fields(request)
+    plan = await run_in_threadpool(lambda: workspace.add_note(
+        Repository(_engine(request)), principal, care_plan_id, fields.get("text"), now=now))
+    return _answer("note", plan, api)
+
+
+@router.post("/plans/{care_plan_id}/activities/{index}/done",
+             summary="Mark an item of a patient's plan done")
+async def post_activity_done(
+    care_plan_id: str,
+    index: int,
+    request: Request,
+    principal: Principal = Depends(form_principal),
+    now: Callable[[], datetime] = Depends(clock),
+) -> Response:
+    _, api = await _fields(request)
+    plan = await run_in_threadpool(lambda: workspace.mark_done(
+        Repository(_engine(request)), principal, care_plan_id, index, load_rules(), now=now))
+    return _answer("done", plan, api)
+
+
+@router.post("/plans/{care_plan_id}/care-team",
+             summary="Add a living-directory professional to the care team, and tell them")
+async def post_care_team_member(
+    care_plan_id: str,
+    request: Request,
+    principal: Principal = Depends(form_principal),
+    now: Callable[[], datetime] = Depends(clock),
+) -> Response:
+    fields, api = await _fields(request)
+    engine = _engine(request)
+    repository = Repository(engine)
+
+    def run() -> workspace.Plan:
+        posted = workspace.assign(repository, engine, principal, care_plan_id,
+                                  fields.get("idnat"), fields.get("role"), load_rules(), now=now)
+        tell(engine, request.app.state.settings, posted)  # the message's Subscriptions, mail
+        patient = posted.bundle["entry"][0]["resource"]["subject"]["reference"]
+        return workspace.Plan({}, patient.split("/", 1)[1])
+
+    return _answer("assigned", await run_in_threadpool(run), api)

@@ -137,7 +137,7 @@ def _entries(bundle: dict[str, Any], principal: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _human_name(resource: dict[str, Any]) -> str:
+def human_name(resource: dict[str, Any]) -> str:
     for name in resource.get("name") or []:
         given = " ".join(name.get("given") or [])
         text = name.get("text") or " ".join(p for p in (given, name.get("family")) if p)
@@ -199,7 +199,7 @@ def _member(
         resource = {}
     labels, codes = _codes(participant.get("role") or [])
     member = Member(
-        name=_human_name(resource) if kind != "Organization" else resource.get("name", "?"),
+        name=human_name(resource) if kind != "Organization" else resource.get("name", "?"),
         roles=[],
         codes=codes,
         key=reference,
@@ -218,7 +218,7 @@ def _member(
                 resource = repository.read("Practitioner", practitioner_ref.split("/", 1)[1])
             except Exception:
                 resource = {}
-            member.name = _human_name(resource)
+            member.name = human_name(resource)
             member.key = practitioner_ref
     qualifications = [q.get("code") or {} for q in resource.get("qualification") or []]
     qualification_labels, qualification_codes = _codes(qualifications)
@@ -272,10 +272,13 @@ def _plan_actions(repository: Any, care_plan: dict[str, Any], principal: Any,
         _schedule(action, target or detail)
         status = str((target or detail).get("status") or "")
         action.status = str(section.get("status_words", {}).get(status, ""))
-        action.done = status == section.get("done_status", {}).get(action.kind)
+        progress = [n for n in activity.get("progress") or [] if n.get("time")]
+        # done: its status says so, or (an appointment, which keeps its own) the coordinator's
+        # progress note does
+        action.done = status == section.get("done_status", {}).get(action.kind) or bool(
+            progress and progress[-1].get("text") == section.get("done_text"))
         action.urgent = str(target.get("priority") or "") in section.get("urgent_priorities", ())
         action.comment = str(target.get("comment") or "")
-        progress = [n for n in activity.get("progress") or [] if n.get("time")]
         if action.done and progress:
             action.done_at = str(progress[-1].get("time", ""))
             action.done_by = str(progress[-1].get("authorString", ""))
@@ -421,7 +424,7 @@ def _discharge(repository: Any, principal: Any, rules: CoordinationRules, team: 
     stay = _stay(repository, subject, principal, section)
     missing = missing_roles(activities, members, rules.missing_roles)
     discharge = Discharge(
-        patient_name=_human_name(patient),
+        patient_name=human_name(patient),
         patient_birth=patient.get("birthDate"),
         patient_id=patient_id,
         last_updated=(team.get("meta") or {}).get("lastUpdated"),
@@ -434,7 +437,7 @@ def _discharge(repository: Any, principal: Any, rules: CoordinationRules, team: 
                  review.reviews(repository, subject, principal, rules)],
         stay=stay,
         address=_address(patient),
-        postcode=_postcode(patient),
+        postcode=postcode_of(patient),
         care_plan_id=str(plans[0].get("id", "")) if plans else "",
         reason=stay.pop("reason", "") or (str(plans[0].get("description") or "") if plans
                                           else ""),
@@ -524,6 +527,10 @@ def candidates(engine: Any, rules: CoordinationRules, role: str, postcode: str
             "idnat": str((practitioner.get("identifier") or {}).get("value", "")),
             "name": str(practitioner.get("display") or ""),
             "profession": ", ".join(_codes(practitioner_role.get("code") or [])[0]),
+            "profession_code": next((str(c.get("code")) for concept in practitioner_role.get(
+                "code") or [] for c in concept.get("coding") or [] if c.get("code")), ""),
+            "mssante": next((t["value"] for t in practitioner_role.get("telecom") or []
+                             if t.get("system") == "email"), ""),
             "delay": "" if delay is None else str(delay),
             "soon": "yes" if delay is not None and delay <= within else "",
             "phone": next((t["value"] for t in practitioner_role.get("telecom") or []
@@ -595,7 +602,7 @@ def _service(repository: Any, encounter: dict[str, Any], provider: str, principa
     return labels[0] if labels else ""
 
 
-def _postcode(patient: dict[str, Any]) -> str:
+def postcode_of(patient: dict[str, Any]) -> str:
     return next((str(a["postalCode"]) for a in patient.get("address") or []
                  if a.get("postalCode")), "")
 
@@ -661,10 +668,10 @@ def _recipient_name(repository: Any, recipient: dict[str, Any]) -> str:
             practitioner = (resource.get("practitioner") or {}).get("reference", "")
             if practitioner.startswith("Practitioner/"):
                 try:
-                    return _human_name(repository.read("Practitioner", practitioner[13:]))
+                    return human_name(repository.read("Practitioner", practitioner[13:]))
                 except Exception:
                     return practitioner
-        return resource.get("name") if kind == "Organization" else _human_name(resource)
+        return resource.get("name") if kind == "Organization" else human_name(resource)
     return recipient.get("display") or reference
 
 
