@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,7 @@ from adapter.coordination import (
 from adapter.coordination.rules import load_rules
 from adapter.errors import BadRequest, Forbidden
 from adapter.ingest.messages import tell
+from adapter.mssante.rendering import readable_letter
 from adapter.national_ids import ins_systems
 from adapter.record.repository import Repository
 from adapter.store.coordination_tables import SharingAudit, SubscriptionRecord
@@ -423,3 +425,25 @@ async def post_care_team_member(
         return workspace.Plan({}, patient.split("/", 1)[1])
 
     return _answer("assigned", await run_in_threadpool(run), api)
+
+
+@router.get("/letters/{letter_id}", response_class=HTMLResponse,
+            summary="A received letter, to read (its sections as text), with its version")
+def read_letter(
+    letter_id: str, request: Request, principal: Principal = Depends(page_principal)
+) -> HTMLResponse:
+    """For a coordinator, a professional or the system the record lets read that letter."""
+    if principal.kind not in ("coordinator", "professional", "system"):
+        raise Forbidden("a letter is read here by the patient's carers and coordinators")
+    engine = _engine(request)
+    letter = page.letter_to_read(engine, Repository(engine), principal, letter_id)
+    reading = readable_letter(letter.content, max_bytes=request.app.state.settings
+                              .max_letter_bytes)
+    heading = (f'<p><a href="/coordination/page">Retour à la page de coordination</a></p>'
+               f'<p class="version">Version {letter.version}, reçue le '
+               f'{html.escape(page.french_moment(letter.received))} ({html.escape(letter.model)})'
+               f'</p>')
+    return HTMLResponse(reading.replace("<body>", f"<body>{heading}", 1), headers={
+        # the letter's own words only: nothing runs, nothing is fetched
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        "X-Content-Type-Options": "nosniff"})

@@ -363,6 +363,53 @@ def letter_statuses(engine: Any, patient: dict[str, Any]) -> list[dict[str, str]
     return found
 
 
+@dataclass(frozen=True)
+class LetterToRead:
+    content: bytes
+    version: int
+    received: str  # FHIR instant
+    model: str
+
+
+def letter_to_read(engine: Any, repository: Any, principal: Any, letter_id: str
+                   ) -> LetterToRead:
+    """A received letter for the page's reader, if they may read it: the record must let them
+    read that version's DocumentReference (the patient's care team, a coordinator of its CPTS,
+    and for a restricted letter its named readers only; the system always). Else, as the record
+    answers for what it hides, it is unknown (404)."""
+    from sqlmodel import Session
+
+    from adapter.errors import NotFound
+    from adapter.store.letters import ReceivedLetter
+
+    with Session(engine) as session:
+        row = session.get(ReceivedLetter, letter_id) if len(letter_id) <= 32 else None
+    if row is None or not _may_read_letter(repository, principal, row):
+        raise NotFound("no letter with this id")
+    moment = row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=UTC)
+    return LetterToRead(bytes(row.content), row.version,
+                        moment.isoformat(timespec="minutes"), row.model)
+
+
+def _may_read_letter(repository: Any, principal: Any, row: Any) -> bool:
+    if getattr(principal, "kind", None) == "system":
+        return True
+    # the version's identifier as the mapping writes it (mapping.care.map_document_reference):
+    # the letter's setId as root^extension (mapping.engine), "/v", the version
+    from adapter.cda.datatypes import child, ii
+    from adapter.cda.reader import parse_letter
+
+    set_id = ii(child(parse_letter(bytes(row.content), max_bytes=get_settings().max_letter_bytes),
+                      "setId"))
+    if set_id is None:
+        return False
+    key = f"{set_id[0]}^{set_id[1]}" if set_id[1] else set_id[0]
+    system = knowledge().liaison_system("document_version")
+    found = repository.search("DocumentReference", [
+        ("identifier", f"{system}|{key}/v{row.version}"), ("_summary", "count")], principal)
+    return bool(found.get("total"))
+
+
 VIEWS = ("prevues", "semaine", "revue", "sans-medecin")
 
 
