@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,7 @@ def test_page_renders_the_example_patient_in_a_real_headless_browser(tmp_path: P
 
     _example_in_the_record()
     screenshot = tmp_path / "coordinator-page.png"
+    phone_shot = tmp_path / "coordinator-page-phone.png"
     app = create_app(get_settings())
     with serve_app(app, probe_path="/healthz") as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -129,12 +131,44 @@ def test_page_renders_the_example_patient_in_a_real_headless_browser(tmp_path: P
             assert missing.is_visible()
             assert discharge.get_by_text("claire.martin@cpts-paris-centre.mssante.fr").is_visible()
             page.screenshot(path=str(screenshot), full_page=True)
+            text = page.locator("body").inner_text()
+            assert not re.search(r"\d{4}-\d{2}-\d{2}", text)  # no ISO date or timestamp
+            bundle = coordinate(convert_letter(LDL_SES_EXAMPLE.read_bytes()), get_engine()).bundle
+            raw = {code for code in _codes_of(bundle) if len(code) >= 3}
+            assert not raw & set(re.findall(r"[\w.-]+", text))  # no raw code
+
+            phone = browser.new_page(viewport={"width": 375, "height": 812}, is_mobile=True)
+            phone.set_extra_http_headers({"Authorization": f"Bearer {_coordinator_token()}"})
+            phone.goto(f"{base}/coordination/page")
+            # nothing wider than the screen: the grid is one column, tables scroll inside
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+            sections = phone.locator("article.discharge .grid > section")
+            assert sections.nth(0).bounding_box()["x"] == sections.nth(1).bounding_box()["x"]
+            assert phone.locator("main").count() == 1 and phone.locator("nav").count() == 1
+            levels = [int(tag[1]) for tag in phone.eval_on_selector_all(
+                "h1, h2, h3", "nodes => nodes.map(n => n.tagName)")]
+            assert levels[0] == 1 and all(b - a <= 1 for a, b in pairwise(levels))
+            unlabelled = phone.eval_on_selector_all(
+                "select, textarea", "nodes => nodes.filter(n => !n.labels.length).length")
+            assert unlabelled == 0
+            phone.screenshot(path=str(phone_shot), full_page=True)
+            # the keyboard reaches the first action, and the focus can be seen
+            for _ in range(12):
+                phone.keyboard.press("Tab")
+                if phone.evaluate("document.activeElement.tagName") == "BUTTON":
+                    break
+            focused = phone.evaluate("document.activeElement.getAttribute('aria-label')")
+            assert focused and focused.startswith("Marquer comme fait")
+            assert phone.evaluate("getComputedStyle(document.activeElement).outlineStyle") \
+                != "none"
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000  # a real rendering, not a blank page
+    assert phone_shot.stat().st_size > 10_000
     keep = os.environ.get("LIAISON_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(screenshot, keep)
+        shutil.copy(phone_shot, Path(keep).with_name("phone-" + Path(keep).name))
 
 
 def test_page_shows_whether_the_received_letter_reached_the_record() -> None:
