@@ -5,13 +5,19 @@
 - `PUT /coordination/availability`, `POST /coordination/availability/csv`,
   `GET /coordination/fhir/PractitionerRole?available-within=24h&skill=…&address-postalcode=…`
 - `GET /coordination/audit?letter=…` — why something was or was not shared
-- `GET /coordination/page` — the coordinator's page (HTML)
+- `GET /coordination/page?vue=prevues|semaine|revue|sans-medecin` — the coordinator's page (HTML)
 - `POST /coordination/review/{task_id}` — complete a D+7 review (JSON); from the page's form:
   `POST /coordination/page/review/{task_id}` (`checks`, `note`, `csrf`), back to the page
+- `POST /coordination/plans/{care_plan_id}/notes` (text), `…/activities/{index}/done`,
+  `…/care-team` (idnat, role: a living-directory candidate for a missing role) — the page's
+  actions (`coordination.workspace`); a form is answered 303 back to the page, JSON with JSON
+- `GET /coordination/letters/{letter_id}` — a received letter to read (HTML)
 """
 
 from __future__ import annotations
 
+import html
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,9 +31,18 @@ from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.auth.rules import require_consent_filer
 from adapter.config import get_settings
-from adapter.coordination import consent, living_directory, page, review, subscriptions
+from adapter.coordination import (
+    consent,
+    living_directory,
+    page,
+    review,
+    subscriptions,
+    workspace,
+)
 from adapter.coordination.rules import load_rules
 from adapter.errors import BadRequest, Forbidden
+from adapter.ingest.messages import tell
+from adapter.mssante.rendering import readable_letter
 from adapter.national_ids import ins_systems
 from adapter.record.repository import Repository
 from adapter.store.coordination_tables import SharingAudit, SubscriptionRecord
@@ -312,9 +327,15 @@ async def complete_review(
     return JSONResponse(result.stored(), media_type=FHIR_JSON)
 
 
+def clock() -> Callable[[], datetime]:
+    """What the page and its actions take as now (tests put their own clock here)."""
+    return lambda: datetime.now(UTC)
+
+
 @router.post("/page/review/{task_id}", include_in_schema=False)
 async def complete_review_from_the_page(
-    task_id: str, request: Request, principal: Principal = Depends(form_principal)
+    task_id: str, request: Request, principal: Principal = Depends(form_principal),
+    now: Callable[[], datetime] = Depends(clock),
 ) -> RedirectResponse:
     """The page's form of a D+7 review: `checks` (each code ticked), `note`; back to the page."""
     form = await request.form()
@@ -322,18 +343,123 @@ async def complete_review_from_the_page(
                "note": str(form.get("note") or "")}
     repository = Repository(_engine(request))
     await run_in_threadpool(lambda: review.complete(
-        repository, principal, task_id, answers, load_rules(), now=lambda: datetime.now(UTC)))
+        repository, principal, task_id, answers, load_rules(), now=now))
     return RedirectResponse("/coordination/page", status_code=303)
 
 
 @router.get("/page", response_class=HTMLResponse, summary="The coordinator's page")
 def coordinator_page(
-    request: Request, principal: Principal = Depends(page_principal)
+    request: Request,
+    vue: str | None = Query(None, description="prevues | semaine | revue | sans-medecin"),
+    fait: str | None = Query(None, description="the action just done (its confirmation)"),
+    principal: Principal = Depends(page_principal),
+    now: Callable[[], datetime] = Depends(clock),
 ) -> HTMLResponse:
     if principal.kind not in ("coordinator", "system"):
         raise Forbidden("the coordinator's page needs a coordinator token")
+    if vue is not None and vue not in page.VIEWS:
+        raise BadRequest(f"vue is one of {', '.join(page.VIEWS)}")
     engine = _engine(request)
     repository = Repository(engine)
-    found = page.discharges(repository, principal, letters_engine=engine)
+    rules = load_rules()
+    found = page.discharges(repository, principal, rules, letters_engine=engine, view=vue,
+                            now=now)
     return HTMLResponse(page.render(found, principal, repository, csrf=csrf_token(request),
-                                    person=signed_in_as(request)))
+                                    person=signed_in_as(request), view=vue,
+                                    confirmation=page.confirmation(rules, fait), rules=rules))
+
+
+# -- The page's actions ----------------------------------------------------------------------
+
+
+async def _fields(request: Request) -> tuple[dict[str, Any], bool]:
+    """An action's fields, and whether an API client sent them (a JSON body) rather than the
+    page (a form)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise BadRequest("give the action's fields as a JSON object")
+        return body, True
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}, False
+
+
+def _answer(done: str, plan: workspace.Plan, api: bool) -> Response:
+    """Back to the page, at the patient, saying what was done; JSON for an API client."""
+    if api:
+        return JSONResponse({"done": done, "patient": f"Patient/{plan.patient_id}",
+                             "message": page.confirmation(load_rules(), done)})
+    return RedirectResponse(f"/coordination/page?fait={done}#patient-{plan.patient_id}",
+                            status_code=303)
+
+
+@router.post("/plans/{care_plan_id}/notes", summary="Add a note to a patient's plan")
+async def post_plan_note(
+    care_plan_id: str,
+    request: Request,
+    principal: Principal = Depends(form_principal),
+    now: Callable[[], datetime] = Depends(clock),
+) -> Response:
+    fields, api = await _fields(request)
+    plan = await run_in_threadpool(lambda: workspace.add_note(
+        Repository(_engine(request)), principal, care_plan_id, fields.get("text"), now=now))
+    return _answer("note", plan, api)
+
+
+@router.post("/plans/{care_plan_id}/activities/{index}/done",
+             summary="Mark an item of a patient's plan done")
+async def post_activity_done(
+    care_plan_id: str,
+    index: int,
+    request: Request,
+    principal: Principal = Depends(form_principal),
+    now: Callable[[], datetime] = Depends(clock),
+) -> Response:
+    _, api = await _fields(request)
+    plan = await run_in_threadpool(lambda: workspace.mark_done(
+        Repository(_engine(request)), principal, care_plan_id, index, load_rules(), now=now))
+    return _answer("done", plan, api)
+
+
+@router.post("/plans/{care_plan_id}/care-team",
+             summary="Add a living-directory professional to the care team, and tell them")
+async def post_care_team_member(
+    care_plan_id: str,
+    request: Request,
+    principal: Principal = Depends(form_principal),
+    now: Callable[[], datetime] = Depends(clock),
+) -> Response:
+    fields, api = await _fields(request)
+    engine = _engine(request)
+    repository = Repository(engine)
+
+    def run() -> workspace.Plan:
+        posted = workspace.assign(repository, engine, principal, care_plan_id,
+                                  fields.get("idnat"), fields.get("role"), load_rules(), now=now)
+        tell(engine, request.app.state.settings, posted)  # the message's Subscriptions, mail
+        patient = posted.bundle["entry"][0]["resource"]["subject"]["reference"]
+        return workspace.Plan({}, patient.split("/", 1)[1])
+
+    return _answer("assigned", await run_in_threadpool(run), api)
+
+
+@router.get("/letters/{letter_id}", response_class=HTMLResponse,
+            summary="A received letter, to read (its sections as text), with its version")
+def read_letter(
+    letter_id: str, request: Request, principal: Principal = Depends(page_principal)
+) -> HTMLResponse:
+    """For a coordinator, a professional or the system the record lets read that letter."""
+    if principal.kind not in ("coordinator", "professional", "system"):
+        raise Forbidden("a letter is read here by the patient's carers and coordinators")
+    engine = _engine(request)
+    letter = page.letter_to_read(engine, Repository(engine), principal, letter_id)
+    reading = readable_letter(letter.content, max_bytes=request.app.state.settings
+                              .max_letter_bytes)
+    heading = (f'<p><a href="/coordination/page">Retour à la page de coordination</a></p>'
+               f'<p class="version">Version {letter.version}, reçue le '
+               f'{html.escape(page.french_moment(letter.received))} ({html.escape(letter.model)})'
+               f'</p>')
+    return HTMLResponse(reading.replace("<body>", f"<body>{heading}", 1), headers={
+        # the letter's own words only: nothing runs, nothing is fetched
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        "X-Content-Type-Options": "nosniff"})

@@ -11,7 +11,8 @@ DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {
     "hospital": ("system/*.rs", "system/*.cud"),
     # reading what they are granted, writing messages in their patients' threads
     "professional": ("user/*.rs", "user/Communication.c"),
-    "coordinator": ("user/*.rs", "user/Communication.c"),
+    # and keeping their CPTS's patients' plans and care teams from the coordinator's page
+    "coordinator": ("user/*.rs", "user/Communication.c", "user/CarePlan.u", "user/CareTeam.u"),
     "system": ("system/*.cruds",),
 }
 

@@ -27,7 +27,10 @@ WRITE_RULES: tuple[tuple[str, str], ...] = (
                      "messages in those patients' threads (POST /fhir/Communication), to "
                      "members of their care team, as themselves"),
     ("coordinator", "consent of its CPTS's patients; availabilities; messages in those "
-                    "patients' threads; the D+7 reviews its CPTS owns"),
+                    "patients' threads; the D+7 reviews its CPTS owns; those patients' plans "
+                    "from its page: notes, items marked done (scope user/CarePlan.u), "
+                    "professionals of the living directory added to their care team and told "
+                    "(user/CareTeam.u and user/Communication.c)"),
     ("system", "everything"),
 )
 
@@ -101,3 +104,24 @@ def require_consent_filer(principal: Principal, cares_for_patient: Any) -> None:
     if principal.kind not in ("hospital", "professional", "coordinator") \
             or not cares_for_patient():
         raise Forbidden("only the system or those caring for this patient may file its consent")
+
+
+def require_plan_keeper(principal: Principal, coordinates_patient: Any,
+                        scopes: tuple[tuple[str, str], ...]) -> None:
+    """A patient's plan is kept from the coordinator's page (a note, an item done, a
+    professional added to the care team) by a coordinator of the CPTS that owns the patient's
+    care team — `coordinates_patient()` answers: the record lets the coordinator read the plan,
+    which it does for its own CPTS's patients only — holding every (action, resource type) of
+    `scopes`, and by the system. A professional, even in the team, and a hospital may not."""
+    if principal.kind == "system":
+        return
+    if principal.kind != "coordinator":
+        raise Forbidden(f"a {principal.kind} token may not change a patient's plan from the "
+                        "coordinator's page")
+    lacking = [f"{kind}.{action}" for action, kind in scopes if not principal.has_scope(action,
+                                                                                        kind)]
+    if lacking:
+        raise Forbidden(f"this token lacks the scope(s) {', '.join(lacking)}")
+    if not coordinates_patient():
+        raise Forbidden("only a coordinator of the CPTS that owns the patient's care team may "
+                        "change its plan")

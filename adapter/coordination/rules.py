@@ -149,6 +149,7 @@ class MissingRoleRule:
     role: str
     when_any: tuple[str, ...]
     filled_by: tuple[str, ...]
+    skills: tuple[str, ...] = ()  # what a living-directory candidate must offer besides
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,7 @@ def parse_rules(raw: dict[str, Any]) -> CoordinationRules:
             role=str(entry["role"]),
             when_any=tuple(str(w).casefold() for w in entry.get("when_any") or ()),
             filled_by=tuple(str(f).casefold() for f in entry.get("filled_by") or ()),
+            skills=tuple(str(s) for s in entry.get("skills") or ()),
         )
         for entry in raw.get("missing_roles") or []
     )

@@ -335,7 +335,7 @@ def test_a_coordinator_logs_in_and_completes_a_review_in_a_real_browser(
             assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
             form = page.locator("form.review-form").first
             form.get_by_label("Rendez-vous chez le médecin traitant pris").check()
-            form.locator("input[name=note]").fill("IDEL passe chaque matin")
+            form.locator("textarea[name=note]").fill("IDEL passe chaque matin")
             form.get_by_role("button", name="Revue faite").click()
             page.wait_for_url(f"{stay.base}/coordination/page")
             review = page.locator("p.review").first
