@@ -350,3 +350,64 @@ def test_a_coordinator_logs_in_and_completes_a_review_in_a_real_browser(
     if artefacts:
         Path(artefacts).mkdir(parents=True, exist_ok=True)
         shutil.copy(screenshot, Path(artefacts) / screenshot.name)
+
+
+@pytest.mark.browser
+def test_a_coordinator_follows_a_stay_from_its_notice_to_its_review_in_a_real_browser(
+        site: Site, tmp_path: Path) -> None:
+    """Warned before the discharge, the coordinator logs in and sees the planned stay; the
+    letter arrives on the same stay, which says what is missing; she completes the D+7 review,
+    without a bearer token. (Assigning from the living directory is proven over HTTP in
+    test_coordinator_actions.py.)"""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (scripts/test-deps installs it)")
+    from playwright.sync_api import sync_playwright
+
+    from tests.api.test_discharge_notices import encounter, with_stay
+
+    hospital = bearer(issue_token("hospital", organization=HOSPITAL))
+    system = bearer(issue_token("system"))
+    shots = [tmp_path / f"walkthrough-{n}.png" for n in (1, 2, 3)]
+    with httpx.Client(base_url=site.base, timeout=30) as client, \
+            sync_playwright() as playwright:
+        announced = client.post("/discharge-notices", json=encounter(901),
+                                headers={**hospital, "Content-Type": "application/fhir+json"})
+        assert announced.status_code == 202, announced.text
+        deadline = time.monotonic() + 30
+        while not client.get("/fhir/Encounter", headers=system).json().get("total"):
+            assert time.monotonic() < deadline, "the notice never reached the record"
+            time.sleep(0.05)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{site.base}/coordination/page?vue=prevues")
+            page.fill("#login", "claire")
+            page.click("#connect")
+            page.wait_for_url(f"{site.base}/coordination/page?vue=prevues")
+            assert "sortie prévue le mercredi 9 décembre" in page.locator("main").inner_text()
+            page.screenshot(path=str(shots[0]), full_page=True)
+
+            letter = with_stay(letter_variant(901), "SEJ-901")
+            sent = client.post("/discharge-letters", content=letter, headers={
+                **hospital, "Content-Type": "application/hl7-cda+xml"})
+            assert sent.status_code == 202, sent.text
+            wait_for_status(client, sent.headers["Location"], hospital, "pushed")  # type: ignore[arg-type]
+            page.goto(f"{site.base}/coordination/page")
+            stay = page.locator("article.discharge").first
+            assert "Sortie le mardi 3 décembre 2019" in stay.inner_text()  # the same stay, ended
+            assert "Rôle manquant : Psychiatre" in stay.inner_text()
+            page.screenshot(path=str(shots[1]), full_page=True)
+            review = stay.locator("form.review-form").first
+            review.get_by_label("Rendez-vous chez le médecin traitant pris").check()
+            review.get_by_role("button", name="Revue faite").click()
+            page.wait_for_url(f"{site.base}/coordination/page")
+            assert "faite le" in page.locator("p.review").first.inner_text()
+            page.screenshot(path=str(shots[2]), full_page=True)
+        finally:
+            browser.close()
+    assert all(shot.stat().st_size > 10_000 for shot in shots)
+    artefacts = os.environ.get("LIAISON_TEST_ARTEFACTS")
+    if artefacts:
+        Path(artefacts).mkdir(parents=True, exist_ok=True)
+        for shot in shots:
+            shutil.copy(shot, Path(artefacts) / shot.name)
