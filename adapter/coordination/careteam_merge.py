@@ -8,6 +8,7 @@ about the new letter like its named recipients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,23 +61,26 @@ def known_carers(
     record: CareTeamSource | None,
     patient_identifiers: list[tuple[str, str]],
     replacing: AbstractSet[tuple[str, str]] = frozenset(),
+    kept: Callable[[dict[str, Any]], bool] = lambda _participant: False,
 ) -> list[KnownCarer]:
     """Practitioners of every CareTeam of the patient in the record, one per person.
 
     `replacing`: identifiers of the CareTeam being written; its earlier version (the same stay)
-    is not an earlier care team: whom a corrected letter drops must not come back from it."""
+    is not an earlier care team: whom a corrected letter drops must not come back from it —
+    but the participants `kept` says no letter named (a carer a coordinator assigned) stay."""
     if record is None:
         return []
     teams, members = record.care_teams(record.patient_ids(patient_identifiers))
     carers: dict[str, KnownCarer] = {}
     for team in teams:
-        if replacing & team_identifiers(team):
-            continue
+        replaced = bool(replacing & team_identifiers(team))
         identifiers = [i for i in team.get("identifier") or [] if i.get("value")]
         team_identifier = (
             (identifiers[0].get("system", ""), identifiers[0]["value"]) if identifiers else None
         )
         for participant in team.get("participant") or []:
+            if replaced and not kept(participant):
+                continue
             reference = (participant.get("member") or {}).get("reference") or ""
             practitioner = _resolve_member(reference, members)
             if practitioner is None:

@@ -24,6 +24,7 @@ from adapter.coordination.notifications import discharge_event
 from adapter.coordination.record_port import CareTeamSource
 from adapter.coordination.record_reader import RecordCareTeams
 from adapter.coordination.resources import (
+    assigned_by_a_coordinator,
     communicated_idnats,
     communication,
     coordinator_participant,
@@ -238,7 +239,9 @@ def _merge_known_carers(
         return
     present = participant_idnats(view, care_team)
     try:
-        carers = known_carers(record, [ins], replacing=team_identifiers(care_team))
+        carers = known_carers(record, [ins], replacing=team_identifiers(care_team),
+                              kept=lambda participant: assigned_by_a_coordinator(participant,
+                                                                                 rules))
     except TargetError as unreadable:  # the letter is accepted without the merge
         _warn(report, f"coordination: the care team is not merged with earlier ones: "
                       f"{unreadable.message}")

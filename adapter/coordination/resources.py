@@ -95,6 +95,16 @@ def coordinator_participant(
     return participant
 
 
+def assigned_by_a_coordinator(participant: dict[str, Any], rules: CoordinationRules) -> bool:
+    """Whether a coordinator added this participant (no letter named them)."""
+    section = rules.section("care_team_merge")
+    url, assigned = section.get("origin_extension"), str(section.get("assigned_by") or "")
+    return bool(assigned) and any(
+        part.get("url") == "addedBy" and str(part.get("valueString", "")).startswith(assigned)
+        for extension in participant.get("extension") or [] if extension.get("url") == url
+        for part in extension.get("extension") or [])
+
+
 def has_origin(participant: dict[str, Any], rules: CoordinationRules) -> bool:
     url = rules.section("care_team_merge").get("origin_extension")
     return any(e.get("url") == url for e in participant.get("extension") or [])

@@ -22,6 +22,7 @@ from adapter.auth import Principal
 from adapter.auth.rules import require_plan_keeper
 from adapter.coordination import page, thread
 from adapter.coordination.bundle_tools import IDNAT_PS
+from adapter.coordination.resources import origin_extension
 from adapter.coordination.rules import CoordinationRules
 from adapter.errors import BadRequest, Conflict, NotFound
 from adapter.mapping.knowledge import knowledge
@@ -163,6 +164,10 @@ def assign(repository: Repository, engine: Any, principal: Principal, care_plan_
         "role": [_role(chosen, str(role)), {"coding": [section["assigned_role"]],
                                             "text": section["assigned_role"]["display"]}],
         "period": {"start": now().isoformat(timespec="seconds")},
+        # a corrected letter of the stay keeps whom the coordinator added
+        "extension": [origin_extension(rules, source=None, added_by=(
+            f"{rules.section('care_team_merge')['assigned_by']} {principal.actor or ''}"
+            ).strip())],
     }
     updated = {**team, "participant": [*(team.get("participant") or []), participant]}
     identifier = {"system": IDNAT_PS, "value": chosen["idnat"]}

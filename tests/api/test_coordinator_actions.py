@@ -21,6 +21,8 @@ from adapter.auth import issue_token
 from adapter.config import Settings
 from adapter.coordination import coordinate, living_directory
 from adapter.coordination.enrichment import enrich
+from adapter.coordination.resources import assigned_by_a_coordinator
+from adapter.coordination.rules import load_rules
 from adapter.directory.importer import import_path
 from adapter.mapping import convert_letter
 from adapter.record.repository import Repository
@@ -238,6 +240,10 @@ def test_a_nurse_of_the_living_directory_joins_the_team_and_is_told(
     mails = [outbox.get_entry(get_engine(), entry_id) for entry_id in queued]
     assert [mail.payload_json()["to"] for mail in mails if mail] == [
         "julie.roux@infirmiers.mssante.fr"]
+    # marked as the coordinator's, so a corrected letter of the stay keeps her
+    team = Repository(get_engine()).search("CareTeam", [("status", "active")])["entry"][0]
+    assert any(assigned_by_a_coordinator(p, load_rules())
+               for p in team["resource"]["participant"])
     # twice is once
     assert needs_a_nurse.client.post(url, headers=coordinator(),
                                      data=choice).status_code in (400, 409)

@@ -25,6 +25,7 @@ from tests.support.servers import free_port
 
 DIRECTORY = CsvCoordinators(FIXTURES / "coordination" / "local_directory.csv")
 NURSE = "801234567896"
+ASSIGNED = "810000000041"  # a nurse of the living directory a coordinator added
 PCP = "801984758437"
 PATIENT = "279035121518989"
 
@@ -126,6 +127,31 @@ def test_a_corrected_letter_of_the_same_stay_drops_whom_it_no_longer_names(
     later = enrich(_second_stay(shared_record, set_id="1.2.250.1.666.1"), DIRECTORY,
                    shared_record.reader)
     assert _participant_of(later.bundle, NURSE) is None
+
+
+def test_a_corrected_letter_keeps_whom_the_coordinator_added_to_the_stay(
+    shared_record: SharedRecord,
+) -> None:
+    """A carer a coordinator assigned from the page is no letter's: the stay's corrected
+    letter keeps her (it drops only whom letters named)."""
+    from adapter.coordination.resources import ensure_practitioner, origin_extension
+    from adapter.coordination.rules import load_rules
+
+    first = enrich(synthetic_conversion(set_id="1.2.250.1.999.1", ins=shared_record.ins),
+                   DIRECTORY, shared_record.reader)
+    view = BundleView(first.bundle)
+    assigned = ensure_practitioner(view, {"resourceType": "Practitioner", "identifier": [
+        {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": ASSIGNED}]})
+    view.first("CareTeam")["participant"].append({  # as the page's assignment writes it
+        "member": {"reference": assigned}, "role": [{"text": "Infirmier(e)"}],
+        "extension": [origin_extension(load_rules(), source=None,
+                                       added_by="assigned by the coordinator 810000000017")]})
+    shared_record.store(first.bundle)
+    corrected = enrich(
+        _second_stay(shared_record, set_id="1.2.250.1.999.1", hospital="1750803447"), DIRECTORY,
+        shared_record.reader)
+    assert _participant_of(corrected.bundle, ASSIGNED) is not None
+    assert _participant_of(corrected.bundle, NURSE) is None  # the letter's nurse, dropped
 
 
 def test_the_first_stays_coordinator_keeps_their_original_period(
