@@ -27,7 +27,9 @@ from sqlalchemy.engine import Engine
 from adapter.auth.principal import SYSTEM, Principal
 from adapter.auth.rules import letter_organization
 from adapter.config import Settings, get_settings
-from adapter.coordination import coordinate
+from adapter.coordination import coordinate, embedded_record
+from adapter.coordination.plan_work import keep_plan_work
+from adapter.coordination.rules import load_rules
 from adapter.coordination.stays import key_letter_stay
 from adapter.directory.lookup import SqlDirectory
 from adapter.errors import LiaisonError
@@ -142,6 +144,7 @@ def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM,
         conversion = _coordinated(conversion, engine, settings)
         if previous is not None:
             _supersede(conversion, previous, engine)
+            _keep_plan_work(conversion, engine, settings or get_settings())
     messages = _mail(conversion, settings or get_settings())
     problems = _validation_problems(conversion)
     return PreparedLetter(
@@ -185,6 +188,18 @@ def _supersede(conversion: Any, previous: versions.Previous, engine: Engine) -> 
         earlier.letter.effective_time)
     versions.tell_correction(conversion.bundle, conversion.letter.version, changes)
     _note(conversion, versions.correction_notice(conversion.letter.version, changes))
+
+
+def _keep_plan_work(conversion: Any, engine: Engine, settings: Settings) -> None:
+    """What coordinators wrote on the stay's plan (in the embedded record, where the page
+    writes) stays in the corrected letter's plan."""
+    repository = embedded_record(engine, settings)
+    if repository is None:
+        return
+    carried = keep_plan_work(conversion.bundle, repository, load_rules())
+    if carried:
+        _note(conversion, f"{carried} note(s) or item(s) the coordination recorded on the "
+                          "earlier version's plan are kept.")
 
 
 def _note(conversion: Any, message: str) -> None:
