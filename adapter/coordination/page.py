@@ -23,6 +23,7 @@ from adapter.config import get_settings
 from adapter.coordination import review
 from adapter.coordination.consent import reader_may_see
 from adapter.coordination.french_dates import PARIS, french_birth, french_moment
+from adapter.coordination.notice import notice_rules
 from adapter.coordination.rules import CoordinationRules, MissingRoleRule, load_rules
 from adapter.mapping.knowledge import knowledge
 from adapter.mapping_files import load_mapping_file
@@ -606,7 +607,7 @@ def _stay(repository: Any, subject: str, principal: Any, section: dict[str, Any]
     planned = encounter.get("status") in section.get("planned_statuses", ())
     estimated = next((str(e.get("valueDate") or e.get("valueDateTime") or "")
                       for e in encounter.get("extension") or []
-                      if e.get("url") == section.get("estimated_discharge_extension")), "")
+                      if e.get("url") == notice_rules()["estimated_discharge_extension"]), "")
     reasons, _ = _codes(encounter.get("reasonCode") or [])
     return {"discharged": "" if planned else str((encounter.get("period") or {}).get("end", "")),
             "planned": "yes" if planned else "",
