@@ -150,6 +150,9 @@ def _directory_cards(session: Session, idnats: list[str]) -> dict[str, dict[str,
             "given": person.given,
             "profession_code": person.profession_code,
             "profession": person.profession_display,
+            # a physician's specialty says what they do (a psychiatrist: SM42)
+            "specialty": (person.specialty_system, person.specialty_code,
+                          person.specialty_display) if person.specialty_code else None,
         }
     roles = session.exec(
         select(DirectoryRole)
@@ -165,6 +168,9 @@ def _directory_cards(session: Session, idnats: list[str]) -> dict[str, dict[str,
         if not card.get("profession"):
             card["profession"] = role.profession_display
             card["profession_code"] = role.profession_code
+        if not card.get("specialty") and role.specialty_code:
+            card["specialty"] = (role.specialty_system, role.specialty_code,
+                                 role.specialty_display)
     return cards
 
 
@@ -226,8 +232,13 @@ def practitioner_role(
     if card.get("profession"):
         coding = {"code": card.get("profession_code") or "", "display": card["profession"]}
         resource["code"] = [{"coding": [coding], "text": card["profession"]}]
+    if card.get("specialty"):
+        system, code, display = card["specialty"]
+        resource["specialty"] = [{"coding": [{k: v for k, v in (
+            ("system", system), ("code", code), ("display", display)) if v}],
+            "text": display or code}]
     if row.skills:
-        resource["specialty"] = [
+        resource.setdefault("specialty", []).extend([
             {
                 "coding": [
                     {
@@ -239,7 +250,7 @@ def practitioner_role(
                 "text": skill_names.get(skill, skill),
             }
             for skill in row.skills.split()
-        ]
+        ])
     if row.available_within_hours is not None:
         resource["extension"].append(
             {

@@ -356,15 +356,28 @@ def test_a_coordinator_logs_in_and_completes_a_review_in_a_real_browser(
 def test_a_coordinator_follows_a_stay_from_its_notice_to_its_review_in_a_real_browser(
         site: Site, tmp_path: Path) -> None:
     """Warned before the discharge, the coordinator logs in and sees the planned stay; the
-    letter arrives on the same stay, which says what is missing; she completes the D+7 review,
-    without a bearer token. (Assigning from the living directory is proven over HTTP in
-    test_coordinator_actions.py.)"""
+    letter arrives on the same stay and says a psychiatrist is missing; she adds one from the
+    living directory to the care team and completes the D+7 review, without a bearer token."""
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian chromium is not installed (scripts/test-deps installs it)")
     from playwright.sync_api import sync_playwright
 
+    from adapter.coordination import living_directory
+    from adapter.store.db import session_scope
     from tests.api.test_discharge_notices import encounter, with_stay
 
+    # the local list, with a psychiatrist near the patient's home who is free soon
+    directory = tmp_path / "local_directory.csv"
+    directory.write_text((FIXTURES / "coordination" / "local_directory.csv").read_text(
+        encoding="utf-8").rstrip("\n") + "\n"
+        "810000000058,Dr,LEROY,Marc,10,Médecin,SM42,Psychiatrie,member,CPTS-PARIS-CENTRE,,"
+        "0145000005,marc.leroy@medecin.mssante.fr,,Cabinet du Champ-de-Mars,3 rue Cler,75007,"
+        "Paris\n", encoding="utf-8")
+    import_path(get_engine(), directory)
+    with session_scope(get_engine()) as session:
+        living_directory.save(session, living_directory.AvailabilityUpdate.from_json(
+            {"idnat": "810000000058", "accepts_new_patients": "oui", "available_within": "24h",
+             "postcodes": "75007"}), "test")
     hospital = bearer(issue_token("hospital", organization=HOSPITAL))
     system = bearer(issue_token("system"))
     shots = [tmp_path / f"walkthrough-{n}.png" for n in (1, 2, 3)]
@@ -395,8 +408,14 @@ def test_a_coordinator_follows_a_stay_from_its_notice_to_its_review_in_a_real_br
             page.goto(f"{site.base}/coordination/page")
             stay = page.locator("article.discharge").first
             assert "Sortie le mardi 3 décembre 2019" in stay.inner_text()  # the same stay, ended
-            assert "Rôle manquant : Psychiatre" in stay.inner_text()
+            missing = stay.locator('[data-role="Psychiatre"]')
+            missing.locator("select[name=idnat]").select_option("810000000058")
             page.screenshot(path=str(shots[1]), full_page=True)
+            missing.locator("form.assign button").click()
+            page.wait_for_load_state()
+            stay = page.locator("article.discharge").first
+            assert "Marc LEROY" in stay.locator("table.care-team").inner_text()
+            assert not stay.locator('[data-role="Psychiatre"]').count()  # the role is filled
             review = stay.locator("form.review-form").first
             review.get_by_label("Rendez-vous chez le médecin traitant pris").check()
             review.get_by_role("button", name="Revue faite").click()
