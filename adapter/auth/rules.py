@@ -22,6 +22,9 @@ WRITE_RULES: tuple[tuple[str, str], ...] = (
     ("hospital", "letters whose custodian (or author organisation) is one of the token's "
                  "organisations, and later versions of the setIds those organisations sent "
                  "first; through /discharge-letters or an MHD Provide Document Bundle only"),
+    ("hospital", "discharge notices (planned, done, cancelled) of its own stays, before the "
+                 "letter: POST /discharge-notices or HL7 v2 over the MLLP listener of its "
+                 "organisations"),
     ("hospital", "consent of the patients it sent letters for"),
     ("professional", "consent of the patients whose active care team lists them; Subscriptions; "
                      "messages in those patients' threads (POST /fhir/Communication), to "
@@ -38,6 +41,18 @@ WRITE_RULES: tuple[tuple[str, str], ...] = (
 def token_organizations(principal: Principal) -> set[str]:
     """The idNat_Struct of every organisation a hospital token acts for."""
     return {national_id(value, "organization") for value in principal.organizations}
+
+
+def require_notice_sender(principal: Principal, hospital: str) -> None:
+    """A hospital announces the discharges of its own stays (`hospital`: the idNat_Struct the
+    notice names); liaison's system token any."""
+    if principal.kind == "system":
+        return
+    if principal.kind != "hospital":
+        raise Forbidden("discharge notices are sent by hospitals")
+    if national_id(hospital, "organization") not in token_organizations(principal):
+        raise Forbidden("a hospital announces the discharges of its own stays only: this "
+                        "notice names another organisation")
 
 
 def letter_organization(principal: Principal,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from adapter.auth.principal import Principal
-from adapter.auth.rules import token_organizations
+from adapter.auth.rules import require_notice_sender
 from adapter.config import Settings
 from adapter.coordination import coordinate
 from adapter.coordination.bundle_tools import BundleView
@@ -29,7 +29,6 @@ from adapter.coordination.notice import (
 )
 from adapter.coordination.rules import load_rules
 from adapter.coordination.stays import stay_identifier
-from adapter.errors import Forbidden
 from adapter.mssante.plan import plan_notice_mail
 from adapter.mssante.queue import enqueue_message
 from adapter.push import worker
@@ -57,20 +56,9 @@ class NoticeReceipt:
              "diagnostics": f"discharge notice ({self.event}) {said}: {self.text}"}]}
 
 
-def require_sender(principal: Principal, notice: DischargeNotice) -> None:
-    """A hospital announces its own stays; liaison's system token any."""
-    if principal.kind == "system":
-        return
-    if principal.kind != "hospital":
-        raise Forbidden("discharge notices are sent by hospitals")
-    if notice.hospital not in token_organizations(principal):
-        raise Forbidden("a hospital announces the discharges of its own stays only: this "
-                        "notice names another organisation")
-
-
 def accept_notice(notice: DischargeNotice, *, engine: Engine, settings: Settings,
                   principal: Principal) -> NoticeReceipt:
-    require_sender(principal, notice)
+    require_notice_sender(principal, notice.hospital)
     known = _received(engine, notice)
     if known is not None:
         return NoticeReceipt(known.event, known.text, known.told, created=False)
