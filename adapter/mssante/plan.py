@@ -87,12 +87,10 @@ def plan_thread_mail(bundle: dict[str, Any], sender: str) -> list[dict[str, Any]
                   **_who(rules, patient)}
         identifier = communication["identifier"][0]["value"]
         messages.append({
-            "to": address,
-            "message_id": f"<{derived_uuid('mssante', identifier, address)}@{_domain(sender)}>",
-            "subject": rules["thread_message"]["subject"].format(**fields),
-            "body": rules["thread_message"]["body"].format(**fields),
-            "attachments": [p["contentAttachment"] for p in communication.get("payload") or []
-                            if p.get("contentAttachment")],
+            **_plain_mail(rules["thread_message"], fields, to=address, message_id=(
+                f"<{derived_uuid('mssante', identifier, address)}@{_domain(sender)}>"),
+                attachments=[p["contentAttachment"] for p in communication.get("payload")
+                             or [] if p.get("contentAttachment")]),
             "thread_message": f"Communication/{communication['id']}",
         })
     return messages
@@ -118,14 +116,18 @@ def plan_notice_mail(bundle: dict[str, Any], sender: str) -> list[dict[str, Any]
         fields = {"text": text, "greeting": _greeting(rules, _person_name(recipient, resources)),
                   **_who(rules, patient)}
         identifier = communication["identifier"][0]["value"]
-        messages.append({
-            "to": address,
-            "message_id": f"<{derived_uuid('mssante', identifier)}@{_domain(sender)}>",
-            "subject": rules["notice_message"]["subject"].format(**fields),
-            "body": rules["notice_message"]["body"].format(**fields),
-            "attachments": [],
-        })
+        messages.append(_plain_mail(
+            rules["notice_message"], fields, to=address, attachments=[],
+            message_id=f"<{derived_uuid('mssante', identifier)}@{_domain(sender)}>"))
     return messages
+
+
+def _plain_mail(template: dict[str, Any], fields: dict[str, str], *, to: str, message_id: str,
+                attachments: list[dict[str, Any]]) -> dict[str, Any]:
+    """A mail without the letter (a thread message, a notice): its text from `template`."""
+    return {"to": to, "message_id": message_id,
+            "subject": template["subject"].format(**fields),
+            "body": template["body"].format(**fields), "attachments": attachments}
 
 
 def _first(bundle: dict[str, Any], resource_type: str) -> dict[str, Any]:
