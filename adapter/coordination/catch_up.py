@@ -33,8 +33,8 @@ from adapter.errors import Misconfigured
 from adapter.mapping.identity import create_if_absent, full_url, identifier_query
 from adapter.mapping.knowledge import knowledge
 from adapter.national_ids import national_ids
-from adapter.record.access import RESTRICTED_READER_TAG
 from adapter.store.db import session_scope
+from adapter.store.record_tables import RESTRICTED_READER_TAG
 
 _PAGE = 200
 

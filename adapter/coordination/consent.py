@@ -42,9 +42,9 @@ from adapter.mapping.identity import create_if_absent, full_url
 from adapter.mapping.ins import ins_problem
 from adapter.mapping.summary import LetterSummary
 from adapter.national_ids import ins_systems
-from adapter.record.access import RESTRICTED_READER_TAG
 from adapter.store.coordination_tables import ConsentDecision, SharingAudit, utcnow
 from adapter.store.engine import session_scope, table_of
+from adapter.store.record_tables import RESTRICTED_READER_TAG
 
 DECISIONS = ("oppose", "withdraw")
 

@@ -36,9 +36,10 @@ from adapter.errors import (
     TargetUnavailable,
     operation_outcome,
 )
-from adapter.record.access import RESTRICTED_READER_TAG, read_filter
+from adapter.record.access import read_filter
 from adapter.store import outbox
 from adapter.store.coordination_tables import SubscriptionRecord
+from adapter.store.record_tables import RESTRICTED_READER_TAG
 
 OUTBOX_KIND = "subscription-notification"
 _RETRYABLE = {408, 425, 429}

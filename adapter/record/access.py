@@ -35,12 +35,15 @@ from adapter.errors import NotFound
 from adapter.record.params import PUBLIC_TYPES
 from adapter.record.storage import utcnow
 from adapter.store.engine import table_of
-from adapter.store.record_tables import PatientGrant, RecordToken, ResourceGrant
+from adapter.store.record_tables import (
+    PatientGrant,
+    ResourceGrant,
+    RestrictedReader,
+)
 
 _PATIENT_GRANTS = table_of(PatientGrant)
 _RESOURCE_GRANTS = table_of(ResourceGrant)
-_TOKENS = table_of(RecordToken)
-RESTRICTED_READER_TAG = "urn:liaison:restricted-reader"
+_RESTRICTED = table_of(RestrictedReader)
 
 
 # What a hospital reads of a patient it sent a letter for, beyond what its letters produced.
@@ -91,13 +94,12 @@ def read_filter(principal: Principal | None, resources: FromClause) -> ColumnEle
     return and_(or_(*clauses), _unrestricted_for(resources, values[0] if kind == "idnat" else None))
 
 
-def _restricted_readers(resources: FromClause, *codes: str) -> ColumnElement[bool]:
-    tags = select(_TOKENS.c.resource_pk).where(
-        _TOKENS.c.param == "_tag", _TOKENS.c.system == RESTRICTED_READER_TAG
-    )
-    if codes:
-        tags = tags.where(_TOKENS.c.code.in_(codes))
-    return resources.c.pk.in_(tags)
+def _restricted_readers(resources: FromClause, *readers: str) -> ColumnElement[bool]:
+    """Restricted resources (to one of `readers`, when given)."""
+    restricted = select(_RESTRICTED.c.resource_pk)
+    if readers:
+        restricted = restricted.where(_RESTRICTED.c.reader.in_(readers))
+    return resources.c.pk.in_(restricted)
 
 
 def _unrestricted_for(resources: FromClause, idnat: str | None) -> ColumnElement[bool]:

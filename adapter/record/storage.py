@@ -18,16 +18,19 @@ from adapter.record.indexing import IndexRows, index_rows, parse_reference, valu
 from adapter.record.params import COMPARTMENT_VIA, compartment_paths
 from adapter.store.engine import table_of
 from adapter.store.record_tables import (
+    RESTRICTED_READER_TAG,
     RecordDate,
     RecordReference,
     RecordResource,
     RecordString,
     RecordToken,
     RecordVersion,
+    RestrictedReader,
 )
 
 RESOURCES = table_of(RecordResource)
 VERSIONS = table_of(RecordVersion)
+_RESTRICTED = table_of(RestrictedReader)
 INDEX_TABLES = (table_of(RecordToken), table_of(RecordReference), table_of(RecordDate),
                 table_of(RecordString))
 
@@ -264,7 +267,7 @@ def write_deletion(session: Session, row: Stored, batch: WriteBatch) -> Stored:
 
 
 def clear_index(session: Session, pks: list[int]) -> None:
-    for table in INDEX_TABLES:
+    for table in (*INDEX_TABLES, _RESTRICTED):
         session.execute(delete(table).where(table.c.resource_pk.in_(pks)))
 
 
@@ -281,6 +284,10 @@ def insert_index(session: Session, indexed: list[tuple[int, str, IndexRows]]) ->
     for table, values in zip(INDEX_TABLES, (tokens, references, dates, strings), strict=True):
         if values:
             insert_rows(session, table, _INDEX_COLUMNS[table.name], values)
+    restricted = sorted({(pk, code) for pk, _, param, system, code in tokens
+                         if param == "_tag" and system == RESTRICTED_READER_TAG})
+    if restricted:
+        insert_rows(session, _RESTRICTED, ("resource_pk", "reader"), restricted)
 
 
 _RESOURCE_COLUMNS = ("resource_type", "resource_id", "version_id", "last_updated", "deleted",

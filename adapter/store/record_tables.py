@@ -150,6 +150,28 @@ class RecordString(SQLModel, table=True):
     exact: str = Field(max_length=255)
 
 
+# The security label of a restricted letter's resources: meta.tag <this>|<idNat_PS> per reader.
+RESTRICTED_READER_TAG = "urn:liaison:restricted-reader"
+
+
+class RestrictedReader(SQLModel, table=True):
+    """The readers a restricted resource names (its `RESTRICTED_READER_TAG` tags), kept apart
+    from the token index: every filtered read asks "is this resource restricted, and to whom",
+    and in the token table, keyed by resource type first, that is a scan of every token."""
+
+    __tablename__ = "record_restricted_reader"
+    __table_args__ = (Index("ix_record_restricted_reader", "reader", "resource_pk"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(index=True)
+    reader: str = Field(max_length=255)
+
+
+RestrictedReader.__table__.info["backfill"] = (  # type: ignore[attr-defined]
+    "INSERT INTO record_restricted_reader (resource_pk, reader) SELECT DISTINCT resource_pk, "
+    f"code FROM record_token WHERE param = '_tag' AND system = '{RESTRICTED_READER_TAG}'")
+
+
 class PatientGrant(SQLModel, table=True):
     """Who may read a patient's compartment (see grants.py).
 

@@ -10,8 +10,7 @@ from sqlmodel import Session, select
 
 from adapter.auth import issue_token
 from adapter.record import audit
-from adapter.record.access import RESTRICTED_READER_TAG
-from adapter.store.record_tables import RecordAudit
+from adapter.store.record_tables import RESTRICTED_READER_TAG, RecordAudit
 from tests.record.bundles import INS, PCP, letter_bundle, post_bundle
 from tests.record.conftest import client_for
 
