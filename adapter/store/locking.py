@@ -7,11 +7,13 @@ record transaction ten times that, and making the hospital queue behind a burst 
 is what made accept latency high. A background writer waits at most `_MAX_YIELD_SECONDS` for
 urgent ones, so delivery never starves.
 PostgreSQL: transaction-level advisory locks on the conditional keys of the bundle (taken in
-sorted order, so two transactions never wait on each other in a cycle).
+sorted order, so two transactions never wait on each other in a cycle), in two levels so that a
+transaction touching thousands of patients holds a bounded number of them (`lock_keys`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -94,11 +96,38 @@ def write_session(engine: Engine, keys: Iterable[str] = (), *, urgent: bool = Fa
             lock.release()
 
 
+# PostgreSQL's lock table is shared and bounded (max_locks_per_transaction × connections,
+# 6,400 by default): a transaction that locked one key per patient of a GP in 8,000 care teams
+# failed with "out of shared memory", and the letter that changed the GP was never delivered.
+# So keys are locked in two levels: each key's slot among _SLOTS (shared), then the key itself
+# (exclusive); a transaction with more than _MAX_KEYS keys takes its slots exclusively
+# instead — at most _SLOTS locks, whatever it touches. Slots first, then keys, each in order:
+# no two transactions wait on each other in a cycle.
+_SLOTS = 256
+_MAX_KEYS = 64
+_SLOT_CLASS = 1  # the two-integer advisory key space (slot locks); keys use the bigint one
+_SLOT_LOCK = {False: text("SELECT pg_advisory_xact_lock_shared(:class, :slot)"),
+              True: text("SELECT pg_advisory_xact_lock(:class, :slot)")}
+_KEY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def _key_hash(key: str) -> int:
+    """A 64-bit signed hash of `key`, the same in every process."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
+                          signed=True)
+
+
 def lock_keys(session: Session, keys: Iterable[str]) -> None:
-    """Advisory locks (PostgreSQL) held until the end of the transaction."""
+    """Advisory locks (PostgreSQL) on `keys`, held until the end of the transaction."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for key in sorted(set(keys)):
-        session.connection().execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-        )
+    hashes = sorted({_key_hash(key) for key in keys})
+    if not hashes:
+        return
+    connection = session.connection()
+    bulk = len(hashes) > _MAX_KEYS
+    for slot in sorted({value % _SLOTS for value in hashes}):
+        connection.execute(_SLOT_LOCK[bulk], {"class": _SLOT_CLASS, "slot": slot})
+    if not bulk:
+        for value in hashes:
+            connection.execute(_KEY_LOCK, {"key": value})

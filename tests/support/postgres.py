@@ -43,7 +43,8 @@ class PostgresServer:
     def _run(self, *argv: str) -> None:
         subprocess.run([*self._as_user, *argv], check=True, capture_output=True)
 
-    def start(self) -> PostgresServer:
+    def start(self, settings: str = "") -> PostgresServer:
+        """Start the server; `settings`: more `-c name=value` options."""
         data = os.path.join(self.root, "data")
         self._run(f"{self.bindir}/initdb", "-D", data, "-A", "trust", "-U", "liaison", "-E", "UTF8")
         self._run(
@@ -55,7 +56,7 @@ class PostgresServer:
             os.path.join(self.root, "log"),
             "-o",
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=200",
+            f"-c max_connections=200 {settings}",
             "start",
         )
         deadline = time.monotonic() + 20
