@@ -20,7 +20,7 @@ from datetime import date
 # import alone, not of a process that already ran the other benchmarks).
 BENCHMARKS = (
     "directory_import", "convert", "conformance", "coordination", "ingest", "delivery",
-    "mssante", "record_search", "pull", "growth", "medplum_push", "cli_start",
+    "instances", "mssante", "record_search", "pull", "growth", "medplum_push", "cli_start",
 )
 
 

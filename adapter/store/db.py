@@ -9,9 +9,11 @@ parts above use the tables without creating them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -46,10 +48,37 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    existing = set(inspect(engine).get_table_names())
-    SQLModel.metadata.create_all(engine)
-    add_missing_columns(engine)
-    fill_new_tables(engine, existing)
+    with _schema_lock(engine):
+        existing = set(inspect(engine).get_table_names())
+        SQLModel.metadata.create_all(engine)
+        add_missing_columns(engine)
+        fill_new_tables(engine, existing)
+
+
+# PostgreSQL advisory lock key of the schema (any constant: liaison takes no other of this value)
+_SCHEMA_LOCK = "liaison-schema"
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """Processes creating the schema of one PostgreSQL database one after the other: several
+    instances (`liaison serve`, `liaison worker`) started together on a fresh database each ran
+    `create_all`, and all but one died of a duplicate key in `pg_type` ("already exists").
+    A session-level advisory lock on a connection of its own; the one waiting then finds the
+    tables there. (SQLite is one host's file, not shared by instances: left as it was.)"""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(hashtextextended(:key, 0))"),
+                           {"key": _SCHEMA_LOCK})
+        connection.commit()  # the lock is the session's: no transaction left open meanwhile
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))"),
+                               {"key": _SCHEMA_LOCK})
+            connection.commit()
 
 
 def fill_new_tables(engine: Engine, existing: set[str]) -> None:

@@ -65,7 +65,7 @@ class ServerProcess:
     def __init__(
         self,
         argv: Sequence[str],
-        probe_url: str,
+        probe_url: str | None,
         env: dict[str, str] | None = None,
         log: Path | None = None,
     ):
@@ -76,6 +76,10 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
+        return self.launch().wait_until_up(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting for it to answer (several started together)."""
         with self.log.open("ab") if self.log else open(os.devnull, "wb") as stderr:
             self.process = subprocess.Popen(
                 self.argv,
@@ -84,6 +88,13 @@ class ServerProcess:
                 stderr=stderr,
                 start_new_session=True,
             )
+        return self
+
+    def wait_until_up(self, timeout: float = 60.0) -> ServerProcess:
+        """Wait for `probe_url` to answer (None: a process without one, e.g. `liaison
+        worker`, is up once started)."""
+        if self.probe_url is None:
+            return self
         try:
             wait_until_up(self.probe_url, timeout)
         except TimeoutError:
