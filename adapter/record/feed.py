@@ -145,7 +145,10 @@ def read_page(session: Session, principal: Principal | None, cursor: Cursor,
               types: tuple[str, ...], count: int) -> Page:
     """The next `count` resources of `types` (all: empty) the reader may see after `cursor`."""
     if cursor.until == 0:  # a new window: up to what is committed now
-        cursor = Cursor(cursor.after, max(head(session), cursor.after), GRANTED, 0)
+        until = max(head(session), cursor.after)
+        if until == cursor.after:  # nothing committed since: one read of the feed's row
+            return Page([], cursor, caught_up=True)
+        cursor = Cursor(cursor.after, until, GRANTED, 0)
     visible = access.read_filter(principal, _RESOURCES)
     # what concerns patients: directory resources are read where referenced, not fed
     where: list[ColumnElement[bool]] = [_RESOURCES.c.patient_id.is_not(None)]

@@ -119,3 +119,29 @@ def test_the_feed_over_http(writer: httpx.Client, base_url: str) -> None:
         assert member.get("_history", params={"_cursor": "garbage"}).status_code == 400
         first = member.get("_history", params={"_since": "2000-01-01T00:00:00Z"})
         assert len(first.json()["entry"]) >= 5
+
+
+def test_a_pull_with_nothing_new_reads_only_the_feeds_position() -> None:
+    """Thousands of professionals' software pull every few minutes, nearly always for
+    nothing: that answer costs one primary-key read, whatever the record holds."""
+    from sqlalchemy import event
+    from sqlmodel import Session
+
+    from adapter.record import feed
+
+    repository = Repository()
+    repository.transaction(letter_bundle(ins="1", set_id="s1"))
+    statements: list[str] = []
+
+    def count(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    with Session(repository.engine) as session:
+        caught_up = feed.Cursor(after=feed.head(session))
+        event.listen(repository.engine, "before_cursor_execute", count)
+        try:
+            page = feed.read_page(session, reader(), caught_up, (), 100)
+        finally:
+            event.remove(repository.engine, "before_cursor_execute", count)
+    assert page.rows == [] and page.caught_up
+    assert len(statements) == 1 and "record_feed" in statements[0]
