@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -12,9 +13,11 @@ import typer
 from adapter.cli.convert_many import (
     Options,
     convert_here,
+    convert_in_workers,
     invalid,
     open_directory,
     read_letter,
+    worker_count,
 )
 from adapter.errors import RefusedLetter
 
@@ -43,6 +46,9 @@ def convert(
                                   "fhir.resources (R4B); invalid → non-zero exit"),
     use_directory: bool = typer.Option(False, "--directory", help="enrich professionals from "
                                        "the imported directory"),
+    jobs: int | None = typer.Option(None, "--jobs", min=1, help="with --out: letters converted "
+                                    "at once, in worker processes (default: one per core; 1: "
+                                    "in this process)"),
 ) -> None:
     """Convert discharge letters (CDA LDL-SES) to FHIR R4 transaction Bundles."""
     letters = _letters(inputs)
@@ -53,7 +59,7 @@ def convert(
         return
     out.mkdir(parents=True, exist_ok=True)
     options = Options(out=out, report=report, validate=validate, use_directory=use_directory)
-    failures = _convert_many(letters, options)
+    failures = _convert_many(letters, options, jobs or os.cpu_count() or 1)
     if failures:
         raise typer.Exit(1)
 
@@ -76,13 +82,15 @@ def _convert_one_to_stdout(letter: Path, use_directory: bool, report: bool,
         _fail(f"{letter}: the bundle does not validate (see the report).", 3)
 
 
-def _convert_many(letters: list[Path], options: Options) -> int:
+def _convert_many(letters: list[Path], options: Options, jobs: int) -> int:
     """Convert into `options.out`; print each failure on stderr in the letters' order, then
     the summary line; return the number of failures."""
     from rich.console import Console
     from rich.progress import Progress
 
-    outcomes = convert_here(letters, options)
+    workers = worker_count(jobs, len(letters))
+    outcomes = (convert_in_workers(letters, options, workers) if workers
+                else convert_here(letters, options))
     failures = 0
     console = Console(stderr=True)
     # the bar only on a terminal: a log or a pipe gets the failures and the summary alone

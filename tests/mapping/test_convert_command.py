@@ -1,4 +1,5 @@
-"""`liaison convert`: stdout bundles, many letters into a folder, refusals on stderr."""
+"""`liaison convert` in this process: stdout bundles, many letters into a folder, refusals on
+stderr (in worker processes: test_convert_jobs.py)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_many_letters_go_to_a_folder_and_refusals_are_listed(tmp_path: Path) -> 
     shutil.copy(LETTERS / "refused" / "entry-letter.xml", inbox / "entry-letter.xml")
     out = tmp_path / "out"
     result = runner.invoke(app, ["convert", str(inbox), str(LETTERS / "n1-pdf-discharge.xml"),
-                                 "--out", str(out), "--report", "--validate"])
+                                 "--out", str(out), "--report", "--validate", "--jobs", "1"])
     assert result.exit_code == 1  # one refused
     assert sorted(p.name for p in out.iterdir()) == [
         "ldl-ses-v1.json", "ldl-ses-v1.report.json", "ldl-ses-v2.json", "ldl-ses-v2.report.json",
