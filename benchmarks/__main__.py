@@ -19,8 +19,9 @@ from datetime import date
 # (it is loaded before letters are mapped against it, and its peak memory is then that of the
 # import alone, not of a process that already ran the other benchmarks).
 BENCHMARKS = (
-    "directory_import", "convert", "conformance", "coordination", "ingest", "delivery",
-    "instances", "mssante", "record_search", "pull", "growth", "medplum_push", "cli_start",
+    "directory_import", "convert", "convert_command", "conformance", "coordination", "ingest",
+    "delivery", "instances", "mssante", "record_search", "pull", "growth", "medplum_push",
+    "cli_start",
 )
 
 

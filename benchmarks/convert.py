@@ -64,7 +64,7 @@ class LetterFactory:
             yield [self.letter(n) for n in range(start, min(start + BATCH, first + count))]
 
 
-def _template() -> bytes:
+def template_letter() -> bytes:
     return (OFFICIAL if OFFICIAL.is_file() else FALLBACK).read_bytes()
 
 
@@ -90,7 +90,7 @@ def _check_distinct(factory: LetterFactory) -> None:
 
 def run(quick: bool = False) -> list[tuple[str, str, str]]:
     count = 200 if quick else 2000
-    factory = LetterFactory(_template())
+    factory = LetterFactory(template_letter())
     _check_distinct(factory)
     validation.clear_caches()
     # warm-up on letters outside the measured ranges: mapping knowledge, model classes

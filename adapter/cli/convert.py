@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import orjson
 import typer
 
+from adapter.cli.convert_many import (
+    Options,
+    convert_here,
+    convert_in_workers,
+    invalid,
+    open_directory,
+    read_letter,
+    worker_count,
+)
 from adapter.errors import RefusedLetter
-
-if TYPE_CHECKING:
-    from adapter.mapping.directory_port import DirectoryLookup
 
 
 def _letters(inputs: list[Path]) -> list[Path]:
@@ -23,15 +30,6 @@ def _letters(inputs: list[Path]) -> list[Path]:
         else:
             letters.append(item)
     return letters
-
-
-def _directory(use_directory: bool) -> DirectoryLookup | None:
-    if not use_directory:
-        return None
-    from adapter.directory.lookup import SqlDirectory
-    from adapter.store.db import get_engine
-
-    return SqlDirectory(get_engine())
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -48,80 +46,65 @@ def convert(
                                   "fhir.resources (R4B); invalid → non-zero exit"),
     use_directory: bool = typer.Option(False, "--directory", help="enrich professionals from "
                                        "the imported directory"),
+    jobs: int | None = typer.Option(None, "--jobs", min=1, help="with --out: letters converted "
+                                    "at once, in worker processes (default: one per core; 1: "
+                                    "in this process)"),
 ) -> None:
     """Convert discharge letters (CDA LDL-SES) to FHIR R4 transaction Bundles."""
     letters = _letters(inputs)
-    directory = _directory(use_directory)
     if out is None:
         if len(letters) != 1:
             _fail("Give exactly one letter to print on stdout, or --out DIR for several.", 2)
-        _convert_one_to_stdout(letters[0], directory, report, validate)
+        _convert_one_to_stdout(letters[0], use_directory, report, validate)
         return
     out.mkdir(parents=True, exist_ok=True)
-    failures = _convert_many(letters, out, directory, report, validate)
+    options = Options(out=out, report=report, validate=validate, use_directory=use_directory)
+    failures = _convert_many(letters, options, jobs or os.cpu_count() or 1)
     if failures:
         raise typer.Exit(1)
 
 
-def _read(letter: Path) -> bytes:
-    try:
-        return letter.read_bytes()
-    except OSError as error:
-        raise RefusedLetter(f"cannot read the file ({error.strerror}).") from None
-
-
-def _convert_one_to_stdout(letter: Path, directory: DirectoryLookup | None, report: bool,
+def _convert_one_to_stdout(letter: Path, use_directory: bool, report: bool,
                            validate: bool) -> None:
     from adapter.mapping.engine import convert_letter
     from adapter.mapping.serialize import bundle_json
 
     try:
-        conversion = convert_letter(_read(letter), directory=directory, validate=validate)
+        conversion = convert_letter(read_letter(letter), directory=open_directory(use_directory),
+                                    validate=validate)
     except RefusedLetter as refused:
         _fail(f"{letter}: refused: {refused.message}")
     sys.stdout.buffer.write(bundle_json(conversion.bundle, indent=True) + b"\n")
     sys.stdout.flush()
     if report:
         typer.echo(orjson.dumps(conversion.report, option=orjson.OPT_INDENT_2).decode(), err=True)
-    if validate and _invalid(conversion.report):
+    if validate and invalid(conversion.report):
         _fail(f"{letter}: the bundle does not validate (see the report).", 3)
 
 
-def _invalid(report: dict) -> bool:
-    return any(issue.get("code") == "invalid" for issue in report.get("issue", []))
-
-
-def _convert_many(letters: list[Path], out: Path, directory: DirectoryLookup | None,
-                  report: bool, validate: bool) -> int:
+def _convert_many(letters: list[Path], options: Options, jobs: int) -> int:
+    """Convert into `options.out`; print each failure on stderr in the letters' order, then
+    the summary line; return the number of failures."""
+    from rich.console import Console
     from rich.progress import Progress
 
-    from adapter.mapping.engine import convert_letter
-    from adapter.mapping.serialize import bundle_json
-
+    workers = worker_count(jobs, len(letters))
+    outcomes = (convert_in_workers(letters, options, workers) if workers
+                else convert_here(letters, options))
     failures = 0
-    with Progress(transient=False) as progress:
+    console = Console(stderr=True)
+    # the bar only on a terminal: a log or a pipe gets the failures and the summary alone
+    with closing(outcomes), Progress(console=console, disable=not console.is_terminal,
+                                     transient=False) as progress:
         task = progress.add_task("converting", total=len(letters))
-        for letter in letters:
-            try:
-                conversion = convert_letter(_read(letter), directory=directory,
-                                            validate=validate)
-            except RefusedLetter as refused:
+        for line in outcomes:
+            if line is not None:
                 failures += 1
-                progress.console.print(f"{letter}: refused: {refused.message}", style="red",
-                                       highlight=False, markup=False, soft_wrap=True)
-                progress.advance(task)
-                continue
-            (out / f"{letter.stem}.json").write_bytes(bundle_json(conversion.bundle, indent=True))
-            if report:
-                (out / f"{letter.stem}.report.json").write_bytes(
-                    orjson.dumps(conversion.report, option=orjson.OPT_INDENT_2))
-            if validate and _invalid(conversion.report):
-                failures += 1
-                progress.console.print(f"{letter}: the bundle does not validate.", style="red",
-                                       highlight=False, markup=False, soft_wrap=True)
+                progress.console.print(line, style="red", highlight=False, markup=False,
+                                       soft_wrap=True)
             progress.advance(task)
-    typer.echo(f"{len(letters) - failures} of {len(letters)} letters converted into {out}",
-               err=True)
+    typer.echo(f"{len(letters) - failures} of {len(letters)} letters converted into "
+               f"{options.out}", err=True)
     return failures
 
 
