@@ -249,9 +249,11 @@ def notice_text(notice: DischargeNotice) -> str:
 
 
 def _in_words(moment: str) -> str:
-    """A day alone ("mardi 8 décembre 2026") or a moment with its hour, in Paris time."""
+    """A day alone ("mardi 8 décembre 2026") or a moment with its hour, in Paris time; with
+    its year always: the message is read later, maybe another year."""
     if len(moment) == 10:
         day = date.fromisoformat(moment)
-        words = french_moment(datetime(day.year, day.month, day.day, 12).isoformat())
+        words = french_moment(datetime(day.year, day.month, day.day, 12).isoformat(),
+                              today=date.min)
         return words.rsplit(",", 1)[0]
-    return french_moment(moment)
+    return french_moment(moment, today=date.min)

@@ -122,8 +122,8 @@ def test_a_planned_discharge_builds_the_care_team_early_and_tells_it(
     assert {"system": STAY_SYSTEM, "value": "SEJ-801"} in stay["identifier"]
     assert team_idnats(record, 801) == {GP, COORDINATOR}
     told = until(lambda: messages(record, 801))
-    assert told == ["Sortie prévue le mercredi 9 décembre de Hôpital Européen Georges Pompidou, "
-                    "service Cardiologie"] * 2
+    assert told == ["Sortie prévue le mercredi 9 décembre 2026 de Hôpital Européen Georges "
+                    "Pompidou, service Cardiologie"] * 2
     # the coordinator of the territory sees the patient before the letter
     coordinator = bearer(issue_token("coordinator", cpts="CPTS-PARIS-CENTRE",
                                      idnat=COORDINATOR))
