@@ -487,6 +487,9 @@ class Repository:
                         communications.add(pk)
         with write_session(self.engine) as session:
             grants.refresh(session, patients, communications)
+        if self.engine.dialect.name == "postgresql":  # plans made for what is there now
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql("ANALYZE")
         return len(resources)
 
 

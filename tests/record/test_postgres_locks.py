@@ -50,7 +50,12 @@ def _patients(count: int) -> list[dict]:
 
 def test_a_gp_in_thousands_of_care_teams_can_change(small_lock_table: Repository) -> None:
     repository = small_lock_table
-    repository.import_resources(_patients(PATIENTS))  # grants of 1,000 patients at a time
+    repository.import_resources(_patients(PATIENTS))  # grants of 1,500 patients at once
+    with repository.engine.connect() as connection:  # and the planner's statistics made
+        analysed = connection.exec_driver_sql(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'record_resource'"
+        ).scalar()
+    assert analysed is not None
     # the GP's identifier changes: every care team's grants are recomputed, in one transaction
     repository.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [{
         "resource": {"resourceType": "Practitioner", "id": "gp", "identifier": [
