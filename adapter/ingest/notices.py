@@ -19,12 +19,13 @@ from sqlmodel import Session, select
 from adapter.auth.principal import Principal
 from adapter.auth.rules import require_notice_sender
 from adapter.config import Settings
-from adapter.coordination import coordinate
+from adapter.coordination import coordinate, embedded_record
 from adapter.coordination.bundle_tools import BundleView
 from adapter.coordination.notice import (
     DischargeNotice,
     name_care_team,
     notice_conversion,
+    notice_rules,
     word_messages,
 )
 from adapter.coordination.rules import load_rules
@@ -62,13 +63,17 @@ def accept_notice(notice: DischargeNotice, *, engine: Engine, settings: Settings
     known = _received(engine, notice)
     if known is not None:
         return NoticeReceipt(known.event, known.text, known.told, created=False)
+    stay = stay_identifier(notice.hospital, notice.stay)
+    if notice.event in _BEFORE_DISCHARGE and _ended(engine, settings, stay):
+        # a notice of a planned discharge that arrives once the stay has ended (an interface
+        # engine's late resend) would reopen it: kept, answered, nothing changed or told
+        return _keep_only(engine, notice, stay, notice_rules()["texts"]["stay_ended"])
     rules = load_rules()
     conversion = notice_conversion(notice, rules)
     # the record grants the hospital what the notice writes, as for its letters
     conversion.bundle["meta"] = {"tag": [{"system": SOURCE_TAG, "code": notice.hospital}]}
     conversion = coordinate(conversion, engine, in_place=True, settings=settings)
     view = BundleView(conversion.bundle)
-    stay = stay_identifier(notice.hospital, notice.stay)
     name_care_team(view, stay)
     text = word_messages(view, notice)
     told = sum(1 for _ in view.resources("Communication"))
@@ -91,6 +96,38 @@ def accept_notice(notice: DischargeNotice, *, engine: Engine, settings: Settings
     worker.notify()
     logger.info("discharge notice %s accepted (outbox entry %s)", notice.event, entry.id)
     return NoticeReceipt(notice.event, text, told, created=True)
+
+
+_BEFORE_DISCHARGE = ("planned", "planned-cancelled")
+
+
+def _ended(engine: Engine, settings: Settings, stay: dict[str, str]) -> bool:
+    """Whether the stay has ended: its discharge was notified (A03), or the record holds its
+    Encounter finished (the letter of the stay, or the discharge, delivered)."""
+    with Session(engine) as session:
+        if session.exec(select(ReceivedNotice.id).where(
+                ReceivedNotice.stay == stay["value"],
+                ReceivedNotice.event == "discharged")).first() is not None:
+            return True
+    repository = embedded_record(engine, settings)
+    if repository is None:
+        return False
+    found = repository.search("Encounter", [("identifier", f"{stay['system']}|{stay['value']}")])
+    return any(entry["resource"].get("status") == "finished"
+               for entry in found.get("entry") or [])
+
+
+def _keep_only(engine: Engine, notice: DischargeNotice, stay: dict[str, str],
+               text: str) -> NoticeReceipt:
+    """The notice kept (a repeat is answered the same), nothing queued."""
+    try:
+        with outbox.write_scope(engine, urgent=True) as session:
+            session.add(ReceivedNotice(hospital=notice.hospital, message_id=notice.message_id,
+                                       event=notice.event, stay=stay["value"], text=text,
+                                       told=0))
+    except IntegrityError:  # the same notice, at the same time
+        pass
+    return NoticeReceipt(notice.event, text, 0, created=True)
 
 
 def _received(engine: Engine, notice: DischargeNotice) -> ReceivedNotice | None:

@@ -161,6 +161,12 @@ def test_the_letter_of_the_stay_completes_the_same_encounter_and_keeps_the_early
     assert GP in team_idnats(record, 803)  # the médecin traitant of the notice stays
     reviews = search(record, "Task", **{"patient.identifier": f"{INS_SYSTEM}|{ins_of(803)}"})
     assert len(reviews) == 1
+    # a planned discharge notified again after the letter does not reopen the stay
+    late = record.post("/discharge-notices", json=encounter(803, planned="2026-12-12"),
+                       headers={**hospital, **FHIR})
+    assert late.status_code == 202 and "déjà terminé" in late.text
+    (stay,) = stay_encounters(record, 803)
+    assert stay["status"] == "finished"
 
 
 def test_adt_a16_then_a03_then_cancellation_over_http(
@@ -177,11 +183,17 @@ def test_adt_a16_then_a03_then_cancellation_over_http(
     stay = until(lambda: [e for e in stay_encounters(record, 804) if e["status"] == "finished"])
     assert stay[0]["period"]["end"] == "2026-12-09T11:30:00+01:00"
     assert search(record, "Task", **{"patient.identifier": f"{INS_SYSTEM}|{ins_of(804)}"})
+    # the pending discharge resent after the discharge: kept, nothing reopened or told
+    told_before = messages(record, 804)
+    late = record.post("/discharge-notices", headers={**hospital, **HL7},
+                       content=a16.replace("HEGP-0001", "HEGP-0001-resent"))
+    assert late.status_code == 202 and "déjà terminé" in late.text
     a13 = a03.replace("ADT^A03^ADT_A03", "ADT^A13^ADT_A01").replace("HEGP-0002", "HEGP-0003")
     assert record.post("/discharge-notices", content=a13, headers={**hospital, **HL7}
                        ).status_code == 202
     told = until(lambda: [t for t in messages(record, 804) if "annulée" in t])
     assert len(told) == 2 and "le patient reste hospitalisé" in told[0]
+    assert len(messages(record, 804)) == len(told_before) + 2  # the late A16 told no one
 
 
 def test_a_hospital_announces_its_own_stays_only(
