@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from adapter.auth.principal import Principal
 from adapter.config import Settings
-from adapter.errors import BadRequest, Forbidden, LiaisonError
+from adapter.errors import BadRequest, LiaisonError
 from adapter.ingest.adt import acknowledgement, decode, parse_adt
 from adapter.ingest.notices import accept_notice
 
@@ -96,12 +96,10 @@ class MllpListener:
                 notice, engine=self._engine, settings=self._settings,
                 principal=self._principal))
             return "AA", receipt.text
-        except BadRequest as wrong:
+        except BadRequest as wrong:  # wrong as sent: not to be sent again as is
             return "AE", wrong.message
-        except Forbidden as refused:
+        except LiaisonError as refused:  # another hospital's stay, or not taken now
             return "AR", refused.message
-        except LiaisonError as error:
-            return "AR", error.message
         except Exception:  # the database, most likely: the engine resends later
             logger.exception("an ADT message could not be taken")
             return "AR", "liaison could not store the message now: send it again"

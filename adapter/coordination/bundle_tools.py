@@ -33,11 +33,13 @@ class BundleView:
     def first(self, resource_type: str) -> dict[str, Any] | None:
         return next(self.resources(resource_type), None)
 
+    def entry_of(self, resource: dict[str, Any]) -> dict[str, Any] | None:
+        """The bundle entry holding `resource` (this very object)."""
+        return next((entry for entry in self.entries if entry.get("resource") is resource), None)
+
     def full_url_of(self, resource: dict[str, Any]) -> str | None:
-        for entry in self.entries:
-            if entry.get("resource") is resource:
-                return entry.get("fullUrl")
-        return None
+        entry = self.entry_of(resource)
+        return entry.get("fullUrl") if entry is not None else None
 
     def by_reference(self, reference: str | None) -> dict[str, Any] | None:
         if not reference:

@@ -152,7 +152,9 @@ def _joining(team: dict[str, Any], patient: dict[str, Any], coordinators: list[C
             coordinator, rules, member_url=member_url, territory_url=territory_url,
             source=source, since=moment))
         _tell(view, rules, team, patient, plans, coordinator, member_url, moment)
-        _review(view, rules, encounter, patient, plans, territory_url)
+    # owned by the first coordinator's territory, as a letter's review
+    _review(view, rules, encounter, patient, plans,
+            ensure_territory_organization(view, coordinators[0], rules))
     if source is not None:
         kind_query = identifier_query({"system": source[0], "value": source[1]})
         request = {"method": "PUT", "url": f"CareTeam?{kind_query}"}
@@ -167,7 +169,7 @@ def _review(view: BundleView, rules: CoordinationRules, encounter: dict[str, Any
             patient: dict[str, Any], plans: list[dict[str, Any]], owner_url: str) -> None:
     ended = ((encounter or {}).get("period") or {}).get("end")
     key = review_key(encounter) if encounter else None
-    if not ended or not key or any(t.get("resourceType") == "Task" for t in view.resources()):
+    if not ended or not key:
         return
     try:
         discharged = datetime.fromisoformat(ended)

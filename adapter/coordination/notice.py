@@ -105,7 +105,7 @@ def notice_conversion(notice: DischargeNotice, coordination: CoordinationRules) 
         discharge_destination=notice.destination, transfer=notice.transfer,
         pcp_idnat=notice.gp.idnat if notice.gp else None, document_key=f"notice/{key}",
         set_key=stay["value"], stay_id=notice.stay, stay_key=stay["value"])
-    gp = _care_team(view, notice, patient_url, encounter_url, hospital_url)
+    gp = _care_team(view, notice, stay, patient_url, encounter_url, hospital_url)
     if gp is not None and notice.gp is not None:  # the others are told by coordination
         communication(view, coordination, letter=summary, recipient_url=gp,
                       recipient_key=notice.gp.idnat, reason="")
@@ -175,8 +175,8 @@ def _encounter(view: BundleView, notice: DischargeNotice, stay: dict[str, str],
     return view.add(encounter, full_url("Encounter", stay["system"], stay["value"]), request)
 
 
-def _care_team(view: BundleView, notice: DischargeNotice, patient_url: str,
-               encounter_url: str, hospital_url: str) -> str | None:
+def _care_team(view: BundleView, notice: DischargeNotice, stay: dict[str, str],
+               patient_url: str, encounter_url: str, hospital_url: str) -> str | None:
     """The stay's CareTeam, named only after coordination (`name_care_team`): unnamed, the
     merge with the record carries the members it already has (a carer a coordinator assigned
     after an earlier notice) into this version of it. Returns the médecin traitant's fullUrl."""
@@ -202,8 +202,7 @@ def _care_team(view: BundleView, notice: DischargeNotice, patient_url: str,
         member = ensure_practitioner(view, practitioner)
         care_team["participant"].append({"role": [{"coding": [knowledge().role("pcp")]}],
                                          "member": {"reference": member}})
-    key = f"stay:{notice.hospital}/{'|'.join(notice.stay)}"
-    view.add(care_team, full_url("CareTeam", _care_team_system(), key),
+    view.add(care_team, full_url("CareTeam", _care_team_system(), _care_team_key(stay)),
              {"method": "POST", "url": "CareTeam"})
     return member
 
@@ -212,16 +211,20 @@ def _care_team_system() -> str:
     return knowledge().liaison_system("careteam")
 
 
+def _care_team_key(stay: dict[str, str]) -> str:
+    return f"stay:{stay['value']}"
+
+
 def name_care_team(view: BundleView, stay: dict[str, str]) -> None:
     """Key the stay's CareTeam (a conditional update by the stay) once it is merged."""
     care_team = view.first("CareTeam")
     if care_team is None:
         return
-    identifier = {"system": _care_team_system(), "value": f"stay:{stay['value']}"}
+    identifier = {"system": _care_team_system(), "value": _care_team_key(stay)}
     care_team["identifier"] = [identifier]
-    for entry in view.entries:
-        if entry.get("resource") is care_team:
-            entry["request"] = {"method": "PUT", "url": f"CareTeam?{identifier_query(identifier)}"}
+    entry = view.entry_of(care_team)
+    if entry is not None:
+        entry["request"] = {"method": "PUT", "url": f"CareTeam?{identifier_query(identifier)}"}
 
 
 def word_messages(view: BundleView, notice: DischargeNotice) -> str:

@@ -601,9 +601,6 @@ def _stay(repository: Any, subject: str, principal: Any, section: dict[str, Any]
     provider = str((encounter.get("serviceProvider") or {}).get("reference", ""))
     hospital = _organization_name(repository, provider, principal)
     disposition = (encounter.get("hospitalization") or {}).get("dischargeDisposition") or {}
-    codes = {c.get("code") for c in disposition.get("coding") or []}
-    transfers = {code for model in knowledge().section_models.values()
-                 for code in model.get("transfer_dispositions") or []}
     planned = encounter.get("status") in section.get("planned_statuses", ())
     estimated = next((str(e.get("valueDate") or e.get("valueDateTime") or "")
                       for e in encounter.get("extension") or []
@@ -615,7 +612,7 @@ def _stay(repository: Any, subject: str, principal: Any, section: dict[str, Any]
             "hospital": hospital,
             "service": _service(repository, encounter, provider, principal),
             "destination": str(disposition.get("text") or ""),
-            "transfer": "yes" if codes & transfers else "",
+            "transfer": "yes" if knowledge().is_transfer(disposition) else "",
             "reason": "; ".join(reasons)}
 
 

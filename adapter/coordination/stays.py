@@ -33,9 +33,9 @@ def key_letter_stay(bundle: dict[str, Any], organization: str | None,
         return None
     identifier = stay_identifier(organization, stay)
     encounter.setdefault("identifier", []).insert(0, identifier)
-    for entry in view.entries:
-        if entry.get("resource") is encounter:
-            entry["request"] = {"method": "PUT", "url": f"Encounter?{identifier_query(identifier)}"}
+    entry = view.entry_of(encounter)
+    if entry is not None:
+        entry["request"] = {"method": "PUT", "url": f"Encounter?{identifier_query(identifier)}"}
     return identifier
 
 

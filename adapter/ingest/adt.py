@@ -16,6 +16,7 @@ from typing import Any
 
 import hl7
 
+from adapter.coordination.french_dates import PARIS
 from adapter.coordination.notice import DischargeNotice, GeneralPractitioner, notice_rules
 from adapter.errors import BadRequest
 from adapter.national_ids import ins_systems, national_id, national_system
@@ -250,7 +251,5 @@ def _moment(value: str) -> str | None:
     stamp = stamp.split(".")[0].ljust(14, "0")
     moment = datetime.strptime(stamp, "%Y%m%d%H%M%S")
     if not zone:
-        from zoneinfo import ZoneInfo
-
-        return moment.replace(tzinfo=ZoneInfo("Europe/Paris")).isoformat(timespec="seconds")
+        return moment.replace(tzinfo=PARIS).isoformat(timespec="seconds")
     return moment.isoformat(timespec="seconds") + zone

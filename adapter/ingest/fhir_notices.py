@@ -61,8 +61,6 @@ def notice_from_encounter(encounter: Any, *, default_hospital: str | None) -> Di
         raise BadRequest("a finished Encounter gives the moment of discharge: period.end")
     disposition = (encounter.get("hospitalization") or {}).get("dischargeDisposition") or {}
     codes = [c for c in disposition.get("coding") or [] if c.get("code")]
-    transfers = {code for model in knowledge().section_models.values()
-                 for code in model.get("transfer_dispositions") or []}
     name = (patient.get("name") or [{}])[0]
     return DischargeNotice(
         event=event, hospital=hospital, stay=stay, ins=ins,
@@ -77,7 +75,7 @@ def notice_from_encounter(encounter: Any, *, default_hospital: str | None) -> Di
             (c.get("display") for c in codes if c.get("display")), None),
         destination_code={k: codes[0][k] for k in ("system", "code") if codes[0].get(k)}
         if codes else None,
-        transfer=any(c["code"] in transfers for c in codes),
+        transfer=knowledge().is_transfer(disposition),
         service=(encounter.get("serviceType") or {}).get("text"),
         hospital_name=provider.get("display"),
         gp=_general_practitioner(patient),

@@ -10,7 +10,9 @@ hospital, same message id) is answered with what was done the first time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -67,7 +69,7 @@ def accept_notice(notice: DischargeNotice, *, engine: Engine, settings: Settings
     if notice.event in _BEFORE_DISCHARGE and _ended(engine, settings, stay):
         # a notice of a planned discharge that arrives once the stay has ended (an interface
         # engine's late resend) would reopen it: kept, answered, nothing changed or told
-        return _keep_only(engine, notice, stay, notice_rules()["texts"]["stay_ended"])
+        return _store(engine, notice, stay, notice_rules()["texts"]["stay_ended"])
     rules = load_rules()
     conversion = notice_conversion(notice, rules)
     # the record grants the hospital what the notice writes, as for its letters
@@ -76,26 +78,9 @@ def accept_notice(notice: DischargeNotice, *, engine: Engine, settings: Settings
     view = BundleView(conversion.bundle)
     name_care_team(view, stay)
     text = word_messages(view, notice)
-    told = sum(1 for _ in view.resources("Communication"))
     mails = plan_notice_mail(conversion.bundle, settings.mssante_sender) \
         if settings.mssante_enabled and settings.mssante_sender else []
-    patient = patient_key([notice.ins])
-    try:
-        with outbox.write_scope(engine, urgent=True) as session:
-            entry = outbox.enqueue(session, worker.FHIR_TRANSACTION, conversion.bundle, patient)
-            session.add(ReceivedNotice(hospital=notice.hospital, message_id=notice.message_id,
-                                       event=notice.event, stay=stay["value"], text=text,
-                                       told=told, outbox_id=entry.id))
-            for mail in mails:
-                enqueue_message(session, {**mail, "patient_key": patient}, patient)
-    except IntegrityError:  # the same notice, sent twice at once, was stored by the other
-        known = _received(engine, notice)
-        if known is None:
-            raise
-        return NoticeReceipt(known.event, known.text, known.told, created=False)
-    worker.notify()
-    logger.info("discharge notice %s accepted (outbox entry %s)", notice.event, entry.id)
-    return NoticeReceipt(notice.event, text, told, created=True)
+    return _store(engine, notice, stay, text, bundle=conversion.bundle, mails=mails)
 
 
 _BEFORE_DISCHARGE = ("planned", "planned-cancelled")
@@ -117,17 +102,33 @@ def _ended(engine: Engine, settings: Settings, stay: dict[str, str]) -> bool:
                for entry in found.get("entry") or [])
 
 
-def _keep_only(engine: Engine, notice: DischargeNotice, stay: dict[str, str],
-               text: str) -> NoticeReceipt:
-    """The notice kept (a repeat is answered the same), nothing queued."""
+def _store(engine: Engine, notice: DischargeNotice, stay: dict[str, str], text: str, *,
+           bundle: dict[str, Any] | None = None, mails: Sequence[dict[str, Any]] = ()
+           ) -> NoticeReceipt:
+    """The notice kept (a repeat is answered the same) with, in the same transaction, its
+    bundle queued behind the patient's letters and its mail; without a bundle, nothing queued.
+    """
+    patient = patient_key([notice.ins])
+    told = sum(1 for e in (bundle or {}).get("entry") or []
+               if e["resource"]["resourceType"] == "Communication")
     try:
         with outbox.write_scope(engine, urgent=True) as session:
+            entry = outbox.enqueue(session, worker.FHIR_TRANSACTION, bundle, patient) \
+                if bundle is not None else None
             session.add(ReceivedNotice(hospital=notice.hospital, message_id=notice.message_id,
                                        event=notice.event, stay=stay["value"], text=text,
-                                       told=0))
-    except IntegrityError:  # the same notice, at the same time
-        pass
-    return NoticeReceipt(notice.event, text, 0, created=True)
+                                       told=told, outbox_id=entry.id if entry else None))
+            for mail in mails:
+                enqueue_message(session, {**mail, "patient_key": patient}, patient)
+    except IntegrityError:  # the same notice, sent twice at once, was stored by the other
+        known = _received(engine, notice)
+        if known is None:
+            raise
+        return NoticeReceipt(known.event, known.text, known.told, created=False)
+    if entry is not None:
+        worker.notify()
+        logger.info("discharge notice %s accepted (outbox entry %s)", notice.event, entry.id)
+    return NoticeReceipt(notice.event, text, told, created=True)
 
 
 def _received(engine: Engine, notice: DischargeNotice) -> ReceivedNotice | None:

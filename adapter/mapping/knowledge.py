@@ -40,6 +40,17 @@ class Knowledge:
         return frozenset(rule["system"] for rule in self.identifiers["patient"].values()
                          if rule.get("ins"))
 
+    @cached_property
+    def transfer_dispositions(self) -> frozenset[str]:
+        """Discharge-mode codes that are a transfer to another establishment (any model)."""
+        return frozenset(code for model in self.section_models.values()
+                         for code in model.get("transfer_dispositions") or [])
+
+    def is_transfer(self, disposition: dict[str, Any]) -> bool:
+        """Whether a dischargeDisposition (CodeableConcept) says a transfer, not home."""
+        return any(coding.get("code") in self.transfer_dispositions
+                   for coding in disposition.get("coding") or [])
+
     def role(self, key: str) -> dict[str, str]:
         role = dict(self.roles["careteam_roles"][key])
         role["system"] = self.roles["systems"][role["system"]]
