@@ -62,9 +62,21 @@ _STAMP = text("INSERT INTO record_change (resource_pk, change_seq) VALUES (:pk, 
               "ON CONFLICT (resource_pk) DO UPDATE SET change_seq = excluded.change_seq")
 
 
+# PostgreSQL: one statement with two arrays (psycopg's executemany sends a message a row).
+_STAMP_ARRAYS = text(
+    "INSERT INTO record_change (resource_pk, change_seq) "
+    "SELECT * FROM unnest(CAST(:pks AS bigint[]), CAST(:positions AS bigint[])) "
+    "ON CONFLICT (resource_pk) DO UPDATE SET change_seq = excluded.change_seq")
+
+
 def stamp(session: Session, pks: list[int], first: int) -> None:
     """Give the changed resources `pks` their positions, from `first` on, in that order."""
-    if pks:
+    if not pks:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_STAMP_ARRAYS, {"pks": pks,
+                                        "positions": list(range(first, first + len(pks)))})
+    else:
         session.execute(_STAMP, [{"pk": pk, "position": first + offset}
                                  for offset, pk in enumerate(pks)])
 

@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -33,10 +33,11 @@ from adapter.record.database import record_engine
 from adapter.record.indexing import index_rows
 from adapter.record.storage import (
     RESOURCES,
-    VERSIONS,
     current,
     dumps,
     insert_index,
+    insert_resources,
+    insert_versions,
     instant,
     loads,
     patient_of,
@@ -467,16 +468,14 @@ class Repository:
                                         "lastUpdated": instant(now)}
                     stored.append(resource)
                 rows = [{"resource_type": r["resourceType"], "resource_id": r["id"],
-                         "version_id": 1, "last_updated": now, "deleted": False,
                          "patient_id": patient_of(session, r), "body": dumps(r)} for r in stored]
-                pks = session.execute(
-                    insert(RESOURCES).returning(RESOURCES.c.pk, sort_by_parameter_order=True),
-                    rows,
-                ).scalars().all()
-                session.execute(insert(VERSIONS), [
-                    {"resource_type": r["resource_type"], "resource_id": r["resource_id"],
-                     "version_id": 1, "last_updated": now, "method": "PUT", "deleted": False,
-                     "body": r["body"]} for r in rows])
+                found = insert_resources(session, [
+                    (r["resource_type"], r["resource_id"], 1, now, False, r["patient_id"],
+                     r["body"]) for r in rows])
+                insert_versions(session, [
+                    (r["resource_type"], r["resource_id"], 1, now, "PUT", False, r["body"])
+                    for r in rows])
+                pks = [found[(r["resource_type"], r["resource_id"])] for r in rows]
                 insert_index(session, [(pk, r["resourceType"], index_rows(r))
                                        for pk, r in zip(pks, stored, strict=True)])
                 feed.stamp(session, list(pks), feed.reserve(session, len(pks)))

@@ -130,11 +130,9 @@ class WriteBatch:
         if self.created:
             # One executemany, then the pks read back by identity (unique): SQLite cannot
             # promise the order of a multi-row RETURNING, so SQLAlchemy sent one INSERT a row.
-            insert_rows(session, RESOURCES, _RESOURCE_COLUMNS, [
+            pks = insert_resources(session, [
                 (row.resource_type, row.resource_id, row.version_id, row.last_updated, False,
                  row.patient_id, row.body) for row, _ in self.created])
-            pks = stored_pks(session, [(row.resource_type, row.resource_id)
-                                       for row, _ in self.created])
             for row, index in self.created:
                 row.pk = pks[(row.resource_type, row.resource_id)]
                 self.indexed[row.pk] = (row.resource_type, index)
@@ -146,7 +144,7 @@ class WriteBatch:
         if self.indexed:
             insert_index(session, [(pk, kind, rows) for pk, (kind, rows) in self.indexed.items()])
         if self.versions:
-            insert_rows(session, VERSIONS, _VERSION_COLUMNS, self.versions)
+            insert_versions(session, self.versions)
         if self.superseded:  # after the inserts: a version may be written and superseded at once
             session.execute(_KEEP_BODY, self.superseded)
         self.versions, self.cleared, self.indexed, self.superseded = [], set(), {}, []
@@ -156,6 +154,17 @@ class WriteBatch:
         if not previous.deleted:
             self.superseded.append({"body": previous.body, "kind": previous.resource_type,
                                     "id": previous.resource_id, "version": previous.version_id})
+
+
+def insert_resources(session: Session, rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], int]:
+    """New resource rows (`_RESOURCE_COLUMNS`), in one statement: their pks by (type, id)."""
+    insert_rows(session, RESOURCES, _RESOURCE_COLUMNS, rows)
+    return stored_pks(session, [(row[0], row[1]) for row in rows])
+
+
+def insert_versions(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """History rows (`_VERSION_COLUMNS`), in one statement."""
+    insert_rows(session, VERSIONS, _VERSION_COLUMNS, rows)
 
 
 def current(session: Session, resource_type: str, resource_id: str) -> RecordResource | None:
@@ -314,9 +323,16 @@ def insert_rows(session: Session, table: Table, columns: tuple[str, ...],
     if any(processors):
         rows = [tuple(value if process is None else process(value)
                       for process, value in zip(processors, row, strict=True)) for row in rows]
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    if dialect.name == "postgresql":
+        # COPY: one stream for every row. psycopg's executemany sends each row as a message of
+        # its own (a bulk load spent most of its time there).
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
     statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
-                 f"VALUES ({', '.join([marker] * len(columns))})")
+                 f"VALUES ({', '.join(['?'] * len(columns))})")
     connection.exec_driver_sql(statement, rows)
 
 
