@@ -75,23 +75,44 @@ def read_filter(principal: Principal | None, resources: FromClause) -> ColumnEle
     if grant is None:
         return public
     kind, values = grant
+    reached = or_(public, *_paths(kind, values, resources))
+    if kind == "org":  # the sending hospital keeps reading what it restricted
+        return reached
+    return and_(reached, _unrestricted_for(resources, values[0] if kind == "idnat" else None))
+
+
+def patient_paths(principal: Principal | None, resources: FromClause,
+                  *patient_grants: ColumnElement[bool]) -> list[ColumnElement[bool]] | None:
+    """The ways the caller reaches a patient's resource — by a grant on the patient (and
+    `patient_grants`, more conditions on that grant), by a grant on the resource itself —
+    each a condition an index answers. What `read_filter` keeps of patients' resources is
+    within their union (it also checks restrictions); None: the caller reads everything."""
+    if principal is None or principal.kind == "system":
+        return None
+    grant = reader_grant(principal)
+    if grant is None or (not principal.has_scope("r") and not principal.has_scope("s")):
+        return []
+    return _paths(*grant, resources, *patient_grants)
+
+
+def _paths(kind: str, values: tuple[str, ...], resources: FromClause,
+           *patient_grants: ColumnElement[bool]) -> list[ColumnElement[bool]]:
     now = utcnow()
-    patients = select(_PATIENT_GRANTS.c.patient_id).where(
+    patients = resources.c.patient_id.in_(select(_PATIENT_GRANTS.c.patient_id).where(
         _PATIENT_GRANTS.c.kind == kind,
         _PATIENT_GRANTS.c.value.in_(values),
         or_(_PATIENT_GRANTS.c.valid_from.is_(None), _PATIENT_GRANTS.c.valid_from <= now),
         or_(_PATIENT_GRANTS.c.valid_until.is_(None), _PATIENT_GRANTS.c.valid_until >= now),
-    )
+        *patient_grants,
+    ))
     granted_resources = resources.c.pk.in_(select(_RESOURCE_GRANTS.c.resource_pk).where(
         _RESOURCE_GRANTS.c.kind == kind, _RESOURCE_GRANTS.c.value.in_(values)))
-    if kind == "org":  # the sending hospital keeps reading what it restricted
-        return or_(public, granted_resources, and_(
-            resources.c.patient_id.in_(patients),
-            resources.c.resource_type.in_(SHARED_WITH_SENDERS)))
-    clauses = [public, resources.c.patient_id.in_(patients)]
+    if kind == "org":
+        return [granted_resources,
+                and_(patients, resources.c.resource_type.in_(SHARED_WITH_SENDERS))]
     if kind == "idnat":
-        clauses.append(granted_resources)
-    return and_(or_(*clauses), _unrestricted_for(resources, values[0] if kind == "idnat" else None))
+        return [patients, granted_resources]
+    return [patients]
 
 
 def _restricted_readers(resources: FromClause, *readers: str) -> ColumnElement[bool]:

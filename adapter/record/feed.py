@@ -191,13 +191,8 @@ def read_page(session: Session, principal: Principal | None, cursor: Cursor,
                            not_(_RESOURCES.c.patient_id.in_(granted))))
     if cursor.until - cursor.last <= _SMALL_WINDOW:
         more = _changed_in_steps(session, changed, cursor, count - len(rows))
-    else:  # a first pull over the whole history: one set-based query
-        more = [(row, seq) for row, seq in session.execute(
-            select(RecordResource, _CHANGES.c.change_seq)
-            .join(_CHANGES, _CHANGES.c.resource_pk == _RESOURCES.c.pk)
-            .where(*changed, _CHANGES.c.change_seq > cursor.last,
-                   _CHANGES.c.change_seq <= cursor.until)
-            .order_by(_CHANGES.c.change_seq).limit(count - len(rows))).all()]
+    else:  # a first pull over the whole history
+        more = _changed_by_path(session, principal, changed, cursor, count - len(rows))
     rows += [row for row, _ in more]
     if len(rows) == count and more:
         return Page(rows, Cursor(cursor.after, cursor.until, CHANGED, more[-1][1]), False)
@@ -205,18 +200,46 @@ def read_page(session: Session, principal: Principal | None, cursor: Cursor,
     return Page(rows, done, caught_up=head(session) == cursor.until)
 
 
+def _changed_by_path(session: Session, principal: Principal | None,
+                     visible: list[ColumnElement[bool]], cursor: Cursor, count: int
+                     ) -> list[tuple[RecordResource, int]]:
+    """The next `count` changes of a large window after `cursor.last` that pass `visible`.
+    The system reads the feed in order. A reader's changes are looked for along each of its
+    paths (its patients, but those granted in this window; its resources' own grants), in
+    steps, merged in feed order: asked in one query, with their OR, PostgreSQL read every
+    resource of the record (a quarter of a second at a million, for a first pull)."""
+    granted_before = or_(  # the window's grants are read in its first phase
+        _PATIENT_GRANTS.c.granted_seq.is_(None), _PATIENT_GRANTS.c.granted_seq <= cursor.after,
+        _PATIENT_GRANTS.c.granted_seq > cursor.until)
+    paths = access.patient_paths(principal, _RESOURCES, granted_before)
+    if paths is None:
+        return [(row, seq) for row, seq in session.execute(
+            select(RecordResource, _CHANGES.c.change_seq)
+            .join(_CHANGES, _CHANGES.c.resource_pk == _RESOURCES.c.pk)
+            .where(*visible, _CHANGES.c.change_seq > cursor.last,
+                   _CHANGES.c.change_seq <= cursor.until)
+            .order_by(_CHANGES.c.change_seq).limit(count)).all()]
+    found: dict[int, tuple[RecordResource, int]] = {}
+    for path in paths:
+        found |= {seq: (row, seq) for row, seq in
+                  _changed_in_steps(session, visible, cursor, count, path)}
+    return [found[seq] for seq in sorted(found)[:count]]
+
+
 def _changed_in_steps(session: Session, visible: list[ColumnElement[bool]], cursor: Cursor,
-                      count: int) -> list[tuple[RecordResource, int]]:
+                      count: int, path: ColumnElement[bool] | None = None
+                      ) -> list[tuple[RecordResource, int]]:
     """The next `count` changes of the window after `cursor.last` that pass `visible`, read
-    `_STEP` positions at a time: each step an index range of the feed, then a look-up of
-    those resources by primary key."""
+    `_STEP` positions at a time: each step an index range of the feed (of the resources on
+    `path`, when given), then a look-up of those resources by primary key."""
     found: list[tuple[RecordResource, int]] = []
     last = cursor.last
     while len(found) < count:
-        window = session.execute(
-            select(_CHANGES.c.resource_pk, _CHANGES.c.change_seq)
-            .where(_CHANGES.c.change_seq > last, _CHANGES.c.change_seq <= cursor.until)
-            .order_by(_CHANGES.c.change_seq).limit(_STEP)).all()
+        steps = select(_CHANGES.c.resource_pk, _CHANGES.c.change_seq).where(
+            _CHANGES.c.change_seq > last, _CHANGES.c.change_seq <= cursor.until)
+        if path is not None:
+            steps = steps.join(_RESOURCES, _RESOURCES.c.pk == _CHANGES.c.resource_pk).where(path)
+        window = session.execute(steps.order_by(_CHANGES.c.change_seq).limit(_STEP)).all()
         if not window:
             break
         position = {pk: seq for pk, seq in window}

@@ -10,6 +10,7 @@ import pytest
 
 from adapter.auth import Principal, issue_token
 from adapter.errors import BadRequest
+from adapter.record import feed
 from adapter.record.pull import cursor_of, pull
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine
@@ -17,6 +18,14 @@ from tests.record.bundles import PCP, letter_bundle, post_bundle
 from tests.record.conftest import client_for
 
 NURSE = "801111111111"
+
+
+@pytest.fixture(autouse=True, params=["recent", "long-history"])
+def window(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test on both ways a window is read: in steps along the feed (what changed in the
+    last minutes), and along the reader's own paths (a first pull over a long history)."""
+    if request.param == "long-history":
+        monkeypatch.setattr(feed, "_SMALL_WINDOW", 0)
 
 
 def reader(idnat: str = PCP) -> Principal:
@@ -84,6 +93,15 @@ def test_a_professional_added_to_a_care_team_gets_what_was_written_before(databa
     # the patient's compartment (of the pulled types), both versions: each resource once
     assert kinds == ["CarePlan", "CareTeam", "Communication", "Communication",
                      "DocumentReference", "DocumentReference", "Patient"]
+
+
+def test_a_carer_outside_the_care_team_pulls_only_the_messages_addressed_to_them(database_url) -> None:  # type: ignore[no-untyped-def]
+    repository = Repository(get_engine(database_url) if database_url else None)
+    repository.transaction(letter_bundle(team=(PCP,), recipients=(PCP, NURSE)))
+    repository.transaction(letter_bundle(ins="2", set_id="other", team=(PCP,), recipients=(PCP,)))
+    kinds = sorted(kind for kind, _ in changed(pull(repository, reader(NURSE))))
+    assert kinds == ["Communication"]
+    assert [kind for kind, _ in changed(pull(repository, reader()))].count("CarePlan") == 2
 
 
 def test_a_hospital_pulls_only_its_own_letters_changes(database_url) -> None:  # type: ignore[no-untyped-def]
