@@ -35,7 +35,7 @@ from sqlmodel import Session, col, select
 
 from adapter.national_ids import national_ids
 from adapter.record.indexing import date_range, parse_reference
-from adapter.record.storage import loads
+from adapter.record.storage import insert_rows, loads
 from adapter.store.engine import table_of
 from adapter.store.locking import lock_keys
 from adapter.store.record_tables import PatientGrant, RecordReference, RecordResource, ResourceGrant
@@ -45,6 +45,8 @@ _PATIENT_GRANTS = table_of(PatientGrant)
 _RESOURCE_GRANTS = table_of(ResourceGrant)
 
 _ACTIVE_TEAM = {"active", None}
+_PATIENT_GRANT_COLUMNS = ("patient_id", "kind", "value", "valid_from", "valid_until",
+                          "granted_seq")
 # Grant kinds recomputed from the record's CareTeams; `org` grants are facts written once.
 _DERIVED = ("idnat", "cpts")
 
@@ -183,22 +185,20 @@ def refresh(session: Session, patient_ids: set[str], communication_pks: set[int]
             select(_PATIENT_GRANTS.c.patient_id, _PATIENT_GRANTS.c.kind, _PATIENT_GRANTS.c.value,
                    _PATIENT_GRANTS.c.granted_seq).where(*derived))}
         session.execute(delete(_PATIENT_GRANTS).where(*derived))
-        rows = [{"patient_id": patient_id, "kind": g.kind, "value": g.value,
-                 "valid_from": g.valid_from, "valid_until": g.valid_until,
-                 "granted_seq": since.get((patient_id, g.kind, g.value), granted_seq)}
+        rows = [(patient_id, g.kind, g.value, g.valid_from, g.valid_until,
+                 since.get((patient_id, g.kind, g.value), granted_seq))
                 for patient_id, granted in found.items() for g in granted]
         if rows:
-            session.execute(insert(_PATIENT_GRANTS), rows)
+            insert_rows(session, _PATIENT_GRANTS, _PATIENT_GRANT_COLUMNS, rows)
     for chunk in _chunks(communication_pks):
         session.execute(delete(_RESOURCE_GRANTS).where(
             _RESOURCE_GRANTS.c.resource_pk.in_(chunk), _kind_in(_RESOURCE_GRANTS, "idnat")))
         messages = _current(session, resolver.known, _RESOURCES.c.pk.in_(chunk),
                             _RESOURCES.c.resource_type == "Communication")
-        rows = [{"resource_pk": pk, "kind": "idnat", "value": value}
-                for pk, _, resource in messages
-                for value in communication_grants(resource, resolver)]
-        if rows:
-            session.execute(insert(_RESOURCE_GRANTS), rows)
+        pairs = [(pk, "idnat", value) for pk, _, resource in messages
+                 for value in communication_grants(resource, resolver)]
+        if pairs:
+            insert_rows(session, _RESOURCE_GRANTS, ("resource_pk", "kind", "value"), pairs)
 
 
 def _grant_sources(session: Session, patient_ids: list[str],
