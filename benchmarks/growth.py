@@ -1,15 +1,16 @@
 """How the embedded record's costs grow with what it holds, on SQLite and on PostgreSQL.
 
-For each size (quick: 10,000 and 100,000 resources; full: 100,000 and 1,000,000), a record of
-its own is bulk-loaded with patients shaped as `record_search` makes them (Patient, CareTeam,
-CarePlan, Encounter, Communication; 500 practitioners), then measured in the process (no
-HTTP: the database's share of each cost): the bulk load rate, a letter's transaction (9
-entries, conditional creates and updates, grants, change feed), `CarePlan?patient.identifier=`
-as the system and as a care-team member (access-filtered), and a professional's pull (their
-50 letters' resources, then one incremental page after 20 more letters). The last rows say
-how each grew from the smallest size to the largest, so a regression in growth shows.
-PostgreSQL is the test server of `tests/support/postgres.py` (fsync off: index and query
-costs, not the disk's).
+One record per database is grown through the sizes (quick: 10,000 and 100,000 resources;
+full: 100,000 and 1,000,000, and on PostgreSQL, the production store, 5,000,000 — a region's
+year), bulk-loaded with patients shaped as `record_search` makes them (Patient, CareTeam,
+CarePlan, Encounter, Communication; 500 practitioners), and measured at each size in the
+process (no HTTP: the database's share of each cost): the bulk load rate (of that step), a
+letter's transaction (9 entries, conditional creates and updates, grants, change feed),
+`CarePlan?patient.identifier=` as the system and as a care-team member (access-filtered),
+and a professional's pull (a professional of that size's own: their 50 letters' resources,
+then one incremental page after 20 more letters). The last rows say how each grew from the
+smallest size, so a regression in growth shows. PostgreSQL is the test server of
+`tests/support/postgres.py` (fsync off: index and query costs, not the disk's).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from benchmarks.record_search import _PRACTITIONERS, INS, _patient_resources, _practitioner
-
-PCP = "801984758437"  # the médecin traitant of `tests.record.bundles.letter_bundle`
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -76,35 +75,43 @@ def _database(kind: str) -> Iterator[str | None]:
                 server.stop()
 
 
-def _measure(total: int) -> dict[str, tuple[float, float]]:
-    from sqlmodel import Session
-
-    from adapter.auth.principal import DEFAULT_SCOPES, Principal
-    from adapter.record import feed
-    from adapter.record.repository import Repository
-    from adapter.store.db import get_engine
-    from tests.record.bundles import letter_bundle
-
-    rng = random.Random(7)
-    repository = Repository(get_engine())
-    found: dict[str, tuple[float, float]] = {}
+def _grow(repository: Any, start: int, total: int) -> float:
+    """Bulk-load the record from `start` to `total` resources: resources/s."""
+    rng = random.Random(start)
+    first_patient = max(0, start - _PRACTITIONERS) // 5
     started = time.perf_counter()
-    for first in range(0, (total - _PRACTITIONERS) // 5, 20_000):  # in slices: bounded memory
+    for first in range(first_patient, (total - _PRACTITIONERS) // 5, 20_000):  # bounded memory
         batch = [_practitioner(n) for n in range(_PRACTITIONERS)] if first == 0 else []
         for n in range(first, min(first + 20_000, (total - _PRACTITIONERS) // 5)):
             batch += _patient_resources(n, rng)
         repository.import_resources(batch)
-    found["bulk load, resources/s"] = (total / (time.perf_counter() - started), 0.0)
-    letters = iter(range(10**6))
+    return (total - start) / (time.perf_counter() - started)
+
+
+def _measure(repository: Any, loaded: int, total: int) -> dict[str, tuple[float, float]]:
+    from sqlmodel import Session
+
+    from adapter.auth.principal import DEFAULT_SCOPES, Principal
+    from adapter.record import feed
+    from tests.record.bundles import letter_bundle
+
+    found: dict[str, tuple[float, float]] = {}
+    found["bulk load, resources/s"] = (_grow(repository, loaded, total), 0.0)
+    rng = random.Random(total)
+    letters = iter(range(total, total + 10**6))
+
+    # a professional of this size's own: their 50 letters whatever was measured before
+    reader = f"80{total:010d}"
 
     def letter() -> None:
         n = next(letters)
-        repository.transaction(letter_bundle(ins=f"8{n:014d}", set_id=f"growth-{n}"))
+        repository.transaction(letter_bundle(ins=f"8{n:014d}", set_id=f"growth-{n}",
+                                             team=(reader,), recipients=(reader,)))
 
     found["letter transaction, p50 / p95 ms"] = _timed(letter, 50)
     patients = (total - _PRACTITIONERS) // 5
     picks = iter([rng.randrange(patients) for _ in range(200)])
-    member = Principal(kind="professional", idnat=PCP, scopes=DEFAULT_SCOPES["professional"])
+    member = Principal(kind="professional", idnat=reader, scopes=DEFAULT_SCOPES["professional"])
 
     def by_ins(principal: Principal | None) -> Callable[[], Any]:
         return lambda: repository.search(
@@ -137,33 +144,48 @@ def _measure(total: int) -> dict[str, tuple[float, float]]:
     return found
 
 
+def _curve(kind: str, sizes: tuple[int, ...], rows: list[tuple[str, str, str]]
+           ) -> dict[int, dict[str, tuple[float, float]]]:
+    """One record grown through `sizes`, measured at each."""
+    from adapter.record.repository import Repository
+    from adapter.store.db import get_engine
+
+    curve: dict[int, dict[str, tuple[float, float]]] = {}
+    try:
+        with _database(kind):
+            repository = Repository(get_engine())
+            loaded = 0
+            for size in sizes:
+                curve[size] = _measure(repository, loaded, size)
+                loaded = size
+    except BaseException as error:  # e.g. pytest's Skipped: no PostgreSQL here
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        rows.append((f"growth ({kind}, after {max(curve, default=0):,})", "-",
+                     f"not measured: {type(error).__name__}: {error}"[:120]))
+    return curve
+
+
 def run(quick: bool = False) -> list[tuple[str, str, str]]:
-    sizes = (10_000, 100_000) if quick else (100_000, 1_000_000)
     rows: list[tuple[str, str, str]] = []
     for kind in ("sqlite", "postgresql"):
-        curve: dict[int, dict[str, tuple[float, float]]] = {}
-        for size in sizes:
-            try:
-                with _database(kind):
-                    curve[size] = _measure(size)
-            except BaseException as error:  # e.g. pytest's Skipped: no PostgreSQL here
-                if isinstance(error, KeyboardInterrupt):
-                    raise
-                rows.append((f"growth ({kind}, {size:,})", "-",
-                             f"not measured: {type(error).__name__}: {error}"[:120]))
-                break
+        sizes = (10_000, 100_000) if quick else (100_000, 1_000_000)
+        if kind == "postgresql" and not quick:
+            sizes += (5_000_000,)  # the production store, at a region's year
+        curve = _curve(kind, sizes, rows)
         for size, found in curve.items():
             for name, (first, second) in found.items():
                 metric, _, unit = name.rpartition(", ")
                 value = f"{first:,.0f}" if "resources/s" in unit else \
                     f"{first:.1f} / {second:.1f}"
                 rows.append((f"growth ({kind}, {size:,} stored): {metric}", unit, value))
-        if len(curve) == len(sizes):
-            small, large = (curve[size] for size in sizes)
+        small = curve.get(sizes[0], {})
+        for size in sizes[1:]:
+            large = curve.get(size, {})
             for name in small:
-                if "p50" in name:
+                if "p50" in name and name in large:
                     metric = name.rpartition(", ")[0]
-                    rows.append((f"growth ({kind}): {metric}, p95 at {sizes[1]:,} / at "
+                    rows.append((f"growth ({kind}): {metric}, p95 at {size:,} / at "
                                  f"{sizes[0]:,}", "ratio",
                                  f"{large[name][1] / max(small[name][1], 1e-9):.2f}"))
     return rows

@@ -105,12 +105,14 @@ def position_before(session: Session, since: str) -> int:
 # --- reading --------------------------------------------------------------------------------
 
 GRANTED, CHANGED = 1, 2  # the two phases of a window
-# A window of at most this many positions (an incremental pull: what changed in the last
-# minutes) is read in steps — its changes first, then which of them the reader may see —
-# rather than by one join: PostgreSQL's planner, costing the access filter's sub-queries at
-# every probe, joined by scanning every resource (20 ms at 100,000 resources for 120 changes).
-_SMALL_WINDOW = 20_000
+# A window of at most this many positions (a pull made a few seconds after the last) is read
+# along the feed: its changes first, then which of them the reader may see. A larger one (a
+# first pull, or one after minutes of letters arriving: hundreds of positions a second) is
+# read along the reader's own paths, which its patients bound, whatever the record holds.
+# Neither is one join of the feed with the access filter: PostgreSQL's planner, costing the
+# filter's sub-queries at every probe, joined by scanning every resource.
 _STEP = 1_000
+_SMALL_WINDOW = _STEP
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ def read_page(session: Session, principal: Principal | None, cursor: Cursor,
                            not_(_RESOURCES.c.patient_id.in_(granted))))
     if cursor.until - cursor.last <= _SMALL_WINDOW:
         more = _changed_in_steps(session, changed, cursor, count - len(rows))
-    else:  # a first pull over the whole history
+    else:
         more = _changed_by_path(session, principal, changed, cursor, count - len(rows))
     rows += [row for row, _ in more]
     if len(rows) == count and more:
@@ -207,7 +209,7 @@ def _changed_by_path(session: Session, principal: Principal | None,
     The system reads the feed in order. A reader's changes are looked for along each of its
     paths (its patients, but those granted in this window; its resources' own grants), in
     steps, merged in feed order: asked in one query, with their OR, PostgreSQL read every
-    resource of the record (a quarter of a second at a million, for a first pull)."""
+    resource of the record."""
     granted_before = or_(  # the window's grants are read in its first phase
         _PATIENT_GRANTS.c.granted_seq.is_(None), _PATIENT_GRANTS.c.granted_seq <= cursor.after,
         _PATIENT_GRANTS.c.granted_seq > cursor.until)
