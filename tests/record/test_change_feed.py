@@ -95,7 +95,8 @@ def test_a_professional_added_to_a_care_team_gets_what_was_written_before(databa
                      "DocumentReference", "DocumentReference", "Patient"]
 
 
-def test_a_carer_outside_the_care_team_pulls_only_the_messages_addressed_to_them(database_url) -> None:  # type: ignore[no-untyped-def]
+def test_a_carer_outside_the_care_team_pulls_only_the_messages_addressed_to_them(
+        database_url: str | None) -> None:
     repository = Repository(get_engine(database_url) if database_url else None)
     repository.transaction(letter_bundle(team=(PCP,), recipients=(PCP, NURSE)))
     repository.transaction(letter_bundle(ins="2", set_id="other", team=(PCP,), recipients=(PCP,)))
