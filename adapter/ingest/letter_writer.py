@@ -116,6 +116,7 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
         resources=letter.resources,
         report=letter.report,
         validation=orjson.dumps(pending.validation).decode() if pending.validation else None,
+        stay=letter.stay,
     )
     session.add(received)
     session.flush()

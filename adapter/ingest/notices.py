@@ -37,7 +37,7 @@ from adapter.mssante.queue import enqueue_message
 from adapter.push import worker
 from adapter.record.transaction import SOURCE_TAG
 from adapter.store import outbox
-from adapter.store.letters import patient_key
+from adapter.store.letters import ReceivedLetter, patient_key
 from adapter.store.notice_tables import ReceivedNotice
 
 logger = logging.getLogger("liaison.ingest")
@@ -87,12 +87,15 @@ _BEFORE_DISCHARGE = ("planned", "planned-cancelled")
 
 
 def _ended(engine: Engine, settings: Settings, stay: dict[str, str]) -> bool:
-    """Whether the stay has ended: its discharge was notified (A03), or the record holds its
-    Encounter finished (the letter of the stay, or the discharge, delivered)."""
+    """Whether the stay has ended: its discharge was notified (A03), its letter accepted
+    (delivered or still queued), or the record holds its Encounter finished."""
     with Session(engine) as session:
         if session.exec(select(ReceivedNotice.id).where(
                 ReceivedNotice.stay == stay["value"],
                 ReceivedNotice.event == "discharged")).first() is not None:
+            return True
+        if session.exec(select(ReceivedLetter.id).where(
+                ReceivedLetter.stay == stay["value"])).first() is not None:
             return True
     repository = embedded_record(engine, settings)
     if repository is None:

@@ -71,6 +71,8 @@ class PreparedLetter:
     based_on: int = 0
     # MSSanté messages to queue with the letter (`adapter.mssante.plan`), JSON list
     messages: bytes = b"[]"
+    # the stay it ends (`stays.stay_identifier` value), when it numbers its stay
+    stay: str | None = None
 
 
 _directories: dict[str, CachedDirectory] = {}
@@ -161,6 +163,7 @@ def prepare(xml: bytes, engine: Engine, principal: Principal = SYSTEM,
         organization=organization,
         based_on=previous.version if previous is not None else 0,
         messages=orjson.dumps(messages),
+        stay=summary.stay_key or None,
     )
 
 

@@ -45,6 +45,9 @@ class ReceivedLetter(SQLModel, table=True):
     resources: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     report: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     validation: str | None = Field(default=None, sa_column=Column(Text))
+    # the stay the letter ends (liaison's stay key, no patient identifier): a notice of a
+    # planned discharge arriving after it must not reopen the stay, delivered or not yet
+    stay: str | None = Field(default=None, index=True, max_length=300)
 
 
 class LetterStory(SQLModel, table=True):

@@ -59,6 +59,15 @@ def encounter(n: int, *, status: str = "in-progress", planned: str | None = "202
     return resource
 
 
+def delivered(client: TestClient) -> int:
+    """How many outbox entries were delivered (`/metrics`), once none is left to deliver."""
+    gauges = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+              for line in client.get("/metrics").text.splitlines()
+              if line.startswith("liaison_outbox_entries{")}
+    left = gauges.get("pending", 0) + gauges.get("retrying", 0)
+    return -1 if left else int(gauges.get("delivered", 0))
+
+
 def until(find: Callable[[], Any], timeout: float = 30) -> Any:
     """What `find` returns once it returns something (the pusher works in the background)."""
     deadline = time.monotonic() + timeout
@@ -167,6 +176,29 @@ def test_the_letter_of_the_stay_completes_the_same_encounter_and_keeps_the_early
     assert late.status_code == 202 and "déjà terminé" in late.text
     (stay,) = stay_encounters(record, 803)
     assert stay["status"] == "finished"
+
+
+def test_a_planned_discharge_resent_while_the_letter_waits_for_delivery_does_not_reopen_it(
+        liaison: Callable[..., Any], hospital: dict[str, str]) -> None:
+    """The letter of the stay is accepted but not delivered yet (the record holds no finished
+    Encounter) when the interface engine resends its A16: the stay has ended all the same."""
+    import_path(get_engine(), FIXTURES / "coordination" / "local_directory.csv")
+    with liaison(push_in_server=False) as held:
+        assert held.post("/discharge-notices", json=encounter(806),
+                         headers={**hospital, **FHIR}).status_code == 202
+        letter = held.post("/discharge-letters",
+                           content=with_stay(letter_variant(806), "SEJ-806"),
+                           headers={**hospital, "Content-Type": "application/hl7-cda+xml"})
+        assert letter.status_code == 202, letter.text
+        late = held.post("/discharge-notices", json=encounter(806, planned="2026-12-12"),
+                         headers={**hospital, **FHIR})
+        assert late.status_code == 202 and "déjà terminé" in late.text
+    with liaison() as record:  # the pusher delivers what was queued, in order
+        wait_for_status(record, letter.headers["Location"], hospital, "pushed")
+        until(lambda: delivered(record) == 2)  # the notice and the letter: nothing after
+        (stay,) = stay_encounters(record, 806)
+        assert stay["status"] == "finished"
+        assert not [t for t in messages(record, 806) if "12 décembre" in t]
 
 
 def test_adt_a16_then_a03_then_cancellation_over_http(
