@@ -13,13 +13,13 @@ from sqlmodel import Session
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartParser
 
+from adapter.api.bodies import read_capped
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.auth.rules import token_organizations
 from adapter.errors import (
     BadRequest,
     Forbidden,
-    LetterTooLarge,
     NotFound,
     UnsupportedMediaType,
 )
@@ -47,21 +47,6 @@ def _writer(principal: Principal) -> Principal:
     if principal.kind not in WRITERS:
         raise Forbidden(f"a {principal.kind} token cannot submit discharge letters")
     return principal
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` (before anything is parsed)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise LetterTooLarge(f"the request is {declared} bytes, over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise LetterTooLarge(f"the request is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _letter_from_multipart(request: Request, body: bytes) -> bytes:
@@ -129,7 +114,7 @@ async def submit_letter(
         )
     # Headroom for the multipart envelope; the letter itself is checked against the limit again.
     limit = settings.max_letter_bytes + (64 * 1024 if media_type == MULTIPART else 0)
-    body = await _read_capped(request, limit)
+    body = await read_capped(request, limit)
     xml = await _letter_from_multipart(request, body) if media_type == MULTIPART else body
     accepted = await run_in_threadpool(
         ingest_letter,

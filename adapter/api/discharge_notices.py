@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from adapter.api.bodies import read_capped
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.errors import BadRequest, Forbidden, UnsupportedMediaType
@@ -30,9 +31,7 @@ async def submit_notice(request: Request,
     if principal.kind not in ("hospital", "system"):
         raise Forbidden(f"a {principal.kind} token cannot announce discharges")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await request.body()
-    if len(body) > _MAX_BYTES:
-        raise BadRequest(f"a discharge notice is at most {_MAX_BYTES} bytes")
+    body = await read_capped(request, _MAX_BYTES)
     if media_type in HL7_TYPES:
         message = parse_adt(decode(body), default_hospital=principal.organization)
         if message.notice is None:

@@ -23,12 +23,12 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from adapter.api.bodies import read_capped
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.config import get_settings
 from adapter.errors import (
     BadRequest,
-    LetterTooLarge,
     LiaisonError,
     NotAcceptable,
     UnsupportedMediaType,
@@ -146,12 +146,7 @@ async def _json_body(request: Request) -> Any:
     content_type = request.headers.get("content-type", FHIR_JSON).split(";")[0].strip()
     if content_type not in _JSON_TYPES:
         raise UnsupportedMediaType(f"send {FHIR_JSON}, not {content_type}")
-    limit = get_settings().max_letter_bytes
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise LetterTooLarge(f"the body is larger than {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise LetterTooLarge(f"the body is larger than {limit} bytes")
+    body = await read_capped(request, get_settings().max_letter_bytes)
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as error:

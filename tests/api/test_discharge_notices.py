@@ -264,6 +264,15 @@ def test_a_notice_that_cannot_be_told_is_refused_saying_why(
     assert answer.json()["resourceType"] == "OperationOutcome"
 
 
+def test_a_notice_too_large_is_refused_before_it_is_read(
+        record: TestClient, hospital: dict[str, str]) -> None:
+    padded = {**encounter(808), "text": {"status": "generated",
+                                         "div": f"<div>{'x' * 300_000}</div>"}}
+    answer = record.post("/discharge-notices", json=padded, headers={**hospital, **FHIR})
+    assert answer.status_code == 413 and "over the limit" in answer.text
+    assert answer.json()["resourceType"] == "OperationOutcome"
+
+
 def test_adt_over_mllp_is_acknowledged_once_stored(liaison: Callable[..., Any],
                                                    tmp_path: Path) -> None:
     import_path(get_engine(), FIXTURES / "coordination" / "local_directory.csv")
