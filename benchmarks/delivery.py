@@ -2,7 +2,8 @@
 
 Prepares N discharge letters as acceptance does (quick: 60; full: 400; plus 20 to warm up:
 mapped, coordinated, checked against the FHIR models, queued with the outbox kind acceptance
-gives them), queues them in the outbox of fresh SQLite databases, and lets a pusher deliver
+gives them), queues them in the outbox of fresh databases (SQLite, then PostgreSQL: the CPU
+is this process's, PostgreSQL's own is not counted), and lets a pusher deliver
 them: one letter per record transaction, then up to `BATCH_SIZE` letters per record transaction
 (`send_many`), then the same into a record that already holds `GROWN` letters (delivered
 first, untimed). The figure is the CPU time of the process (every thread: pusher, audit trail)
@@ -17,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from benchmarks.databases import KINDS, databases
 
 
 def _bundles(count: int, scratch: Path) -> list[tuple[str, bytes]]:
@@ -50,18 +53,17 @@ def _enqueue(engine: Any, bundles: list[tuple[str, bytes]]) -> None:
             outbox.enqueue(session, kind, bundle, f"letter-{uuid.uuid4()}")
 
 
-def _deliver(bundles: list[tuple[str, bytes]], folder: Path, batch_size: int,
+def _deliver(bundles: list[tuple[str, bytes]], url: str, batch_size: int,
              before: int = _WARM_UP) -> tuple[float, float]:
-    """(CPU ms per letter, letters per second) of delivering `bundles` from a fresh outbox, the
-    first `before` ones delivered before the clock starts."""
+    """(CPU ms per letter, letters per second) of delivering `bundles` from a fresh outbox in
+    the empty database `url`, the first `before` ones delivered before the clock starts."""
     from adapter.push.targets import EmbeddedTarget
     from adapter.push.worker import Pusher
     from adapter.record import audit
     from adapter.store import outbox
     from adapter.store.db import engine_for, init_db
 
-    folder.mkdir()
-    engine = engine_for(f"sqlite:///{folder / 'liaison.db'}")
+    engine = engine_for(url)
     init_db(engine)
     try:
         pusher = Pusher(engine, EmbeddedTarget(engine), threads=1, batch_size=batch_size)
@@ -90,23 +92,25 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     thresholds = gc.get_threshold()
     with tempfile.TemporaryDirectory(prefix="liaison-delivery-") as name:
-        scratch = Path(name)
-        bundles = _bundles(grown + count, scratch)
-        settle_after_start()  # as the pusher process does once started
-        try:
-            for batch_size, before, label in (
-                    (1, _WARM_UP, "one letter per transaction"),
-                    (BATCH_SIZE, _WARM_UP, f"batches of {BATCH_SIZE}"),
-                    (BATCH_SIZE, grown, f"batches of {BATCH_SIZE}, the record holding {grown:,} "
-                                        "letters already")):
-                cpu, rate = _deliver(bundles[:before + count], scratch / f"{batch_size}-{before}",
-                                     batch_size, before)
-                what = f"delivery to the embedded record, {label} ({count} letters)"
-                rows.append((what, "ms CPU / letter", f"{cpu:.1f}"))
-                rows.append((what, "letters / s", f"{rate:.0f}"))
-        finally:  # the benchmarks that follow measure this process as it was
-            gc.unfreeze()
-            gc.set_threshold(*thresholds)
+        bundles = _bundles(grown + count, Path(name))
+    settle_after_start()  # as the pusher process does once started
+    try:
+        for kind in KINDS:
+            with databases(kind) as fresh:
+                for batch_size, before, label in (
+                        (1, _WARM_UP, "one letter per transaction"),
+                        (BATCH_SIZE, _WARM_UP, f"batches of {BATCH_SIZE}"),
+                        (BATCH_SIZE, grown, f"batches of {BATCH_SIZE}, the record holding "
+                                            f"{grown:,} letters already")):
+                    cpu, rate = _deliver(bundles[:before + count],
+                                         fresh(f"delivery_{batch_size}_{before}"),
+                                         batch_size, before)
+                    what = f"{kind}: delivery to the embedded record, {label} ({count} letters)"
+                    rows.append((what, "ms CPU / letter", f"{cpu:.1f}"))
+                    rows.append((what, "letters / s", f"{rate:.0f}"))
+    finally:  # the benchmarks that follow measure this process as it was
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     return rows
 
 

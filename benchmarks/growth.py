@@ -15,15 +15,13 @@ smallest size, so a regression in growth shows. PostgreSQL is the test server of
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
+from benchmarks.databases import KINDS, database
 from benchmarks.record_search import _PRACTITIONERS, INS, _patient_resources, _practitioner
 
 
@@ -40,39 +38,6 @@ def _timed(action: Callable[[], Any], times: int) -> tuple[float, float]:
         action()
         samples.append(time.perf_counter() - started)
     return _percentiles(samples)
-
-
-@contextmanager
-def _database(kind: str) -> Iterator[str | None]:
-    """A fresh data dir, and on PostgreSQL a fresh server and database: its URL."""
-    from adapter.config import get_settings
-    from adapter.store.db import get_engine
-
-    with tempfile.TemporaryDirectory(prefix="liaison-growth-") as scratch:
-        saved = {k: os.environ.get(k) for k in ("LIAISON_DATA_DIR", "LIAISON_DATABASE_URL")}
-        os.environ["LIAISON_DATA_DIR"] = scratch
-        server = None
-        try:
-            if kind == "postgresql":
-                from tests.support.postgres import PostgresServer
-
-                server = PostgresServer().start()
-                os.environ["LIAISON_DATABASE_URL"] = server.create_database("growth")
-            else:
-                os.environ.pop("LIAISON_DATABASE_URL", None)
-            get_settings.cache_clear()
-            get_engine.cache_clear()
-            yield os.environ.get("LIAISON_DATABASE_URL")
-        finally:
-            get_engine.cache_clear()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            get_settings.cache_clear()
-            if server is not None:
-                server.stop()
 
 
 def _grow(repository: Any, start: int, total: int) -> float:
@@ -152,7 +117,7 @@ def _curve(kind: str, sizes: tuple[int, ...], rows: list[tuple[str, str, str]]
 
     curve: dict[int, dict[str, tuple[float, float]]] = {}
     try:
-        with _database(kind):
+        with database(kind):
             repository = Repository(get_engine())
             loaded = 0
             for size in sizes:
@@ -168,7 +133,7 @@ def _curve(kind: str, sizes: tuple[int, ...], rows: list[tuple[str, str, str]]
 
 def run(quick: bool = False) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
-    for kind in ("sqlite", "postgresql"):
+    for kind in KINDS:
         sizes = (10_000, 100_000) if quick else (100_000, 1_000_000)
         if kind == "postgresql" and not quick:
             sizes += (5_000_000,)  # the production store, at a region's year

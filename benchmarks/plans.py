@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import event
 
-from benchmarks.growth import _database, _grow
+from benchmarks.databases import KINDS, database
+from benchmarks.growth import _grow
 
 READER = "800000000050"
 
@@ -68,7 +69,7 @@ def _plans(kind: str, size: int) -> list[str]:
     from tests.record.bundles import letter_bundle
 
     lines = [f"## {kind}, {size:,} resources", ""]
-    with _database(kind):
+    with database(kind):
         repository = Repository(get_engine())
         _grow(repository, 0, size)
         for n in range(50):
@@ -96,7 +97,7 @@ def _plans(kind: str, size: int) -> list[str]:
 
 def main(argv: list[str]) -> int:
     size = int(argv[0]) if argv else 100_000
-    for kind in ("sqlite", "postgresql"):
+    for kind in KINDS:
         print("\n".join(_plans(kind, size)))
     return 0
 
