@@ -31,6 +31,10 @@ Then, per database:
    The accept latency is compared with step 1's ("ingestion unaffected"), and the outbox's
    backlog is read when the last letter is accepted.
 
+The full run measures `liaison serve --workers 1` and `--workers 2` (two server processes,
+each with its conversion and pusher processes) on each database; `--quick` (100
+professionals, 1,000 patients, 10 s) only the first.
+
 CPU per second of the measure, by process: the server's (server, conversion and pusher
 processes: every process of its tree), PostgreSQL's (its postmaster's tree), the readers'
 and the hospital client's.
@@ -458,8 +462,9 @@ def _rows(label: str, m: dict[str, Any], seconds: float) -> list[tuple[str, str,
         return " / ".join(f"{_ms(values, q):.0f}" for q in qs)
 
     per_second = m["cpu_seconds"]
-    cpu = " / ".join(f"{c / per_second:.2f}" for c in (*m["cpu"][:2], m["cpu_readers"] /
-                                                      seconds, m["cpu"][2]))
+    readers = m["cpu_readers"] / (seconds + INTERVAL + 5)  # they run on after the letters
+    cpu = " / ".join(f"{c:.2f}" for c in (m["cpu"][0] / per_second, m["cpu"][1] / per_second,
+                                           readers, m["cpu"][2] / per_second))
     resources, catch_up = m["catch_up"]
     return [
         (f"{label}: pulls achieved (offered {m['offered']:.0f}/s)", "pulls/s",
