@@ -20,8 +20,8 @@ from datetime import date
 # import alone, not of a process that already ran the other benchmarks).
 BENCHMARKS = (
     "directory_import", "convert", "convert_command", "conformance", "coordination", "ingest",
-    "delivery", "instances", "mssante", "record_search", "pull", "growth", "medplum_push",
-    "cli_start",
+    "delivery", "instances", "mssante", "record_search", "pull", "readers", "growth",
+    "medplum_push", "cli_start",
 )
 
 

@@ -25,7 +25,8 @@ from sqlmodel import Session, SQLModel, create_engine
 # A file that exists keeps the page size it has.
 PAGE_SIZE = 8192
 CACHE_KIB = 16384  # page cache per connection (SQLite's default is 2 MB)
-_BACKSTOP_BYTES = 32 * 1024 * 1024  # WAL size at which a commit checkpoints by itself
+_BACKSTOP_BYTES = 32 * 1024 * 1024
+SQLITE_POOL = 40  # WAL size at which a commit checkpoints by itself
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -75,9 +76,15 @@ def _checkpoint_in_background(engine: Engine) -> None:
 def engine_for(url: str) -> Engine:
     """A new engine for `url`, with SQLite tuned for concurrent readers and one writer."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        in_file = ":memory:" not in url and url.rstrip("/") not in ("sqlite:", "sqlite+pysqlite:")
+        # A file's pool holds as many connections as the server has threads for requests
+        # (anyio's 40): with SQLAlchemy's 5, many readers at once queued for one, and each
+        # request beyond opened a connection (its pragmas, a cold page cache) to close it after.
+        pool = {"pool_size": SQLITE_POOL, "max_overflow": 10} if in_file else {}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               **pool)
         event.listen(engine, "connect", _tune_sqlite)
-        if ":memory:" not in url and url.rstrip("/") not in ("sqlite:", "sqlite+pysqlite:"):
+        if in_file:
             _checkpoint_in_background(engine)
     else:
         engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

@@ -14,6 +14,7 @@ transaction touching thousands of patients holds a bounded number of them (`lock
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -83,7 +84,7 @@ def write_session(engine: Engine, keys: Iterable[str] = (), *, urgent: bool = Fa
         with Session(engine, expire_on_commit=False) as session:
             try:
                 if lock is not None:
-                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                    _begin_immediate(session, urgent)
                 else:
                     lock_keys(session, keys)
                 yield session
@@ -94,6 +95,37 @@ def write_session(engine: Engine, keys: Iterable[str] = (), *, urgent: bool = Fa
     finally:
         if lock is not None:
             lock.release()
+
+
+_URGENT_POLL_SECONDS = 0.001
+_BUSY_TIMEOUT_MS = 30_000  # as `engine._tune_sqlite` sets it
+
+
+def _begin_immediate(session: Session, urgent: bool) -> None:
+    """Take SQLite's write lock. The lock between processes (the pusher's record transactions,
+    the conversion processes) has no queue: a waiter is woken by SQLite's busy handler, which
+    sleeps longer and longer (up to 100 ms a time) — an urgent writer asks again every
+    millisecond instead. (With the pusher delivering 20 letters/s, the audit row a read waits
+    for took seconds to get the record's lock: every pull did.)"""
+    connection = session.connection()
+    if not urgent:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+            time.sleep(_URGENT_POLL_SECONDS)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
 
 # PostgreSQL's lock table is shared and bounded (max_locks_per_transaction × connections,

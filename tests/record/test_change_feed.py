@@ -105,6 +105,49 @@ def test_a_carer_outside_the_care_team_pulls_only_the_messages_addressed_to_them
     assert [kind for kind, _ in changed(pull(repository, reader()))].count("CarePlan") == 2
 
 
+def test_a_message_to_a_professional_outside_the_care_team_is_in_their_pull(database_url) -> None:  # type: ignore[no-untyped-def]
+    """The nurse is not in the care team: what she reads of the patient is the Communication
+    addressed to her (a grant on that resource alone), and her next pull brings it."""
+    repository = Repository(get_engine(database_url) if database_url else None)
+    repository.transaction(letter_bundle(ins="1", set_id="s1"))
+    nurse_cursor = cursor_of(pull(repository, reader(NURSE)))
+    repository.transaction(letter_bundle(ins="2", set_id="s2", recipients=(PCP, NURSE)))
+    kinds = [kind for kind, _ in changed(pull(repository, reader(NURSE), cursor=nurse_cursor))]
+    assert kinds == ["Communication"]
+
+
+def test_a_pull_reads_no_change_of_the_window_when_none_is_of_the_readers_patients(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Letters for others' patients arrive between two pulls of a professional: the pull asks
+    their grants whether anything of theirs changed, and reads none of the window's changes."""
+    from sqlalchemy import event
+    from sqlmodel import Session
+
+    monkeypatch.setattr(feed, "_SMALL_WINDOW", feed._STEP)  # a pull seconds after the last
+    repository = Repository()
+    repository.transaction(letter_bundle(ins="1", set_id="s1"))
+    with Session(repository.engine) as session:
+        cursor = feed.Cursor(after=feed.head(session))
+    for n in range(2, 5):
+        repository.transaction(letter_bundle(ins=str(n), set_id=f"s{n}", team=(NURSE,),
+                                             recipients=(NURSE,)))
+    statements: list[str] = []
+
+    def count(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    with Session(repository.engine) as session:
+        event.listen(repository.engine, "before_cursor_execute", count)
+        try:
+            page = feed.read_page(session, reader(), cursor, (), 100)
+        finally:
+            event.remove(repository.engine, "before_cursor_execute", count)
+    assert page.rows == [] and page.caught_up
+    window = [s for s in statements if "record_change" in s and not s.startswith("SELECT (EXISTS")]
+    assert window == []
+    assert pull(repository, reader(NURSE))["total"] > 0  # the window held changes
+
+
 def test_a_hospital_pulls_only_its_own_letters_changes(database_url) -> None:  # type: ignore[no-untyped-def]
     repository = Repository(get_engine(database_url) if database_url else None)
     repository.transaction(letter_bundle(ins="1", hospital="1750000001"))

@@ -50,3 +50,33 @@ def test_a_background_writer_stops_giving_way_after_its_bound() -> None:
     lock.release()
     background.join(timeout=10)
     assert order == ["background"]
+
+
+def test_an_urgent_writer_waits_for_another_processs_lock_and_leaves_the_connection_as_it_was(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Another process (here: another connection, which the process lock does not see) holds
+    the database's write lock: the urgent writer asks again until it is free, writes, and its
+    pooled connection keeps waiting on a busy database as every connection does."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from adapter.store.engine import engine_for
+    from adapter.store.locking import write_session
+
+    path = tmp_path / "locked.db"
+    engine = engine_for(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (n INTEGER)"))
+    other = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    with write_session(engine, urgent=True) as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+    release.join()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM t")).scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    other.close()
+    engine.dispose()
