@@ -16,6 +16,7 @@ import binascii
 import json
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 from joserfc import jwt
@@ -101,7 +102,7 @@ def verify_token(token: str) -> Principal:
     keys = external_keys(settings.jwks_url) if external and settings.jwks_url \
         else KeySet([local_public_key()])
     try:
-        claims = jwt.decode(token, keys, algorithms=_ALGORITHMS).claims
+        claims = _signed_claims(token, keys)
         expected.validate(claims)
     except (JoseError, ValueError, KeyError, TypeError) as error:  # any malformed token: 401
         raise Unauthorized(f"invalid bearer token ({error.__class__.__name__})") from error
@@ -111,6 +112,26 @@ def verify_token(token: str) -> Principal:
         # hospitals, coordinators and liaison's services hold liaison's own tokens
         raise Unauthorized("an external issuer's token can only identify a professional")
     return principal
+
+
+# Checking a signature is most of what a read costs the server beyond its query (software
+# pulls every few minutes with the same token): a token's signature, once checked against a
+# key, is remembered by the token and that key's thumbprint — a key replaced checks again.
+# The claims (expiry, issuer, audience) are checked at every use.
+_CHECKED: OrderedDict[tuple[str, tuple[str, ...]], dict[str, Any]] = OrderedDict()
+_CHECKED_MAX = 4096
+
+
+def _signed_claims(token: str, keys: KeySet) -> dict[str, Any]:
+    """The claims of `token` once its signature is checked against one of `keys`."""
+    known = (token, tuple(sorted(key.thumbprint() for key in keys.keys)))
+    claims = _CHECKED.get(known)
+    if claims is None:
+        claims = jwt.decode(token, keys, algorithms=_ALGORITHMS).claims
+        _CHECKED[known] = claims
+        if len(_CHECKED) > _CHECKED_MAX:
+            _CHECKED.popitem(last=False)
+    return dict(claims)
 
 
 def idnat_of(claims: dict[str, Any]) -> str | None:

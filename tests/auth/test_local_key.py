@@ -27,3 +27,16 @@ def test_a_token_signed_by_a_replaced_key_is_refused_and_new_ones_are_accepted()
     with pytest.raises(Unauthorized):
         verify_token(old)
     assert verify_token(new).kind == "hospital"
+
+
+def test_a_token_accepted_before_is_refused_once_it_has_expired(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signature once checked is remembered; the token's expiry is checked at every use."""
+    import time
+
+    token = issue_token("professional", idnat="801984758437")
+    assert verify_token(token).kind == "professional"
+    later = time.time() + 2 * 24 * 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Unauthorized):
+        verify_token(token)
