@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     mappings_dir: Path = Field(default_factory=lambda: _data_folder("mappings"))
     conformance_dir: Path = Field(default_factory=lambda: _data_folder("conformance"))
     max_letter_bytes: int = Field(default=20 * 1024 * 1024, description="largest CDA accepted")
+    # reads of the record a server process works on at once, and how many may wait (beyond:
+    # 503 with Retry-After), so that readers never hold hospitals' letters up
+    read_concurrency: int = Field(default=4, ge=1)
+    read_queue: int = Field(default=256, ge=0)
     public_base_url: str = Field(
         default="http://127.0.0.1:8080", description="how this server is reached (Location, links)"
     )

@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from adapter.api.bodies import read_capped
+from adapter.api.read_admission import Busy, ReadAdmission
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.config import get_settings
@@ -67,7 +68,15 @@ class FhirRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             try:
-                response = await original(request)
+                if request.method in ("GET", "HEAD"):
+                    async with _admission(request).slot():
+                        response = await original(request)
+                else:
+                    response = await original(request)
+            except Busy as busy:
+                response = FhirResponse(
+                    operation_outcome(str(busy), code="throttled"), status_code=503,
+                    headers={"Retry-After": str(busy.retry_after)})
             except LiaisonError as error:
                 response = outcome_response(error)
             except RequestValidationError as error:
@@ -94,6 +103,16 @@ class FhirRoute(APIRoute):
             return response
 
         return handler
+
+
+def _admission(request: Request) -> ReadAdmission:
+    """The app's read admission, made on its first read (in the server's event loop)."""
+    admission = getattr(request.app.state, "read_admission", None)
+    if admission is None:
+        settings = getattr(request.app.state, "settings", None) or get_settings()
+        admission = ReadAdmission(settings.read_concurrency, settings.read_queue)
+        request.app.state.read_admission = admission
+    return admission
 
 
 def _audit(request: Request, action: str, status: int) -> Future[None]:
