@@ -60,7 +60,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from benchmarks.ingest import _outbox, _wait_delivered
-from benchmarks.record_search import IDNAT_PS, INS
+from benchmarks.record_search import IDNAT_PS, INS, patient_resources
 from tests.support.letter_variants import letter_variant
 from tests.support.servers import ServerProcess, free_port
 
@@ -95,23 +95,7 @@ def _seed(professionals: int, patients: int) -> None:
         for k in range(professionals)]
     repository = Repository()
     for n in range(patients):
-        subject = {"reference": f"Patient/p{n}"}
-        members = _members(n, professionals)
-        resources += [
-            {"resourceType": "Patient", "id": f"p{n}",
-             "identifier": [{"system": INS, "value": f"{n:015d}"}],
-             "name": [{"family": f"Name{n}"}], "birthDate": "1950-01-01"},
-            {"resourceType": "CareTeam", "id": f"ct{n}", "status": "active", "subject": subject,
-             "participant": [{"member": {"reference": f"Practitioner/pr{m}"}} for m in members]},
-            {"resourceType": "CarePlan", "id": f"cp{n}", "status": "active", "intent": "plan",
-             "subject": subject, "careTeam": [{"reference": f"CareTeam/ct{n}"}],
-             "period": {"start": "2024-03-05"}},
-            {"resourceType": "Encounter", "id": f"e{n}", "status": "finished",
-             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                       "code": "IMP"}, "subject": subject},
-            {"resourceType": "Communication", "id": f"c{n}", "status": "completed",
-             "subject": subject, "recipient": [{"reference": f"Practitioner/pr{members[0]}"}]},
-        ]
+        resources += patient_resources(n, _members(n, professionals))
         if len(resources) >= 20_000:  # in slices: bounded memory
             repository.import_resources(resources)
             resources = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -29,8 +30,12 @@ def _practitioner(n: int) -> dict[str, Any]:
 
 
 def _patient_resources(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    return patient_resources(n, rng.sample(range(_PRACTITIONERS), 2))
+
+
+def patient_resources(n: int, members: Sequence[int]) -> list[dict[str, Any]]:
+    """Patient n with its care team of practitioners `members`, care plan, stay and message."""
     patient = {"reference": f"Patient/p{n}"}
-    members = rng.sample(range(_PRACTITIONERS), 2)
     return [
         {"resourceType": "Patient", "id": f"p{n}", "identifier": [{"system": INS,
                                                                    "value": f"{n:015d}"}],
