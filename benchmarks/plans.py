@@ -14,10 +14,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event
-
 from benchmarks.databases import KINDS, database
 from benchmarks.growth import _grow
+from tests.support.statements import caught
 
 READER = "800000000050"
 
@@ -76,20 +75,12 @@ def _plans(kind: str, size: int) -> list[str]:
             repository.transaction(letter_bundle(ins=f"8{n:014d}", set_id=f"plans-{n}",
                                                  team=(READER,), recipients=(READER,)))
         for title, read in _reads(repository):
-            caught: list[tuple[str, Any]] = []
-
-            def catch(_c: Any, _cu: Any, statement: str, parameters: Any, _x: Any,
-                      many: bool, caught: list[tuple[str, Any]] = caught) -> None:
-                if statement.lstrip().upper().startswith("SELECT") and not many:
-                    caught.append((statement, parameters))
-
-            event.listen(repository.engine, "before_cursor_execute", catch)
-            try:
+            with caught(repository.engine) as ran:
                 read()
-            finally:
-                event.remove(repository.engine, "before_cursor_execute", catch)
             lines += [f"### {title}", ""]
-            for statement, parameters in caught:
+            for statement, parameters in ran:
+                if not statement.lstrip().upper().startswith("SELECT"):
+                    continue
                 plan = _explain(repository, statement, parameters)
                 lines += ["```", " ".join(statement.split())[:400], "", *plan, "```", ""]
     return lines

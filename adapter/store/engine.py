@@ -25,8 +25,9 @@ from sqlmodel import Session, SQLModel, create_engine
 # A file that exists keeps the page size it has.
 PAGE_SIZE = 8192
 CACHE_KIB = 16384  # page cache per connection (SQLite's default is 2 MB)
-_BACKSTOP_BYTES = 32 * 1024 * 1024
-SQLITE_POOL = 40  # WAL size at which a commit checkpoints by itself
+_BACKSTOP_BYTES = 32 * 1024 * 1024  # WAL size at which a commit checkpoints by itself
+SQLITE_POOL = 40  # connections of a database file's pool (see `engine_for`)
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another's lock
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -35,7 +36,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL: only a new file takes it
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     # Checkpoints are run by `_checkpoint_in_background`; the automatic one (in whichever
@@ -81,8 +82,8 @@ def engine_for(url: str) -> Engine:
         # (anyio's 40): with SQLAlchemy's 5, many readers at once queued for one, and each
         # request beyond opened a connection (its pragmas, a cold page cache) to close it after.
         pool = {"pool_size": SQLITE_POOL, "max_overflow": 10} if in_file else {}
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               **pool)
+        connect = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        engine = create_engine(url, connect_args=connect, **pool)
         event.listen(engine, "connect", _tune_sqlite)
         if in_file:
             _checkpoint_in_background(engine)

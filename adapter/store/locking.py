@@ -24,6 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from adapter.store.engine import BUSY_TIMEOUT_MS
+
 _MAX_YIELD_SECONDS = 0.25
 
 
@@ -98,7 +100,6 @@ def write_session(engine: Engine, keys: Iterable[str] = (), *, urgent: bool = Fa
 
 
 _URGENT_POLL_SECONDS = 0.001
-_BUSY_TIMEOUT_MS = 30_000  # as `engine._tune_sqlite` sets it
 
 
 def _begin_immediate(session: Session, urgent: bool) -> None:
@@ -113,7 +114,7 @@ def _begin_immediate(session: Session, urgent: bool) -> None:
         return
     raw = connection.connection.dbapi_connection
     assert raw is not None
-    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     raw.execute("PRAGMA busy_timeout=0")
     try:
         while True:
@@ -125,7 +126,7 @@ def _begin_immediate(session: Session, urgent: bool) -> None:
                     raise
             time.sleep(_URGENT_POLL_SECONDS)
     finally:
-        raw.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 # PostgreSQL's lock table is shared and bounded (max_locks_per_transaction × connections,

@@ -16,6 +16,7 @@ from adapter.record.repository import Repository
 from adapter.store.db import get_engine
 from tests.record.bundles import PCP, letter_bundle, post_bundle
 from tests.record.conftest import client_for
+from tests.support.statements import caught
 
 NURSE = "801111111111"
 
@@ -120,7 +121,6 @@ def test_a_pull_reads_no_change_of_the_window_when_none_is_of_the_readers_patien
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Letters for others' patients arrive between two pulls of a professional: the pull asks
     their grants whether anything of theirs changed, and reads none of the window's changes."""
-    from sqlalchemy import event
     from sqlmodel import Session
 
     monkeypatch.setattr(feed, "_SMALL_WINDOW", feed._STEP)  # a pull seconds after the last
@@ -131,19 +131,10 @@ def test_a_pull_reads_no_change_of_the_window_when_none_is_of_the_readers_patien
     for n in range(2, 5):
         repository.transaction(letter_bundle(ins=str(n), set_id=f"s{n}", team=(NURSE,),
                                              recipients=(NURSE,)))
-    statements: list[str] = []
-
-    def count(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        statements.append(statement)
-
-    with Session(repository.engine) as session:
-        event.listen(repository.engine, "before_cursor_execute", count)
-        try:
-            page = feed.read_page(session, reader(), cursor, (), 100)
-        finally:
-            event.remove(repository.engine, "before_cursor_execute", count)
+    with Session(repository.engine) as session, caught(repository.engine) as ran:
+        page = feed.read_page(session, reader(), cursor, (), 100)
     assert page.rows == [] and page.caught_up
-    window = [s for s in statements if "record_change" in s and not s.startswith("SELECT (EXISTS")]
+    window = [s for s, _ in ran if "record_change" in s and not s.startswith("SELECT (EXISTS")]
     assert window == []
     assert pull(repository, reader(NURSE))["total"] > 0  # the window held changes
 
@@ -186,24 +177,13 @@ def test_the_feed_over_http(writer: httpx.Client, base_url: str) -> None:
 def test_a_pull_with_nothing_new_reads_only_the_feeds_position() -> None:
     """Thousands of professionals' software pull every few minutes, nearly always for
     nothing: that answer costs one primary-key read, whatever the record holds."""
-    from sqlalchemy import event
     from sqlmodel import Session
-
-    from adapter.record import feed
 
     repository = Repository()
     repository.transaction(letter_bundle(ins="1", set_id="s1"))
-    statements: list[str] = []
-
-    def count(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        statements.append(statement)
-
     with Session(repository.engine) as session:
         caught_up = feed.Cursor(after=feed.head(session))
-        event.listen(repository.engine, "before_cursor_execute", count)
-        try:
+        with caught(repository.engine) as ran:
             page = feed.read_page(session, reader(), caught_up, (), 100)
-        finally:
-            event.remove(repository.engine, "before_cursor_execute", count)
     assert page.rows == [] and page.caught_up
-    assert len(statements) == 1 and "record_feed" in statements[0]
+    assert len(ran) == 1 and "record_feed" in ran[0][0]

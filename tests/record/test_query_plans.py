@@ -7,13 +7,11 @@ half the record)."""
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from sqlalchemy import event
 
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine
 from tests.record.bundles import PCP, letter_bundle
+from tests.support.statements import caught
 
 OTHER = "801111111111"
 
@@ -21,32 +19,15 @@ OTHER = "801111111111"
 _WHOLE = re.compile(r"\bSCAN (record_\w+)|USING (?:COVERING )?INDEX \w*grant\w* \(kind=\?\)")
 
 
-def _statements(repository: Repository, bundles: list[dict[str, Any]]
-                ) -> list[tuple[str, Any]]:
-    ran: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
-               executemany: bool) -> None:
-        ran.append((statement, parameters[0] if executemany else parameters))
-
-    event.listen(repository.engine, "before_cursor_execute", record)
-    try:
-        for bundle in bundles:
-            repository.transaction(bundle)
-    finally:
-        event.remove(repository.engine, "before_cursor_execute", record)
-    return ran
-
-
 def test_no_statement_of_a_letter_reads_the_whole_of_a_table() -> None:
     repository = Repository(get_engine())
     assert repository.engine.dialect.name == "sqlite"
     repository.transaction(letter_bundle(ins="279035121518989", set_id="before"))
     # a new patient's letter, then its corrected version naming one more carer
-    ran = _statements(repository, [
-        letter_bundle(ins="180126955500123", set_id="plans"),
-        letter_bundle(ins="180126955500123", set_id="plans", version=2, team=(PCP, OTHER),
-                      recipients=(PCP, OTHER))])
+    with caught(repository.engine) as ran:
+        repository.transaction(letter_bundle(ins="180126955500123", set_id="plans"))
+        repository.transaction(letter_bundle(ins="180126955500123", set_id="plans", version=2,
+                                             team=(PCP, OTHER), recipients=(PCP, OTHER)))
     read = [(statement, parameters) for statement, parameters in ran
             if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))]
     assert len(read) > 10
