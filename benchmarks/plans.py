@@ -21,7 +21,7 @@ from tests.support.statements import caught
 READER = "800000000050"
 
 
-def _reads(repository: Any) -> list[tuple[str, Callable[[], Any]]]:
+def _reads(repository: Any, others_from: int) -> list[tuple[str, Callable[[], Any]]]:
     from sqlmodel import Session
 
     from adapter.auth.principal import DEFAULT_SCOPES, Principal
@@ -47,6 +47,7 @@ def _reads(repository: Any) -> list[tuple[str, Callable[[], Any]]]:
                                    member)),
         ("a professional's first pull (the whole history, along their paths)", page(0)),
         ("an incremental pull (the last 200 positions, along the feed)", page(head - 200)),
+        ("a pull after others' letters (nothing of theirs in the window)", page(others_from)),
         ("a pull with nothing new", page(head)),
     ]
 
@@ -63,6 +64,9 @@ def _explain(repository: Any, statement: str, parameters: Any) -> list[str]:
 
 
 def _plans(kind: str, size: int) -> list[str]:
+    from sqlmodel import Session
+
+    from adapter.record import feed
     from adapter.record.repository import Repository
     from adapter.store.db import get_engine
     from tests.record.bundles import letter_bundle
@@ -74,7 +78,11 @@ def _plans(kind: str, size: int) -> list[str]:
         for n in range(50):
             repository.transaction(letter_bundle(ins=f"8{n:014d}", set_id=f"plans-{n}",
                                                  team=(READER,), recipients=(READER,)))
-        for title, read in _reads(repository):
+        with Session(repository.engine) as session:
+            others_from = feed.head(session)
+        for n in range(20):  # letters for others' patients: ~600 positions
+            repository.transaction(letter_bundle(ins=f"7{n:014d}", set_id=f"others-{n}"))
+        for title, read in _reads(repository, others_from):
             with caught(repository.engine) as ran:
                 read()
             lines += [f"### {title}", ""]
