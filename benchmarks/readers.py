@@ -23,7 +23,9 @@ Then, per database:
    `CarePlan?patient.identifier=` for one of its patients. A pull is the pages up to caught
    up; latencies count from the moment the request was due, so a server falling behind shows
    (a professional never has two requests in flight: a late one starts as soon as the
-   previous one is answered). Offered: 1,000 / 3 s = 333 pulls/s and 67 searches/s.
+   previous one is answered). A read told 503 + Retry-After is asked again after that
+   delay, as real software does (counted apart; its latency still counts from when it was
+   due). Offered: 1,000 / 3 s = 333 pulls/s and 67 searches/s.
 3. meanwhile the same hospital client posts letters at `RATE`/s again; for each, the delay
    from its 202 to the end of the pull of its médecin traitant that brought its CarePlan
    (the clock is the machine's monotonic one, shared by the processes), and the letters no
@@ -43,6 +45,7 @@ and the hospital client's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -121,6 +124,11 @@ class _Connection:
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def get(self, target: str) -> tuple[int, bytes]:
+        status, _, body = await self.get_with_retry_after(target)
+        return status, body
+
+    async def get_with_retry_after(self, target: str) -> tuple[int, float | None, bytes]:
+        """(status, its Retry-After in seconds if any, body)."""
         reused = self.streams is not None
         if self.streams is None:
             self.streams = await asyncio.open_connection(*self.address)
@@ -135,14 +143,24 @@ class _Connection:
                 raise
             writer.close()
             self.streams = None
-            return await self.get(target)
+            return await self.get_with_retry_after(target)
         status = int(head[9:12])
-        length = 0
+        length, retry_after = 0, None
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             if name.lower() == b"content-length":
                 length = int(value)
-        return status, await reader.readexactly(length)
+            elif name.lower() == b"retry-after":
+                retry_after = float(value)
+        return status, retry_after, await reader.readexactly(length)
+
+
+class Throttled(Exception):
+    """The server asked to come back in `retry_after` seconds (503 + Retry-After)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"retry in {retry_after} s")
+        self.retry_after = retry_after
 
 
 async def _pull(connection: _Connection, cursor: str | None, seen: dict[str, float]
@@ -155,7 +173,9 @@ async def _pull(connection: _Connection, cursor: str | None, seen: dict[str, flo
     resources = 0
     while True:
         target = "/fhir/_history?_count=500" + (f"&_cursor={cursor}" if cursor else "")
-        status, body = await connection.get(target)
+        status, retry_after, body = await connection.get_with_retry_after(target)
+        if status == 503 and retry_after is not None:
+            raise Throttled(retry_after)
         if status != 200:
             raise RuntimeError(f"pull answered {status}")
         page = orjson.loads(body)
@@ -204,35 +224,60 @@ async def _readers(config: dict[str, Any]) -> dict[str, Any]:
     rng = random.Random(config["seed"])
     interval = config["interval"]
 
+    throttled = {"pull": 0, "search": 0}
+
+    async def answered(kind: str, request: Any) -> Any:
+        """`request()` until answered, waiting as long as each 503 asks (Retry-After), as
+        software pulling every few minutes does; None if the measure ends first."""
+        while True:
+            try:
+                return await request()
+            except Throttled as busy:
+                throttled[kind] += 1
+                if time.monotonic() + busy.retry_after >= stop:
+                    return None
+                await asyncio.sleep(busy.retry_after)
+
+    async def search(connection: _Connection, patient: str) -> bool:
+        target = f"/fhir/CarePlan?patient.identifier={quote(f'{INS}|{patient}')}"
+        status, retry_after, _ = await connection.get_with_retry_after(target)
+        if status == 503 and retry_after is not None:
+            raise Throttled(retry_after)
+        if status != 200:
+            raise RuntimeError(f"search answered {status}")
+        return True
+
     async def professional(k: int) -> None:
         due = begin + rng.random() * interval
         cycle = rng.randrange(SEARCH_EVERY)
         patients = professionals[k][1]
+        connection = connections[k]
         while due < stop:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             try:
-                cursors[k], _ = await _pull(connections[k], cursors[k], seen)
+                pulled = await answered("pull", lambda: _pull(connection, cursors[k], seen))
+                if pulled is None:
+                    break
+                cursors[k] = pulled[0]
                 pulls.append((due, time.monotonic()))
                 cycle += 1
                 if cycle % SEARCH_EVERY == 0 and patients:
                     searched = due + interval / 2
                     await asyncio.sleep(max(0.0, searched - time.monotonic()))
-                    ins = quote(f"{INS}|{rng.choice(patients)}")
-                    status, _ = await connections[k].get(
-                        f"/fhir/CarePlan?patient.identifier={ins}")
-                    if status != 200:
-                        raise RuntimeError(f"search answered {status}")
+                    asked = functools.partial(search, connection, rng.choice(patients))
+                    if await answered("search", asked) is None:
+                        break
                     searches.append((searched, time.monotonic()))
             except (OSError, RuntimeError, asyncio.IncompleteReadError, ValueError) as error:
                 kind = str(error) if isinstance(error, RuntimeError) else type(error).__name__
                 errors[kind] = errors.get(kind, 0) + 1
-                connections[k].streams = None
+                connection.streams = None
             due += interval
 
     await asyncio.gather(*(professional(k) for k in range(len(professionals))))
     return {"catch_up_seconds": catch_up_seconds, "catch_up_resources": resources,
             "pulls": pulls, "searches": searches, "seen": seen, "errors": errors,
-            "cpu": _own_cpu() - cpu_before, "end": end}
+            "throttled": throttled, "cpu": _own_cpu() - cpu_before, "end": end}
 
 
 def _own_cpu() -> float:
@@ -432,6 +477,8 @@ def _measure(database_url: str, professionals: int, patients: int, seconds: floa
                    if due <= end],
         "delay": [seen[str(n)] - done for n, (_, done) in answered.items() if str(n) in seen],
         "missed": len([n for n in answered if str(n) not in seen]),
+        "throttled": {kind: sum(result["throttled"][kind] for result in results)
+                      for kind in ("pull", "search")},
         "errors": {kind: sum(result["errors"].get(kind, 0) for result in results)
                    for result in results for kind in result["errors"]},
         "catch_up": (sum(result["catch_up_resources"] for result in results),
@@ -467,6 +514,8 @@ def _rows(label: str, m: dict[str, Any], seconds: float) -> list[tuple[str, str,
          "s per s", cpu),
         (f"{label}: catch-up, every professional's first pull ({resources:,} resources)",
          "s", f"{catch_up:.1f}"),
+        (f"{label}: told to come back (503 + Retry-After, waited as asked): pulls / searches",
+         "requests", f"{m['throttled']['pull']} / {m['throttled']['search']}"),
         (f"{label}: errors (readers) / letters refused", "requests",
          f"{sum(m['errors'].values())} / {m['letters'] - m['accepted']}"
          + "".join(f" ({kind}: {n})" for kind, n in m["errors"].items())),

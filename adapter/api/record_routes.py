@@ -67,6 +67,7 @@ class FhirRoute(APIRoute):
         action = self.name
 
         async def handler(request: Request) -> Response:
+            audited = action != "capabilities"
             try:
                 if request.method in ("GET", "HEAD"):
                     async with _admission(request).slot():
@@ -74,6 +75,9 @@ class FhirRoute(APIRoute):
                 else:
                     response = await original(request)
             except Busy as busy:
+                # turned away before anything was read or the caller identified: no audit
+                # row (under load it would cost a write per refusal, as much as a read)
+                audited = False
                 response = FhirResponse(
                     operation_outcome(str(busy), code="throttled"), status_code=503,
                     headers={"Retry-After": str(busy.retry_after)})
@@ -93,7 +97,7 @@ class FhirRoute(APIRoute):
                 log.error("unexpected %s during %s", error.__class__.__name__, action)
                 response = FhirResponse(
                     operation_outcome("internal error", code="exception"), status_code=500)
-            if action != "capabilities":
+            if audited:
                 try:  # answered only once its audit row is committed
                     await asyncio.wrap_future(_audit(request, action, response.status_code))
                 except Exception:
@@ -148,7 +152,21 @@ async def _principal(request: Request) -> Principal:
 
 
 def _base_url(request: Request) -> str:
-    return str(request.url_for("capabilities")).removesuffix("/metadata")
+    """The record's base URL as the caller reached it. Finding a route by name walks the
+    app's routers (a tenth of a pull's cost): it is remembered per app and server address."""
+    served = str(request.base_url)
+    known: dict[str, str] | None = getattr(request.app.state, "record_bases", None)
+    if known is None:
+        known = request.app.state.record_bases = {}
+    base = known.get(served)
+    if base is None:
+        base = str(request.url_for("capabilities")).removesuffix("/metadata")
+        if len(known) < _BASES_KEPT:  # the Host header is the caller's: bounded
+            known[served] = base
+    return base
+
+
+_BASES_KEPT = 64
 
 
 def _check_accept(request: Request) -> None:

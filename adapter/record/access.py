@@ -25,7 +25,10 @@ may not read answers exactly as an unknown one (404), so its existence leaks nei
 
 from __future__ import annotations
 
-from sqlalchemy import and_, false, not_, or_, select
+from datetime import datetime
+from functools import lru_cache
+
+from sqlalchemy import DateTime, and_, bindparam, false, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
@@ -70,8 +73,15 @@ def read_filter(principal: Principal | None, resources: FromClause) -> ColumnEle
         return None
     if not principal.has_scope("r") and not principal.has_scope("s"):
         return false()
+    return _filter_of(resources, reader_grant(principal))
+
+
+@lru_cache(maxsize=4096)
+def _filter_of(resources: FromClause, grant: tuple[str, tuple[str, ...]] | None
+               ) -> ColumnElement[bool]:
+    """The filter of a reader with `grant` (its time bound is a parameter read at each run):
+    built once per reader, a clause being most of what a search or a pull costs in Python."""
     public = and_(resources.c.patient_id.is_(None), resources.c.resource_type.in_(PUBLIC_TYPES))
-    grant = reader_grant(principal)
     if grant is None:
         return public
     kind, values = grant
@@ -95,9 +105,14 @@ def patient_paths(principal: Principal | None, resources: FromClause,
     return _paths(*grant, resources, *patient_grants)
 
 
+def _now() -> datetime:
+    """The instant a statement runs at (the filters are built once: never the time then)."""
+    return utcnow()
+
+
 def _paths(kind: str, values: tuple[str, ...], resources: FromClause,
            *patient_grants: ColumnElement[bool]) -> list[ColumnElement[bool]]:
-    now = utcnow()
+    now = bindparam("now", callable_=_now, type_=DateTime, unique=True)
     patients = resources.c.patient_id.in_(select(_PATIENT_GRANTS.c.patient_id).where(
         _PATIENT_GRANTS.c.kind == kind,
         _PATIENT_GRANTS.c.value.in_(values),

@@ -69,6 +69,7 @@ class SearchRequest:
     elements: tuple[str, ...] = ()
     cursor: str | None = None
     echo: list[tuple[str, str]] = field(default_factory=list)  # params for self/next links
+    clauses: list[ColumnElement[bool]] = field(default_factory=list)  # criteria, built once
 
 
 def _include(resource_type: str, value: str, iterate: bool, reverse: bool) -> Include:
@@ -134,9 +135,9 @@ def parse(resource_type: str, params: list[tuple[str, str]], *, lenient: bool = 
             request.echo.append((name, value))
         elif not lenient:
             raise BadRequest(f"unknown search parameter {name!r} for {resource_type}")
-    for name, value in request.criteria:
-        # build once now so a malformed value is a 400 before any SQL runs
-        criterion(resource_type, RESOURCES, name, value)
+    # built now so a malformed value is a 400 before any SQL runs
+    request.clauses = [criterion(resource_type, RESOURCES, name, value)
+                       for name, value in request.criteria]
     return request
 
 
@@ -306,7 +307,7 @@ def _type_clauses(resource_type: str, resources: FromClause,
 
 def _where(request: SearchRequest, principal: Principal | None) -> list[ColumnElement[bool]]:
     clauses = _type_clauses(request.resource_type, RESOURCES, [n for n, _ in request.criteria])
-    clauses += [criterion(request.resource_type, RESOURCES, n, v) for n, v in request.criteria]
+    clauses += request.clauses
     access = read_filter(principal, RESOURCES)
     if access is not None:
         clauses.append(access)

@@ -398,3 +398,30 @@ def test_a_restricted_letter_is_read_only_by_its_named_readers_and_its_hospital(
     assert outsider.get("DocumentReference", params={"patient.identifier": PATIENT}).json()[
         "total"] == 0
     assert hospital.get(care_plan).status_code == 200
+
+
+def test_a_care_team_membership_that_ended_stops_giving_access_when_it_ends(
+        database_url, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The reader's filter is built once and kept: the instant its grants are checked against
+    is the one each statement runs at, not the one the filter was built at."""
+    from datetime import datetime
+
+    from adapter.auth.principal import DEFAULT_SCOPES, Principal
+    from adapter.record import access
+    from adapter.record.repository import Repository
+    from adapter.store.db import get_engine
+
+    nurse = "810000000333"
+    repository = Repository(get_engine(database_url) if database_url else None)
+    repository.transaction(letter_bundle(team=(PCP, nurse), ended=(nurse,)))
+    reader = Principal(kind="professional", idnat=nurse,
+                       scopes=DEFAULT_SCOPES["professional"])
+
+    def plans() -> int:
+        return len(repository.search("CarePlan", [("patient.identifier", PATIENT)], reader)
+                   .get("entry") or [])
+
+    monkeypatch.setattr(access, "utcnow", lambda: datetime(2020, 6, 1))  # within the period
+    assert plans() == 1
+    monkeypatch.setattr(access, "utcnow", lambda: datetime(2021, 6, 1))  # after it ended
+    assert plans() == 0

@@ -171,3 +171,12 @@ def test_every_advertised_parameter_is_accepted(system: httpx.Client):
             response = system.get(resource["type"], params={param["name"]: value,
                                                             "_summary": "count"})
             assert response.status_code == 200, (resource["type"], param["name"], response.text)
+
+
+def test_links_name_the_address_each_caller_used(system: httpx.Client, base_url: str):
+    """Behind a proxy or by another name, each answer's links use the Host it was asked by."""
+    system.post("Patient", json={"resourceType": "Patient"})
+    for host in ("record.example.org", "liaison.chu.test:8443"):
+        bundle = system.get("Patient", headers={"Host": host}).json()
+        assert bundle["link"][0]["url"].startswith(f"http://{host}/fhir/Patient")
+        assert bundle["entry"][0]["fullUrl"].startswith(f"http://{host}/fhir/Patient/")
