@@ -124,7 +124,7 @@ _CHECKED_MAX = 4096
 
 def _signed_claims(token: str, keys: KeySet) -> dict[str, Any]:
     """The claims of `token` once its signature is checked against one of `keys`."""
-    known = (token, tuple(sorted(key.thumbprint() for key in keys.keys)))
+    known = (token, tuple(sorted(_thumbprint(key) for key in keys.keys)))
     claims = _CHECKED.get(known)
     if claims is None:
         claims = jwt.decode(token, keys, algorithms=_ALGORITHMS).claims
@@ -132,6 +132,21 @@ def _signed_claims(token: str, keys: KeySet) -> dict[str, Any]:
         if len(_CHECKED) > _CHECKED_MAX:
             _CHECKED.popitem(last=False)
     return dict(claims)
+
+
+# A key's thumbprint, by the key object (the local key and the issuer's JWKS are kept, so the
+# same objects come back): hashing the key at every read cost as much as the cache saved. The
+# key is held beside its thumbprint, so its id is not reused while it is remembered.
+_THUMBPRINTS: dict[int, tuple[Any, str]] = {}
+
+
+def _thumbprint(key: Any) -> str:
+    known = _THUMBPRINTS.get(id(key))
+    if known is None:
+        if len(_THUMBPRINTS) >= _CHECKED_MAX:
+            _THUMBPRINTS.clear()
+        known = _THUMBPRINTS[id(key)] = (key, key.thumbprint())
+    return known[1]
 
 
 def idnat_of(claims: dict[str, Any]) -> str | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, not_, or_, select, text
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -45,6 +46,9 @@ from adapter.store.record_tables import (
 )
 
 _RESOURCES = table_of(RecordResource)
+# What pulls read through: a plain connection (the ORM's session costs more than a small
+# statement does) or the session of a transaction or test.
+Reading = Session | Connection
 _CHANGES = table_of(RecordChange)
 _PATIENT_GRANTS = table_of(PatientGrant)
 _RESOURCE_GRANTS = table_of(ResourceGrant)
@@ -88,7 +92,7 @@ def stamp(session: Session, pks: list[int], first: int) -> None:
                                  for offset, pk in enumerate(pks)])
 
 
-def head(session: Session) -> int:
+def head(session: Reading) -> int:
     """The last position committed (0: nothing written yet)."""
     position = session.execute(_POSITION).scalar()
     if position is None:
@@ -96,7 +100,7 @@ def head(session: Session) -> int:
     return int(position or 0)
 
 
-def position_before(session: Session, since: str) -> int:
+def position_before(session: Reading, since: str) -> int:
     """For a first pull "since" an instant: the last position of a resource last changed
     before it (a change made before `since` but committed later may come again; none made
     after it is skipped)."""
@@ -151,7 +155,7 @@ class Cursor:
 
 @dataclass
 class Page:
-    rows: list[RecordResource]  # current rows (deleted ones flagged), in feed order
+    rows: list[Row[Any]]  # current rows of record_resource (deleted ones flagged), in feed order
     cursor: Cursor  # where the next page starts
     caught_up: bool  # nothing more is committed now
 
@@ -168,7 +172,7 @@ def _granted_patients(principal: Principal | None, after: int, until: int
         _PATIENT_GRANTS.c.granted_seq > after, _PATIENT_GRANTS.c.granted_seq <= until)
 
 
-def read_page(session: Session, principal: Principal | None, cursor: Cursor,
+def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
               types: tuple[str, ...], count: int) -> Page:
     """The next `count` resources of `types` (all: empty) the reader may see after `cursor`."""
     if cursor.until == 0:  # a new window: up to what is committed now
@@ -186,12 +190,11 @@ def read_page(session: Session, principal: Principal | None, cursor: Cursor,
     if visible is not None:
         where.append(visible)
     granted = _granted_patients(principal, cursor.after, cursor.until)
-    rows: list[RecordResource] = []
+    rows: list[Row[Any]] = []
     if cursor.phase == GRANTED and granted is not None:
-        found = session.execute(select(RecordResource).where(
+        rows = list(session.execute(select(_RESOURCES).where(
             *where, _RESOURCES.c.patient_id.in_(granted), _RESOURCES.c.deleted.is_(False),
-            _RESOURCES.c.pk > cursor.last).order_by(_RESOURCES.c.pk).limit(count)).scalars().all()
-        rows = list(found)
+            _RESOURCES.c.pk > cursor.last).order_by(_RESOURCES.c.pk).limit(count)).all())
         if len(rows) == count:
             return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, rows[-1].pk or 0), False)
     if cursor.phase == GRANTED:
@@ -211,9 +214,9 @@ def read_page(session: Session, principal: Principal | None, cursor: Cursor,
     return Page(rows, done, caught_up=head(session) == cursor.until)
 
 
-def _changed_by_path(session: Session, principal: Principal | None,
+def _changed_by_path(session: Reading, principal: Principal | None,
                      visible: list[ColumnElement[bool]], cursor: Cursor, count: int
-                     ) -> list[tuple[RecordResource, int]]:
+                     ) -> list[tuple[Row[Any], int]]:
     """The next `count` changes of a large window after `cursor.last` that pass `visible`.
     The system reads the feed in order. A reader's changes are looked for along each of its
     paths (its patients, but those granted in this window; its resources' own grants), in
@@ -224,13 +227,13 @@ def _changed_by_path(session: Session, principal: Principal | None,
         _PATIENT_GRANTS.c.granted_seq > cursor.until)
     paths = access.patient_paths(principal, _RESOURCES, granted_before)
     if paths is None:
-        return [(row, seq) for row, seq in session.execute(
-            select(RecordResource, _CHANGES.c.change_seq)
+        return [(row, row.change_seq) for row in session.execute(
+            select(_RESOURCES, _CHANGES.c.change_seq)
             .join(_CHANGES, _CHANGES.c.resource_pk == _RESOURCES.c.pk)
             .where(*visible, _CHANGES.c.change_seq > cursor.last,
                    _CHANGES.c.change_seq <= cursor.until)
             .order_by(_CHANGES.c.change_seq).limit(count)).all()]
-    found: dict[int, tuple[RecordResource, int]] = {}
+    found: dict[int, tuple[Row[Any], int]] = {}
     for path in paths:
         found |= {seq: (row, seq) for row, seq in
                   _changed_in_steps(session, visible, cursor, count, path)}
@@ -262,7 +265,7 @@ SELECT CASE
   ELSE 1 END""").bindparams(bindparam("values", expanding=True))
 
 
-def _quiet(session: Session, principal: Principal | None, after: int, until: int) -> bool:
+def _quiet(session: Reading, principal: Principal | None, after: int, until: int) -> bool:
     """Whether nothing in the window (`after`, `until`] can be the reader's: no patient granted
     to them in it, no change of a resource of a patient they were ever granted nor of one
     granted to them — a superset of what the feed shows them. False when unknown (no grant,
@@ -276,16 +279,16 @@ def _quiet(session: Session, principal: Principal | None, after: int, until: int
         "after": after, "until": until}).scalar())
 
 
-def _changed_in_steps(session: Session, visible: list[ColumnElement[bool]], cursor: Cursor,
+def _changed_in_steps(session: Reading, visible: list[ColumnElement[bool]], cursor: Cursor,
                       count: int, path: ColumnElement[bool] | None = None
-                      ) -> list[tuple[RecordResource, int]]:
+                      ) -> list[tuple[Row[Any], int]]:
     """The next `count` changes of the window after `cursor.last` that pass `visible`, read
     `_STEP` changes at a time (of the resources on `path`, when given): each step an index
     range of the feed, then a look-up of those resources by primary key. (The two in one
     statement, the step as a CTE, spared binding its positions back from Python, but
     PostgreSQL then merge-joined the step with every resource of the record: 90 ms a step at
     200,000 resources, seconds at 5,000,000.)"""
-    found: list[tuple[RecordResource, int]] = []
+    found: list[tuple[Row[Any], int]] = []
     last = cursor.last
     while len(found) < count:
         steps = select(_CHANGES.c.resource_pk, _CHANGES.c.change_seq).where(
@@ -296,8 +299,8 @@ def _changed_in_steps(session: Session, visible: list[ColumnElement[bool]], curs
         if not window:
             break
         position = {pk: seq for pk, seq in window}
-        seen = session.execute(select(RecordResource).where(
-            *visible, _RESOURCES.c.pk.in_(list(position)))).scalars().all()
+        seen = session.execute(select(_RESOURCES).where(
+            *visible, _RESOURCES.c.pk.in_(list(position)))).all()
         found += sorted(((row, position[row.pk]) for row in seen if row.pk is not None),
                         key=lambda pair: pair[1])[:count - len(found)]
         last = window[-1][1]

@@ -196,12 +196,12 @@ class Repository:
         for kind in types:
             check_type(kind)
         base_url = base_url or self.base_url
-        with self._session() as session:
+        with self.engine.connect() as connection:
             if cursor:
                 position = feed.Cursor.decode(cursor)
             else:
-                position = feed.Cursor(feed.position_before(session, since) if since else 0)
-            page = feed.read_page(session, principal, position, types, count)
+                position = feed.Cursor(feed.position_before(connection, since) if since else 0)
+            page = feed.read_page(connection, principal, position, types, count)
         resume = page.cursor.encode()
         query = "&".join([*([f"_type={','.join(types)}"] if types else []),
                           f"_count={count}", f"_cursor={resume}"])
@@ -492,7 +492,7 @@ class Repository:
         return len(resources)
 
 
-def _change_entry(row: RecordResource, base_url: str) -> dict[str, Any]:
+def _change_entry(row: Any, base_url: str) -> dict[str, Any]:
     """A history entry for the current state of a changed resource (a deletion has none)."""
     path = f"{row.resource_type}/{row.resource_id}"
     method, status = ("DELETE", "204") if row.deleted else (
