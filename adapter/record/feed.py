@@ -46,12 +46,12 @@ from adapter.store.record_tables import (
 )
 
 _RESOURCES = table_of(RecordResource)
-# What pulls read through: a plain connection (the ORM's session costs more than a small
-# statement does) or the session of a transaction or test.
-Reading = Session | Connection
 _CHANGES = table_of(RecordChange)
 _PATIENT_GRANTS = table_of(PatientGrant)
 _RESOURCE_GRANTS = table_of(ResourceGrant)
+# What pulls read through: a plain connection (the ORM's session costs more than a small
+# statement does) or the session of a transaction or test.
+Reading = Session | Connection
 _ADVANCE = text("UPDATE record_feed SET position = position + :count WHERE id = 1 "
                 "RETURNING position")
 _POSITION = text("SELECT position FROM record_feed WHERE id = 1")
