@@ -123,11 +123,7 @@ class _Connection:
                     "Accept: application/fhir+json\r\n\r\n"
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def get(self, target: str) -> tuple[int, bytes]:
-        status, _, body = await self.get_with_retry_after(target)
-        return status, body
-
-    async def get_with_retry_after(self, target: str) -> tuple[int, float | None, bytes]:
+    async def get(self, target: str) -> tuple[int, float | None, bytes]:
         """(status, its Retry-After in seconds if any, body)."""
         reused = self.streams is not None
         if self.streams is None:
@@ -143,7 +139,7 @@ class _Connection:
                 raise
             writer.close()
             self.streams = None
-            return await self.get_with_retry_after(target)
+            return await self.get(target)
         status = int(head[9:12])
         length, retry_after = 0, None
         for line in head.split(b"\r\n")[1:]:
@@ -173,7 +169,7 @@ async def _pull(connection: _Connection, cursor: str | None, seen: dict[str, flo
     resources = 0
     while True:
         target = "/fhir/_history?_count=500" + (f"&_cursor={cursor}" if cursor else "")
-        status, retry_after, body = await connection.get_with_retry_after(target)
+        status, retry_after, body = await connection.get(target)
         if status == 503 and retry_after is not None:
             raise Throttled(retry_after)
         if status != 200:
@@ -240,7 +236,7 @@ async def _readers(config: dict[str, Any]) -> dict[str, Any]:
 
     async def search(connection: _Connection, patient: str) -> bool:
         target = f"/fhir/CarePlan?patient.identifier={quote(f'{INS}|{patient}')}"
-        status, retry_after, _ = await connection.get_with_retry_after(target)
+        status, retry_after, _ = await connection.get(target)
         if status == 503 and retry_after is not None:
             raise Throttled(retry_after)
         if status != 200:
