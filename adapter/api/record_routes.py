@@ -153,7 +153,7 @@ async def _principal(request: Request) -> Principal:
 
 def _base_url(request: Request) -> str:
     """The record's base URL as the caller reached it. Finding a route by name walks the
-    app's routers (a tenth of a pull's cost): it is remembered per app and server address."""
+    app's routers, at each request else: it is remembered per app and server address."""
     served = str(request.base_url)
     known: dict[str, str] | None = getattr(request.app.state, "record_bases", None)
     if known is None:

@@ -190,7 +190,7 @@ def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
     if visible is not None:
         where.append(visible)
     granted = _granted_patients(principal, cursor.after, cursor.until)
-    small = _few_patients(session, principal)
+    small = granted is not None and _few_patients(session, principal)
     rows: list[Row[Any]] = []
     if cursor.phase == GRANTED and granted is not None:
         rows = list(session.execute(select(_RESOURCES).where(
@@ -248,10 +248,12 @@ def _changed_by_path(session: Reading, principal: Principal | None,
 # per resource of their patients. The statement is written once, so asking costs little more
 # than the database's answer.
 _FEW_PATIENTS = 200
-_QUIET = text("""
+# How many patients the reader was granted, counted up to :enough.
+_COUNT_MINE = ("(SELECT count(*) FROM (SELECT 1 FROM record_patient_grant "
+               "WHERE kind = :kind AND value IN :values LIMIT :enough) AS mine)")
+_QUIET = text(f"""
 SELECT CASE
-  WHEN (SELECT count(*) FROM (SELECT 1 FROM record_patient_grant
-        WHERE kind = :kind AND value IN :values LIMIT :enough) AS mine) > :few THEN 0
+  WHEN {_COUNT_MINE} > :few THEN 0
   WHEN EXISTS (SELECT 1 FROM record_patient_grant
         WHERE kind = :kind AND value IN :values AND granted_seq > :after
         AND granted_seq <= :until) THEN 0
@@ -267,9 +269,7 @@ SELECT CASE
   ELSE 1 END""").bindparams(bindparam("values", expanding=True))
 
 
-_FEW = text("SELECT count(*) FROM (SELECT 1 FROM record_patient_grant WHERE kind = :kind "
-             "AND value IN :values LIMIT :enough) AS mine").bindparams(
-    bindparam("values", expanding=True))
+_FEW = text(f"SELECT {_COUNT_MINE}").bindparams(bindparam("values", expanding=True))
 
 
 def _few_patients(session: Reading, principal: Principal | None) -> bool:
@@ -286,8 +286,8 @@ def _few_patients(session: Reading, principal: Principal | None) -> bool:
 def _sorted(key: Any, small: bool) -> Any:
     """The order of a reader's rows by `key`. For a reader of few patients, an expression: with
     `ORDER BY key LIMIT n` PostgreSQL may walk the key's whole index in order, believing
-    matches spread evenly (a professional's first pull at 5,000,000 resources took seconds:
-    their letters were the last written), where starting from the reader's patients and
+    matches spread evenly (in a grown record, a professional whose letters were the last
+    written waited for the whole index), where starting from the reader's patients and
     sorting their few rows is bounded by the reader, whatever the record holds."""
     return key + 0 if small else key
 
