@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from adapter import __version__
@@ -93,3 +94,55 @@ def test_a_disposed_engine_stops_checkpointing_its_file(tmp_path: Path) -> None:
         (tmp_path / name).unlink(missing_ok=True)
     threading.Event().wait(tuning._CHECKPOINT_SECONDS * 2)
     assert list(tmp_path.iterdir()) == []  # nothing reopened the file
+
+
+def test_a_postgresql_connection_the_server_closed_is_not_handed_out_again(
+        postgres_url: str) -> None:
+    """The server restarted or ended the pool's connections while they were idle: the next
+    unit of work gets a new one, not an error (the pool does not ping at every checkout)."""
+    from sqlalchemy import create_engine, text
+
+    from adapter.store.engine import engine_for
+
+    engine = engine_for(postgres_url)
+    admin = create_engine(postgres_url, poolclass=NullPool)
+    try:
+        with engine.connect() as first, engine.connect() as second:  # two idle in the pool
+            pids = {c.execute(text("SELECT pg_backend_pid()")).scalar() for c in (first, second)}
+        with admin.connect() as connection:
+            ended = connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE pid = ANY(:pids)"), {"pids": list(pids)}).scalars().all()
+        assert ended == [True, True]
+        alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
+        while True:  # until the backends have exited (a new transaction sees the activity anew)
+            with admin.connect() as connection:
+                if not connection.execute(alive, {"pids": list(pids)}).scalar():
+                    break
+        for _ in range(2):
+            with engine.connect() as connection:
+                pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+                assert pid not in pids
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def test_reads_on_postgresql_keep_their_prepared_statements(postgres_url: str) -> None:
+    """A statement a process reads with again and again is planned once per connection: the
+    transaction's ROLLBACK that ended each use made psycopg drop its prepared statements."""
+    from sqlalchemy import text
+
+    from adapter.store.engine import engine_for, reading
+
+    engine = engine_for(postgres_url)
+    try:
+        for n in range(8):  # psycopg prepares a statement at its fifth run on a connection
+            with reading(engine).connect() as connection:
+                connection.execute(text("SELECT CAST(:n AS integer) + 41"), {"n": n})
+        with reading(engine).connect() as connection:
+            prepared = connection.execute(
+                text("SELECT statement FROM pg_prepared_statements")).scalars().all()
+        assert any("+ 41" in statement for statement in prepared), prepared
+    finally:
+        engine.dispose()

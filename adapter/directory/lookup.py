@@ -29,7 +29,7 @@ from adapter.store.directory_tables import (
     DirectoryRole,
     roles_of,
 )
-from adapter.store.engine import table_of
+from adapter.store.engine import reading, table_of
 
 _SOURCE_RANK = {"national": 0, "fhir": 1, "mssante": 2, "local": 3}
 _practitioners = table_of(DirectoryPractitioner)
@@ -84,7 +84,7 @@ class SqlDirectory(DirectoryLookup):
     """The imported directories, queried through SQLAlchemy Core (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.engine = reading(engine)  # it only reads
 
     # -- DirectoryLookup -------------------------------------------------------------------
     def professional(self, system: str, value: str) -> ProfessionalCard | None:

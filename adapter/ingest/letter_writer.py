@@ -31,6 +31,7 @@ from adapter.ingest.validation import CDA_VALIDATION
 from adapter.mssante.queue import enqueue_message
 from adapter.push import worker
 from adapter.store import outbox
+from adapter.store.engine import reading
 from adapter.store.letters import LetterStory, ReceivedLetter, find_letter, receipt, story_of
 
 logger = logging.getLogger("liaison.ingest")
@@ -134,7 +135,7 @@ def _store(session: Session, pending: Pending) -> tuple[Accepted, int | None]:
 def existing_receipt(engine: Engine, sha1: str, senders: frozenset[str] | None = None,
                      document_id: str | None = None) -> dict[str, Any] | None:
     """The receipt of the letter already received with these bytes (or this document id)."""
-    with Session(engine) as session:
+    with Session(reading(engine)) as session:
         already = find_letter(session, sha1=sha1, document_id=document_id)
         return receipt_for(session, already, senders) if already is not None else None
 

@@ -30,6 +30,7 @@ from adapter.cda import datatypes as cda
 from adapter.mapping.identity import identifier_query
 from adapter.mapping.items import business_key
 from adapter.mapping.knowledge import knowledge
+from adapter.store.engine import reading
 from adapter.store.letters import ReceivedLetter, story_of
 
 ITEM_SYSTEM = "urn:liaison:entry"
@@ -52,7 +53,7 @@ class Previous:
 
 def previous_version(engine: Engine, set_id: str) -> Previous | None:
     """The latest version received of `set_id` (None: this letter starts the story)."""
-    with Session(engine) as session:
+    with Session(reading(engine)) as session:
         story = story_of(session, set_id)
         if story is None or not story.letter_id:
             return None

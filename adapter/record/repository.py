@@ -54,6 +54,7 @@ from adapter.record.transaction import (
     parse_entry,
 )
 from adapter.record.validation import check_id, check_type
+from adapter.store.engine import reading
 from adapter.store.locking import is_sqlite, write_session
 from adapter.store.record_tables import RecordResource, RecordVersion
 
@@ -93,7 +94,8 @@ class Repository:
     # --- reads ----------------------------------------------------------------------------
 
     def _session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+        """A session for reads only."""
+        return Session(reading(self.engine), expire_on_commit=False)
 
     @staticmethod
     def _visible(session: Session, row: RecordResource, principal: Principal | None) -> bool:
@@ -196,7 +198,7 @@ class Repository:
         for kind in types:
             check_type(kind)
         base_url = base_url or self.base_url
-        with self.engine.connect() as connection:
+        with reading(self.engine).connect() as connection:
             if cursor:
                 position = feed.Cursor.decode(cursor)
             else:

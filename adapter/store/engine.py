@@ -6,6 +6,7 @@ tables can use these helpers.
 
 from __future__ import annotations
 
+import select
 import threading
 import weakref
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Table, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session, SQLModel, create_engine
 
 # Pages of a new database file. A letter writes ~100 KB bodies (the letter, its bundle, its
@@ -74,6 +76,19 @@ def _checkpoint_in_background(engine: Engine) -> None:
                      daemon=True).start()
 
 
+def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled PostgreSQL connection the server has closed (restarted, or the backend
+    terminated), so the pool opens a new one. An idle connection has nothing to read: the
+    server only writes to it to say it is closing it (liaison never LISTENs), so a poll of its
+    socket tells, without the round trip that SQLAlchemy's pre-ping sends at every checkout
+    (a letter's preparation checks out several connections, each ping a wait for the server on
+    a busy machine)."""
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        raise DisconnectionError("the database closed this connection")
+
+
 def engine_for(url: str) -> Engine:
     """A new engine for `url`, with SQLite tuned for concurrent readers and one writer."""
     if url.startswith("sqlite"):
@@ -88,8 +103,21 @@ def engine_for(url: str) -> Engine:
         if in_file:
             _checkpoint_in_background(engine)
     else:
-        engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_engine(url, pool_size=10, max_overflow=20)
+        event.listen(engine, "checkout", _closed_by_server)
     return engine
+
+
+def reading(engine: Engine) -> Engine:
+    """`engine` for work that only reads. On PostgreSQL its statements run without a
+    transaction around them (autocommit): under READ COMMITTED each statement sees its own
+    snapshot anyway, and the transaction cost two round trips a checkout (BEGIN, then the
+    ROLLBACK that ends every use of a pooled connection), and the ROLLBACK made psycopg forget
+    its prepared statements, so every statement was planned again. Never for writes: each
+    statement would commit alone."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def can_share(engine: Engine) -> bool:
