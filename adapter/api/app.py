@@ -25,6 +25,7 @@ from adapter.api import (
 from adapter.api.errors import install_error_handlers
 from adapter.api.mhd import provide_document_interceptor
 from adapter.api.mllp import MllpListener
+from adapter.api.read_admission import admission_of
 from adapter.config import Settings, get_settings
 from adapter.errors import Misconfigured
 from adapter.ingest.delivery import delivery_pusher
@@ -81,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.mllp = None
     app.state.converters = None  # letters are prepared in this process until the pool starts
     app.state.bundle_interceptors = [
-        provide_document_interceptor(engine, settings, lambda: app.state.converters)
+        provide_document_interceptor(engine, settings, lambda: app.state.converters,
+                                     lambda: admission_of(app))
     ]
     app.state.record_repository = Repository(engine)  # the record routes and the pusher's
     app.state.create_interceptors = {  # the patient's thread, written by its care team

@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartParser
 
 from adapter.api.bodies import read_capped
+from adapter.api.read_admission import admission_of
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.auth.rules import token_organizations
@@ -116,15 +117,16 @@ async def submit_letter(
     limit = settings.max_letter_bytes + (64 * 1024 if media_type == MULTIPART else 0)
     body = await read_capped(request, limit)
     xml = await _letter_from_multipart(request, body) if media_type == MULTIPART else body
-    accepted = await run_in_threadpool(
-        ingest_letter,
-        xml,
-        content_type=media_type,
-        engine=request.app.state.engine,
-        settings=settings,
-        principal=principal,
-        converters=request.app.state.converters,
-    )
+    async with admission_of(request.app).letter():  # reads make way while letters queue
+        accepted = await run_in_threadpool(
+            ingest_letter,
+            xml,
+            content_type=media_type,
+            engine=request.app.state.engine,
+            settings=settings,
+            principal=principal,
+            converters=request.app.state.converters,
+        )
     letter_id = accepted.receipt["id"]
     return Response(  # the receipt lists every resource: orjson, not the json module
         orjson.dumps(accepted.receipt),

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
+from adapter.api.read_admission import ReadAdmission
 from adapter.auth.principal import SYSTEM
 from adapter.config import Settings
 from adapter.errors import BadRequest, Forbidden
@@ -117,9 +118,11 @@ def _transaction_response(bundle: dict[str, Any], receipt: dict[str, Any]) -> di
 
 
 def provide_document_interceptor(
-    engine: Engine, settings: Settings, converters: Callable[[], ConversionPool | None]
+    engine: Engine, settings: Settings, converters: Callable[[], ConversionPool | None],
+    admission: Callable[[], ReadAdmission],
 ) -> Interceptor:
-    """`converters`: the app's conversion pool once started (None: prepare in this process)."""
+    """`converters`: the app's conversion pool once started (None: prepare in this process);
+    `admission`: the app's read admission, which lets letters go first."""
     async def intercept(bundle: dict[str, Any], principal: Any) -> Response | None:
         found = letter_of(bundle)
         if found is None:
@@ -127,15 +130,16 @@ def provide_document_interceptor(
         if principal is not None and getattr(principal, "kind", None) not in WRITERS:
             raise Forbidden(f"a {principal.kind} token cannot submit discharge letters")
         xml, media_type = found
-        accepted = await run_in_threadpool(
-            ingest_letter,
-            xml,
-            content_type=media_type,
-            engine=engine,
-            settings=settings,
-            principal=principal or SYSTEM,
-            converters=converters(),
-        )
+        async with admission().letter():
+            accepted = await run_in_threadpool(
+                ingest_letter,
+                xml,
+                content_type=media_type,
+                engine=engine,
+                settings=settings,
+                principal=principal or SYSTEM,
+                converters=converters(),
+            )
         return JSONResponse(
             _transaction_response(bundle, accepted.receipt),
             status_code=200,

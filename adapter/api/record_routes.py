@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from adapter.api.bodies import read_capped
-from adapter.api.read_admission import Busy, ReadAdmission
+from adapter.api.read_admission import Busy, admission_of
 from adapter.auth import Principal
 from adapter.auth.dependency import current_principal
 from adapter.config import get_settings
@@ -70,7 +70,7 @@ class FhirRoute(APIRoute):
             audited = action != "capabilities"
             try:
                 if request.method in ("GET", "HEAD"):
-                    async with _admission(request).slot():
+                    async with admission_of(request.app).slot():
                         response = await original(request)
                 else:
                     response = await original(request)
@@ -107,16 +107,6 @@ class FhirRoute(APIRoute):
             return response
 
         return handler
-
-
-def _admission(request: Request) -> ReadAdmission:
-    """The app's read admission, made on its first read (in the server's event loop)."""
-    admission = getattr(request.app.state, "read_admission", None)
-    if admission is None:
-        settings = getattr(request.app.state, "settings", None) or get_settings()
-        admission = ReadAdmission(settings.read_concurrency, settings.read_queue)
-        request.app.state.read_admission = admission
-    return admission
 
 
 def _audit(request: Request, action: str, status: int) -> Future[None]:

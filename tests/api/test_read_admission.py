@@ -47,6 +47,40 @@ def test_reads_past_the_slots_wait_in_order_and_past_the_queue_are_refused() -> 
     assert asyncio.run(scenario()) == ["first in", "third refused, retry in 3", "second in"]
 
 
+def test_while_letters_queue_for_a_converter_reads_are_let_in_one_at_a_time() -> None:
+    async def scenario() -> list[str]:
+        admission = ReadAdmission(concurrent=3, waiting=10, letters_at_once=1)
+        said: list[str] = []
+        letters_done, first_done = asyncio.Event(), asyncio.Event()
+
+        async def letter() -> None:
+            async with admission.letter():
+                await letters_done.wait()
+
+        async def read(name: str, done: asyncio.Event) -> None:
+            async with admission.slot():
+                said.append(f"{name} in")
+                await done.wait()
+
+        letters = [asyncio.create_task(letter()) for _ in range(2)]  # one waits for the converter
+        await asyncio.sleep(0)
+        first = asyncio.create_task(read("first", first_done))
+        second = asyncio.create_task(read("second", letters_done))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        said.append("letters accepted")
+        letters_done.set()
+        await asyncio.gather(*letters)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        first_done.set()
+        await asyncio.gather(first, second)
+        return said
+
+    # the second read waited for the letters, not for the first read (three slots otherwise)
+    assert asyncio.run(scenario()) == ["first in", "letters accepted", "second in"]
+
+
 def test_a_letter_is_accepted_while_reads_are_held_and_a_read_past_the_queue_is_told_to_retry(
         hospital: dict[str, str]) -> None:
     app = create_app(Settings(**{**FAST_PUSH, "read_concurrency": 1, "read_queue": 0}))
