@@ -66,3 +66,29 @@ def test_a_gp_in_thousands_of_care_teams_can_change(small_lock_table: Repository
     found = repository.search("Patient", [("_summary", "count")], reader)
     assert found["total"] == PATIENTS
     assert os.environ["LIAISON_DATABASE_URL"].startswith("postgresql")
+
+
+def test_a_write_takes_its_key_locks_in_two_statements(postgres_url: str) -> None:
+    """A delivery's locks were one round trip each (~16 a letter, each a wait for the server
+    on a busy machine): now one statement per level, the keys in their sorted order, held to
+    the end of the transaction."""
+    from sqlalchemy import text
+
+    from adapter.store.engine import engine_for
+    from adapter.store.locking import _key_hash, write_session
+    from tests.support.statements import caught
+
+    engine = engine_for(postgres_url)
+    keys = [f"patient-{n}" for n in range(12)]
+    try:
+        with caught(engine) as ran, write_session(engine, keys) as session:
+            held = session.execute(text(
+                "SELECT mode, count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid() GROUP BY mode ORDER BY mode")).all()
+        locking = [statement for statement, _ in ran if "advisory" in statement
+                   and "pg_locks" not in statement]
+        assert len(locking) == 2, locking
+        slots = len({_key_hash(key) % 256 for key in keys})
+        assert held == [("ExclusiveLock", len(keys)), ("ShareLock", slots)]
+    finally:
+        engine.dispose()
