@@ -144,5 +144,6 @@ def test_reads_on_postgresql_keep_their_prepared_statements(postgres_url: str) -
             prepared = connection.execute(
                 text("SELECT statement FROM pg_prepared_statements")).scalars().all()
         assert any("+ 41" in statement for statement in prepared), prepared
+        assert reading(engine) is reading(engine)  # made once, not at every read
     finally:
         engine.dispose()
