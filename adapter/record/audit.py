@@ -7,7 +7,9 @@ Nothing audited may be lost, not even on `kill -9`: the rows of a write are writ
 write's own transaction (`write`), and a read is answered only once its row is committed
 (`record` returns a future the route waits for). Read rows are written by one thread that
 commits whatever rows are waiting together (group commit, as urgent writes: a reader waits
-for one commit, not for a queue).
+for one commit, not for a queue), on SQLite into a file of their own
+(`database.reads_audit_engine`), so that a read never waits for a record transaction.
+`trail` reads both.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
+from sqlalchemy import Row, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from adapter.auth.principal import Principal
+from adapter.record.database import reads_audit_engine
 from adapter.record.storage import insert_rows, utcnow
 from adapter.store.engine import table_of
 from adapter.store.locking import write_session
@@ -94,7 +98,7 @@ def record(engine: Engine, principal: Principal | None, action: str,
            **details: Any) -> Future[None]:
     """Have one audit row (`row(principal, action, **details)`) committed; the future is done
     once it is (or failed, with the database's error)."""
-    return _writer.put(engine, row(principal, action, **details))
+    return _writer.put(reads_audit_engine(engine), row(principal, action, **details))
 
 
 def write(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -125,6 +129,17 @@ def row(
         "outcome": outcome,
         "result_count": result_count,
     }
+
+
+def trail(engine: Engine) -> list[Row[Any]]:
+    """Every audit row of the record whose engine is `engine` (writes' and reads'), oldest
+    first; columns `_COLUMNS`."""
+    query = select(*[_AUDIT.c[name] for name in _COLUMNS]).order_by(_AUDIT.c.id)
+    rows: list[Row[Any]] = []
+    for holder in dict.fromkeys((engine, reads_audit_engine(engine))):
+        with holder.connect() as connection:
+            rows += connection.execute(query).all()
+    return sorted(rows, key=lambda found: found.at)  # stable: each file's order kept at ties
 
 
 def flush() -> None:

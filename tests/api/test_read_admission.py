@@ -9,13 +9,12 @@ import threading
 from typing import Any
 
 import httpx
-from sqlmodel import Session, select
 
 from adapter.api.app import create_app
 from adapter.api.read_admission import Busy, ReadAdmission
 from adapter.auth import issue_token
 from adapter.config import Settings
-from adapter.store.record_tables import RecordAudit
+from adapter.record import audit
 from tests.api.conftest import FAST_PUSH, bearer
 from tests.support.letter_variants import letter_variant
 from tests.support.servers import serve_app
@@ -110,7 +109,7 @@ def test_a_letter_is_accepted_while_reads_are_held_and_a_read_past_the_queue_is_
             release.set()
             held.join(30)
         assert client.get("/fhir/Patient", headers=system).status_code == 200
-    with Session(repository.engine) as session:  # the refused read: turned away, not audited
-        outcomes = session.exec(select(RecordAudit.outcome)).all()
+    # the refused read: turned away, not audited
+    outcomes = [found.outcome for found in audit.trail(repository.engine)]
     assert 503 not in outcomes and outcomes.count(200) == 2
 
