@@ -8,11 +8,13 @@ order without holding a thread, and past `waiting` a read is answered 503 with R
 at once, so software pulling every few minutes backs off instead of piling up. Writes are
 never held here.
 
-Letters go first: while more letters are being accepted in the process than its conversion
-processes take at once (`letters_at_once`: letters queue for a converter), reads are let in
-one at a time. With the reads' share of the CPU, the database's and the converters' waits
-grew until a letter's 202 took seconds (PostgreSQL, 1,000 readers and 20 letters/s); the reads
-take back their slots as soon as the letters' queue is gone.
+Letters go first: while letters back up for the conversion processes (more than
+`_BACKLOG` waiting beyond the `letters_at_once` being converted), reads are let in one at a
+time. With the reads' share of the CPU, the database's and the converters' waits grew until a
+letter's 202 took seconds (PostgreSQL, 1,000 readers and 20 letters/s); the reads take back
+their slots as soon as the backlog is gone. One or two letters waiting is only letters arriving
+together: narrowing the reads for them made reads queue (p95 0.6–5 s on SQLite) and did not
+make the letters faster (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from adapter.config import get_settings
+
+_BACKLOG = 2  # letters waiting for a converter beyond which reads go one at a time
 
 
 class Busy(Exception):
@@ -49,7 +53,7 @@ class ReadAdmission:
         self._waiting: deque[asyncio.Future[None]] = deque()
 
     def _limit(self) -> int:
-        return 1 if self._letters > self._letters_at_once else self._concurrent
+        return 1 if self._letters > self._letters_at_once + _BACKLOG else self._concurrent
 
     def _admit(self) -> None:
         """Let the waiting reads in, in order, while there is room."""

@@ -46,7 +46,9 @@ def test_reads_past_the_slots_wait_in_order_and_past_the_queue_are_refused() -> 
     assert asyncio.run(scenario()) == ["first in", "third refused, retry in 3", "second in"]
 
 
-def test_while_letters_queue_for_a_converter_reads_are_let_in_one_at_a_time() -> None:
+def _reads_beside_letters(letters_in_flight: int) -> list[str]:
+    """Two reads asked while `letters_in_flight` letters are being accepted by a process with
+    one converter and three read slots: what happened, in order."""
     async def scenario() -> list[str]:
         admission = ReadAdmission(concurrent=3, waiting=10, letters_at_once=1)
         said: list[str] = []
@@ -61,7 +63,7 @@ def test_while_letters_queue_for_a_converter_reads_are_let_in_one_at_a_time() ->
                 said.append(f"{name} in")
                 await done.wait()
 
-        letters = [asyncio.create_task(letter()) for _ in range(2)]  # one waits for the converter
+        letters = [asyncio.create_task(letter()) for _ in range(letters_in_flight)]
         await asyncio.sleep(0)
         first = asyncio.create_task(read("first", first_done))
         second = asyncio.create_task(read("second", letters_done))
@@ -76,8 +78,17 @@ def test_while_letters_queue_for_a_converter_reads_are_let_in_one_at_a_time() ->
         await asyncio.gather(first, second)
         return said
 
-    # the second read waited for the letters, not for the first read (three slots otherwise)
-    assert asyncio.run(scenario()) == ["first in", "letters accepted", "second in"]
+    return asyncio.run(scenario())
+
+
+def test_while_letters_back_up_for_a_converter_reads_are_let_in_one_at_a_time() -> None:
+    # three letters waiting for the converter: the second read waits for the letters, not
+    # for the first read (three slots otherwise)
+    assert _reads_beside_letters(4) == ["first in", "letters accepted", "second in"]
+
+
+def test_a_letter_or_two_waiting_for_a_converter_leave_the_reads_their_slots() -> None:
+    assert _reads_beside_letters(3) == ["first in", "second in", "letters accepted"]
 
 
 def test_a_letter_is_accepted_while_reads_are_held_and_a_read_past_the_queue_is_told_to_retry(
