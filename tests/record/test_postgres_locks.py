@@ -75,7 +75,7 @@ def test_a_write_takes_its_key_locks_in_two_statements(postgres_url: str) -> Non
     from sqlalchemy import text
 
     from adapter.store.engine import engine_for
-    from adapter.store.locking import _key_hash, write_session
+    from adapter.store.locking import _SLOTS, _key_hash, write_session
     from tests.support.statements import caught
 
     engine = engine_for(postgres_url)
@@ -88,7 +88,7 @@ def test_a_write_takes_its_key_locks_in_two_statements(postgres_url: str) -> Non
         locking = [statement for statement, _ in ran if "advisory" in statement
                    and "pg_locks" not in statement]
         assert len(locking) == 2, locking
-        slots = len({_key_hash(key) % 256 for key in keys})
+        slots = len({_key_hash(key) % _SLOTS for key in keys})
         assert held == [("ExclusiveLock", len(keys)), ("ShareLock", slots)]
     finally:
         engine.dispose()
