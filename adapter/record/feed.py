@@ -195,7 +195,8 @@ def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
     if cursor.phase == GRANTED and granted is not None:
         rows = list(session.execute(select(_RESOURCES).where(
             *where, _RESOURCES.c.patient_id.in_(granted), _RESOURCES.c.deleted.is_(False),
-            _RESOURCES.c.pk > cursor.last).order_by(_sorted(_RESOURCES.c.pk, small))
+            _by_reader(_RESOURCES.c.pk, small) > cursor.last)
+            .order_by(_by_reader(_RESOURCES.c.pk, small))
             .limit(count)).all())
         if len(rows) == count:
             return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, rows[-1].pk or 0), False)
@@ -246,7 +247,8 @@ def _changed_by_path(session: Reading, principal: Principal | None,
 # of theirs is in a new window: most pulls of a professional find nothing, and learning it from
 # the window's changes cost a look-up per change (20 letters/s: ~1,800 in 3 s) instead of one
 # per resource of their patients. The statement is written once, so asking costs little more
-# than the database's answer.
+# than the database's answer; its windows are read as `_by_reader` reads them (`+ 0`), from
+# the reader's patients and resources.
 _FEW_PATIENTS = 200
 # How many patients the reader was granted, counted up to :enough.
 _COUNT_MINE = ("(SELECT count(*) FROM (SELECT 1 FROM record_patient_grant "
@@ -261,11 +263,13 @@ SELECT CASE
         JOIN record_change ON record_change.resource_pk = record_resource.pk
         WHERE record_resource.patient_id IN (SELECT patient_id FROM record_patient_grant
                                              WHERE kind = :kind AND value IN :values)
-        AND record_change.change_seq > :after AND record_change.change_seq <= :until) THEN 0
+        AND record_change.change_seq + 0 > :after
+        AND record_change.change_seq + 0 <= :until) THEN 0
   WHEN EXISTS (SELECT 1 FROM record_resource_grant
         JOIN record_change ON record_change.resource_pk = record_resource_grant.resource_pk
         WHERE record_resource_grant.kind = :kind AND record_resource_grant.value IN :values
-        AND record_change.change_seq > :after AND record_change.change_seq <= :until) THEN 0
+        AND record_change.change_seq + 0 > :after
+        AND record_change.change_seq + 0 <= :until) THEN 0
   ELSE 1 END""").bindparams(bindparam("values", expanding=True))
 
 
@@ -283,12 +287,14 @@ def _few_patients(session: Reading, principal: Principal | None) -> bool:
         <= _FEW_PATIENTS
 
 
-def _sorted(key: Any, small: bool) -> Any:
-    """The order of a reader's rows by `key`. For a reader of few patients, an expression: with
-    `ORDER BY key LIMIT n` PostgreSQL may walk the key's whole index in order, believing
-    matches spread evenly (in a grown record, a professional whose letters were the last
-    written waited for the whole index), where starting from the reader's patients and
-    sorting their few rows is bounded by the reader, whatever the record holds."""
+def _by_reader(key: Any, small: bool) -> Any:
+    """`key` as a reader's rows are filtered and sorted by. For a reader of few patients, an
+    expression no index serves, so that PostgreSQL can only start from the reader's patients
+    and sort their few rows: bounded by the reader, whatever the record holds. Given the
+    indexed key, it walked the key's range instead, believing matches spread evenly or the
+    range short: a professional whose letters were the last written waited for the whole
+    index, and every pull a few seconds after the last looked up each of the window's ~1,800
+    changes (between two ANALYZEs the newest positions lie past the statistics)."""
     return key + 0 if small else key
 
 
@@ -317,13 +323,13 @@ def _changed_in_steps(session: Reading, visible: list[ColumnElement[bool]], curs
     200,000 resources, seconds at 5,000,000.)"""
     found: list[tuple[Row[Any], int]] = []
     last = cursor.last
+    change_at = _by_reader(_CHANGES.c.change_seq, small and path is not None)
     while len(found) < count:
         steps = select(_CHANGES.c.resource_pk, _CHANGES.c.change_seq).where(
-            _CHANGES.c.change_seq > last, _CHANGES.c.change_seq <= cursor.until)
+            change_at > last, change_at <= cursor.until)
         if path is not None:
             steps = steps.join(_RESOURCES, _RESOURCES.c.pk == _CHANGES.c.resource_pk).where(path)
-        order = _sorted(_CHANGES.c.change_seq, small and path is not None)
-        window = session.execute(steps.order_by(order).limit(_STEP)).all()
+        window = session.execute(steps.order_by(change_at).limit(_STEP)).all()
         if not window:
             break
         position = {pk: seq for pk, seq in window}
