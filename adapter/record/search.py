@@ -529,8 +529,7 @@ _TOKEN_MATCHES = text(
              bindparam("codes", expanding=True))
 # PostgreSQL: the exact keys, as four arrays joined to the index key by key. Given the three
 # lists (a letter's: 20 types × 2 parameters × 30 codes), it judged their product of probes
-# dearer than reading every token of the record, and did (45 ms a letter at 100,000
-# resources, growing with the record).
+# dearer than reading every token of the record, and did: a cost that grew with the record.
 _TOKEN_MATCHES_ARRAYS = text(
     "SELECT t.resource_type, t.param, t.system, t.code, r.resource_id "
     "FROM unnest(CAST(:kinds AS varchar[]), CAST(:params AS varchar[]), "
