@@ -75,12 +75,16 @@ def record_engine(engine: Engine) -> Engine:
 def reads_audit_engine(engine: Engine) -> Engine:
     """The engine the audit rows of reads go to, for the record's engine `engine` (see the
     module doc): on a SQLite file, the file beside it, made once and disposed of with
-    `engine`; otherwise `engine` itself."""
+    `engine`; otherwise `engine` itself. Asked at every read: once made, found without a
+    lock."""
+    made: Engine | None = engine.__dict__.get(_READS_AUDIT)
+    if made is not None:
+        return made
     record_file = _sqlite_file(engine)
     if record_file is None:
         return engine
     with _making:
-        made: Engine | None = engine.__dict__.get(_READS_AUDIT)
+        made = engine.__dict__.get(_READS_AUDIT)
         if made is None:
             made = engine_for(f"sqlite:///{record_file.with_name(record_file.stem + AUDIT_SUFFIX)}")
             _create_audit_table(made)
