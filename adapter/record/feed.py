@@ -195,11 +195,10 @@ def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
     small = granted is not None and _few_patients(session, principal)
     rows: list[Row[Any]] = []
     if cursor.phase == GRANTED and granted is not None:
+        pk = _by_reader(_RESOURCES.c.pk, small)
         rows = list(session.execute(select(_RESOURCES).where(
             *where, _RESOURCES.c.patient_id.in_(granted), _RESOURCES.c.deleted.is_(False),
-            _by_reader(_RESOURCES.c.pk, small) > cursor.last)
-            .order_by(_by_reader(_RESOURCES.c.pk, small))
-            .limit(count)).all())
+            pk > cursor.last).order_by(pk).limit(count)).all())
         if len(rows) == count:
             return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, rows[-1].pk or 0), False)
     if cursor.phase == GRANTED:
