@@ -5,20 +5,22 @@ id, the HTTP outcome and, for searches, how many resources were returned (never 
 
 Nothing audited may be lost, not even on `kill -9`: the rows of a write are written in the
 write's own transaction (`write`), and a read is answered only once its row is committed
-(`record` returns a future the route waits for). Read rows are written by one thread that
+(the route awaits `record`, which returns once the row is stored). Read rows are written by one thread that
 commits whatever rows are waiting together (group commit, as urgent writes: a reader waits
-for one commit, not for a queue), on SQLite into a file of their own
+for one commit, not for a queue; each batch wakes a waiting event loop once, not once per
+row), on SQLite into a file of their own
 (`database.reads_audit_engine`), so that a read never waits for a record transaction.
 `trail` reads both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import logging
 import queue
 import threading
-from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import Row, select
@@ -39,21 +41,22 @@ _COLUMNS = ("at", "actor_kind", "actor", "action", "resource_type", "resource_id
 log = logging.getLogger(__name__)
 
 
+_Waiting = tuple[Engine, dict[str, Any], "asyncio.Future[None]"]
+
+
 class _AuditWriter:
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Engine, dict[str, Any], Future[None]]] = queue.Queue()
+        self._queue: queue.Queue[_Waiting] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def put(self, engine: Engine, row: dict[str, Any]) -> Future[None]:
-        done: Future[None] = Future()
+    def put(self, engine: Engine, row: dict[str, Any], done: asyncio.Future[None]) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="record-audit",
                                                 daemon=True)
                 self._thread.start()
         self._queue.put((engine, row, done))
-        return done
 
     def _run(self) -> None:
         while True:
@@ -68,22 +71,26 @@ class _AuditWriter:
                 self._queue.task_done()
 
     @staticmethod
-    def _write(batch: list[tuple[Engine, dict[str, Any], Future[None]]]) -> None:
-        by_engine: dict[int, tuple[Engine, list[tuple[dict[str, Any], Future[None]]]]] = {}
+    def _write(batch: list[_Waiting]) -> None:
+        by_engine: dict[int, tuple[Engine, list[tuple[dict[str, Any], asyncio.Future[None]]]]] = {}
         for engine, row, done in batch:
             by_engine.setdefault(id(engine), (engine, []))[1].append((row, done))
+        outcomes: dict[asyncio.AbstractEventLoop,
+                       list[tuple[asyncio.Future[None], Exception | None]]] = {}
         for engine, waiting in by_engine.values():
+            failure: Exception | None = None
             try:
                 with write_session(engine, urgent=True) as session:
                     write(session, [row for row, _ in waiting])
             except Exception as error:
                 log.error("could not write %d audit rows: %s", len(waiting),
                           error.__class__.__name__)
-                for _, done in waiting:
-                    done.set_exception(error)
-            else:
-                for _, done in waiting:
-                    done.set_result(None)
+                failure = error
+            for _, done in waiting:
+                outcomes.setdefault(done.get_loop(), []).append((done, failure))
+        for loop, settled in outcomes.items():
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, settled)
 
     def flush(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -94,11 +101,23 @@ _writer = _AuditWriter()
 atexit.register(_writer.flush)
 
 
-def record(engine: Engine, principal: Principal | None, action: str,
-           **details: Any) -> Future[None]:
-    """Have one audit row (`row(principal, action, **details)`) committed; the future is done
-    once it is (or failed, with the database's error)."""
-    return _writer.put(reads_audit_engine(engine), row(principal, action, **details))
+def _settle(settled: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
+    for done, failure in settled:
+        if done.done():  # cancelled: its caller went away
+            continue
+        if failure is None:
+            done.set_result(None)
+        else:
+            done.set_exception(failure)
+
+
+async def record(engine: Engine, principal: Principal | None, action: str,
+                 **details: Any) -> None:
+    """Have one audit row (`row(principal, action, **details)`) committed: returns once it
+    is, or raises the database's error."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    _writer.put(reads_audit_engine(engine), row(principal, action, **details), done)
+    await done
 
 
 def write(session: Session, rows: list[dict[str, Any]]) -> None:
