@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Table, bindparam, delete, text, update
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Session
 from sqlmodel import select as model_select
 
@@ -311,13 +311,13 @@ _INDEX_COLUMNS = {
 }
 
 
-def insert_rows(session: Session, table: Table, columns: tuple[str, ...],
+def insert_rows(session: Session | Connection, table: Table, columns: tuple[str, ...],
                 rows: list[tuple[Any, ...]]) -> None:
     """INSERT of many rows given as tuples, straight to the driver's executemany: the same
     values as `session.execute(insert(table), dicts)` (each column's bind processing, e.g.
     SQLite's datetime text), without building and reading one dict per row — the index rows
     of a letter are a few hundred."""
-    connection = session.connection()
+    connection = session if isinstance(session, Connection) else session.connection()
     dialect = connection.dialect
     processors = _processors(dialect, table, columns)
     if any(processors):

@@ -10,7 +10,7 @@ import pytest
 
 from adapter.auth import Principal, issue_token
 from adapter.errors import BadRequest
-from adapter.record import feed
+from adapter.record import audit, feed
 from adapter.record.pull import cursor_of, pull
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine
@@ -173,6 +173,29 @@ def test_the_feed_over_http(writer: httpx.Client, base_url: str) -> None:
         assert member.get("_history", params={"_cursor": "garbage"}).status_code == 400
         first = member.get("_history", params={"_since": "2000-01-01T00:00:00Z"})
         assert len(first.json()["entry"]) >= 5
+
+
+def test_the_feed_answers_only_a_valid_token_and_audits_every_pull(
+        writer: httpx.Client, base_url: str, record_app) -> None:  # type: ignore[no-untyped-def]
+    """The feed's endpoint is called without FastAPI's injection: the caller is still proven
+    by the token, refusals are OperationOutcomes, and each pull is on the audit trail."""
+    post_bundle(writer, letter_bundle())
+    with client_for(base_url, None) as anonymous, \
+            client_for(base_url, "not.a.token") as forged, \
+            client_for(base_url, issue_token("professional", idnat=PCP)) as member:
+        for refused in (anonymous.get("_history"), forged.get("_history")):
+            assert refused.status_code == 401
+            assert refused.json()["resourceType"] == "OperationOutcome"
+            assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert member.get("_history", params={"_count": "0"}).status_code == 400
+        pulled = member.get("_history", params={"_type": "CarePlan"})
+        assert pulled.status_code == 200 and len(pulled.json()["entry"]) == 1
+    audit.flush()
+    pulls = [(row.actor_kind, row.actor, row.outcome, row.result_count)
+             for row in audit.trail(record_app.state.record_repository.engine)
+             if row.action == "changes"]
+    assert pulls == [("anonymous", None, 401, None), ("anonymous", None, 401, None),
+                     ("professional", PCP, 400, None), ("professional", PCP, 200, 1)]
 
 
 def test_a_pull_with_nothing_new_reads_only_the_feeds_position() -> None:
