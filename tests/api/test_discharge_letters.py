@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from adapter.push.worker import TRANSACTION_KINDS
 from adapter.record.repository import Repository
@@ -214,3 +215,23 @@ def test_ingestion_and_push_run_the_same_on_postgresql(
     record = Repository(get_engine(postgres_url))
     found = record.search("Patient", [("identifier", f"urn:oid:1.2.250.1.213.1.4.10|{ins_of(7)}")])
     assert len(found.get("entry", [])) == 1
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_letters_large_values_are_compressed_with_lz4(
+    liaison: Callable[..., Any], hospital: dict[str, str], postgres_url: str
+) -> None:
+    """The letter, its bundle waiting in the outbox and its DocumentReference in the record
+    are stored with lz4, not PostgreSQL's slower default (pglz)."""
+    with liaison(database_url=postgres_url) as client:
+        answer = client.post(
+            "/discharge-letters", content=letter_variant(8), headers={**hospital, **CDA})
+        assert answer.status_code == 202
+        wait_for_status(client, answer.headers["Location"], hospital, "pushed")
+    with get_engine(postgres_url).connect() as connection:
+        compressed = connection.execute(text(
+            "SELECT (SELECT pg_column_compression(content) FROM received_letter), "
+            "(SELECT pg_column_compression(payload) FROM outbox_payload), "
+            "(SELECT pg_column_compression(body) FROM record_resource "
+            " WHERE resource_type = 'DocumentReference')")).one()
+    assert tuple(compressed) == ("lz4", "lz4", "lz4")
