@@ -67,7 +67,7 @@ class FhirRoute(APIRoute):
         original = super().get_route_handler()
         action = self.name
         # an endpoint of the request alone leaves FastAPI nothing to inject or convert: called
-        # as it is, a pull skips the dependency machinery (a sixth of its CPU)
+        # as it is, a pull skips the dependency machinery, a good part of what it costs
         call = self.endpoint if _takes_request_only(self.endpoint, self.dependant) else original
 
         async def handler(request: Request) -> Response:
@@ -119,8 +119,8 @@ def _takes_request_only(endpoint: Callable[..., Any], dependant: Any) -> bool:
 
 
 # Reads leave the event loop for threads of their own: anyio's thread hop (run_in_threadpool)
-# costs three times the loop's own, and a pull that finds nothing new is mostly hops. The read
-# admission bounds how many run at once; the pool only needs as many threads.
+# costs several times the loop's own, and a pull that finds nothing new is mostly overhead.
+# The read admission bounds how many run at once; the pool only needs as many threads.
 @functools.cache
 def _read_threads() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(32, get_settings().read_concurrency),

@@ -104,7 +104,7 @@ atexit.register(_writer.flush)
 @contextlib.contextmanager
 def _transaction(engine: Engine) -> Iterator[Connection]:
     """SQLite: the writers' lock, taken as urgent writes do (`write_session`). PostgreSQL: a
-    plain transaction; the ORM session around it cost a third of a read's audit commit."""
+    plain transaction; an ORM session around it cost as much as the rows."""
     if is_sqlite(engine):
         with write_session(engine, urgent=True) as session:
             yield session.connection()
