@@ -30,7 +30,7 @@ from sqlmodel import Session
 from adapter.auth.principal import Principal
 from adapter.record.database import reads_audit_engine
 from adapter.record.storage import insert_rows, utcnow
-from adapter.store.engine import table_of
+from adapter.store.engine import reading, table_of
 from adapter.store.locking import is_sqlite, write_session
 from adapter.store.record_tables import RecordAudit
 
@@ -103,13 +103,14 @@ atexit.register(_writer.flush)
 
 @contextlib.contextmanager
 def _transaction(engine: Engine) -> Iterator[Connection]:
-    """SQLite: the writers' lock, taken as urgent writes do (`write_session`). PostgreSQL: a
-    plain transaction; an ORM session around it cost as much as the rows."""
+    """SQLite: the writers' lock, taken as urgent writes do (`write_session`). PostgreSQL: the
+    rows go in one statement (`write`: one COPY), which commits by itself in autocommit — no
+    BEGIN and COMMIT round trips, nor an ORM session, around a read's row."""
     if is_sqlite(engine):
         with write_session(engine, urgent=True) as session:
             yield session.connection()
     else:
-        with engine.begin() as connection:
+        with reading(engine).connect() as connection:
             yield connection
 
 
