@@ -247,9 +247,13 @@ def _changed_by_path(session: Reading, principal: Principal | None,
 # A reader granted this many patients or fewer is first asked, by its grants, whether anything
 # of theirs is in a new window: most pulls of a professional find nothing, and learning it from
 # the window's changes cost a look-up per change (20 letters/s: ~1,800 in 3 s) instead of one
-# per resource of their patients. The statement is written once, so asking costs little more
-# than the database's answer; its windows are read as `_by_reader` reads them (`+ 0`), from
-# the reader's patients and resources.
+# per patient (their last position, `record_patient_change`) and per resource granted to them
+# alone. The statement is written once, so asking costs little more than the database's answer;
+# its windows are read as `_by_reader` reads them (`+ 0`), from the reader's grants.
+# A patient's last position tells only that something of theirs changed after `after`: past
+# `until` it may hide one inside the window, so it is not bounded by `until` (then the window
+# is read, and finds what it finds). Looked up per grant (a subquery on the key), not joined:
+# on a small record the planner read every patient's position rather than the reader's.
 _FEW_PATIENTS = 200
 # How many patients the reader was granted, counted up to :enough.
 _COUNT_MINE = ("(SELECT count(*) FROM (SELECT 1 FROM record_patient_grant "
@@ -260,12 +264,11 @@ SELECT CASE
   WHEN EXISTS (SELECT 1 FROM record_patient_grant
         WHERE kind = :kind AND value IN :values AND granted_seq > :after
         AND granted_seq <= :until) THEN 0
-  WHEN EXISTS (SELECT 1 FROM record_resource
-        JOIN record_change ON record_change.resource_pk = record_resource.pk
-        WHERE record_resource.patient_id IN (SELECT patient_id FROM record_patient_grant
-                                             WHERE kind = :kind AND value IN :values)
-        AND record_change.change_seq + 0 > :after
-        AND record_change.change_seq + 0 <= :until) THEN 0
+  WHEN EXISTS (SELECT 1 FROM record_patient_grant
+        WHERE kind = :kind AND value IN :values
+        AND (SELECT change_seq FROM record_patient_change
+             WHERE record_patient_change.patient_id = record_patient_grant.patient_id)
+            > :after) THEN 0
   WHEN EXISTS (SELECT 1 FROM record_resource_grant
         JOIN record_change ON record_change.resource_pk = record_resource_grant.resource_pk
         WHERE record_resource_grant.kind = :kind AND record_resource_grant.value IN :values

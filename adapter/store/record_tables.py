@@ -9,7 +9,7 @@ Datetimes are naive UTC everywhere so SQLite and PostgreSQL compare them the sam
 from __future__ import annotations
 
 from pydantic import NaiveDatetime
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import DDL, BigInteger, Column, Index, Text, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 
@@ -47,6 +47,65 @@ class RecordChange(SQLModel, table=True):
 
     resource_pk: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     change_seq: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+
+
+def _note_patient_changes(changes: str) -> str:
+    """The statement that moves each patient's last position (`PatientChange`) up to the
+    largest of `changes` (rows of `resource_pk`, `change_seq`) of their resources, never back."""
+    return ("INSERT INTO record_patient_change (patient_id, change_seq) "
+            "SELECT record_resource.patient_id, max(changed.change_seq) "
+            f"FROM {changes} AS changed "
+            "JOIN record_resource ON record_resource.pk = changed.resource_pk "
+            "WHERE record_resource.patient_id IS NOT NULL GROUP BY record_resource.patient_id "
+            "ON CONFLICT (patient_id) DO UPDATE SET change_seq = excluded.change_seq "
+            "WHERE excluded.change_seq > record_patient_change.change_seq")
+
+
+class PatientChange(SQLModel, table=True):
+    """Each patient's last position in the change feed: the largest of their compartment's
+    resources in `record_change`. A reader of a few patients asks "anything of mine after my
+    cursor?" with one look-up per patient, where the resources' own positions cost one per
+    resource, a number that only grows with the patient's stays.
+
+    The database keeps it, by triggers on `record_change` (`_PATIENT_CHANGE_TRIGGERS`): whoever
+    writes the feed, an instance of an earlier version during a rolling upgrade included, moves
+    it. Kept from Python, a write it missed would tell that patient's readers "nothing new" past
+    their change, for good."""
+
+    __tablename__ = "record_patient_change"
+    # a database of an earlier version: from the feed (the triggers may already have noted
+    # later writes: never back)
+    __table_args__ = ({"info": {"backfill": _note_patient_changes("record_change")}},)
+
+    patient_id: str = Field(primary_key=True, max_length=64)
+    change_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+# Created with the table, in the same transaction: the trigger waits for the writers already
+# stamping and holds back new ones until it exists; the backfill, after, reads all that
+# committed before.
+_PATIENT_CHANGE_TRIGGERS = {
+    # once per statement: a letter's ~30 resources, one patient, one row written
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION record_note_patient_changes() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$ BEGIN {_note_patient_changes('changed')}; RETURN NULL; END $$",
+        *(f"CREATE TRIGGER record_patient_change_on_{event_name} AFTER {event_name} "
+          "ON record_change REFERENCING NEW TABLE AS changed FOR EACH STATEMENT "
+          "EXECUTE FUNCTION record_note_patient_changes()"
+          for event_name in ("insert", "update")),
+    ],
+    # SQLite has no statement-level triggers: once per row
+    "sqlite": [
+        f"CREATE TRIGGER record_patient_change_on_{event_name} AFTER {event_name} "
+        "ON record_change BEGIN " + _note_patient_changes(
+            "(SELECT NEW.resource_pk AS resource_pk, NEW.change_seq AS change_seq)") + "; END"
+        for event_name in ("insert", "update")
+    ],
+}
+for _dialect, _statements in _PATIENT_CHANGE_TRIGGERS.items():
+    for _statement in _statements:
+        event.listen(PatientChange.__table__, "after_create",  # type: ignore[attr-defined]
+                     DDL(_statement).execute_if(dialect=_dialect))
 
 
 class RecordFeed(SQLModel, table=True):

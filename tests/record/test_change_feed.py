@@ -79,6 +79,59 @@ def test_a_deletion_is_a_change_without_a_resource(database_url) -> None:  # typ
     assert entry["response"]["status"] == "204" and "resource" not in entry
 
 
+def _plan_of(answer: dict[str, Any]) -> tuple[str, str]:
+    location = next(e["response"]["location"] for e in answer["entry"]
+                    if e["response"]["location"].startswith("CarePlan/"))
+    resource_type, resource_id = location.split("/_history")[0].split("/")
+    return resource_type, resource_id
+
+
+def test_a_plan_revoked_between_two_pulls_reaches_the_reader_already_caught_up(
+        database_url: str | None) -> None:
+    """The hospital revokes a plan the GP has already pulled: nothing else of the patient
+    moves (no grant, no other resource), and the GP's next pull brings the plan revoked."""
+    repository = Repository(get_engine(database_url) if database_url else None)
+    resource_type, plan_id = _plan_of(repository.transaction(letter_bundle()))
+    repository.transaction(letter_bundle(ins="2", set_id="s2"))
+    cursor = cursor_of(pull(repository, reader()))
+    plan = repository.read(resource_type, plan_id)
+    repository.update(resource_type, plan_id, {**plan, "status": "revoked"})
+    [entry] = repository.changes(reader(), cursor=cursor)["entry"]
+    assert entry["resource"]["id"] == plan_id and entry["resource"]["status"] == "revoked"
+
+
+def _as_the_previous_version(engine: Any) -> None:
+    """The record's database as the version before `record_patient_change` left it."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("DROP FUNCTION record_note_patient_changes() CASCADE")
+        else:
+            for event_name in ("insert", "update"):
+                connection.exec_driver_sql(f"DROP TRIGGER record_patient_change_on_{event_name}")
+        connection.exec_driver_sql("DROP TABLE record_patient_change")
+
+
+def test_a_record_from_the_previous_version_knows_its_patients_last_changes_once_upgraded(
+        database_url: str | None) -> None:
+    """A change written before the upgrade, in a window the GP has not pulled yet, is in the
+    GP's next pull (the patients' positions are filled from the feed); so is one written
+    after it (the database notes it, whoever writes)."""
+    from adapter.store.db import init_db
+
+    repository = Repository(get_engine(database_url) if database_url else None)
+    resource_type, plan_id = _plan_of(repository.transaction(letter_bundle()))
+    cursor = cursor_of(pull(repository, reader()))
+    _as_the_previous_version(repository.engine)
+    repository.delete(resource_type, plan_id)
+    init_db(repository.engine)  # this version starts
+    [entry] = repository.changes(reader(), cursor=cursor)["entry"]
+    assert entry["request"] == {"method": "DELETE", "url": f"{resource_type}/{plan_id}"}
+    cursor = cursor_of(repository.changes(reader(), cursor=cursor))
+    repository.transaction(letter_bundle(version=2))
+    assert "CarePlan" in [kind for kind, _ in changed(
+        repository.changes(reader(), cursor=cursor))]
+
+
 def test_a_professional_added_to_a_care_team_gets_what_was_written_before(database_url) -> None:  # type: ignore[no-untyped-def]
     """The nurse joins the care team with version 2: her next pull brings the patient's
     resources written with version 1 too (the grant is a change for her), each once."""

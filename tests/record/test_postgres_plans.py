@@ -115,6 +115,10 @@ def test_a_pull_after_a_large_window_starts_from_the_readers_patients_not_the_wi
         walking = [(rows, " ".join(statement.split())[:200]) for statement, parameters in selects
                    if (rows := _rows_read(engine, statement, parameters, "record_change")) > _BOUND]
         assert walking == []
+        if not theirs:  # asked by the patients' last positions: a row each, not their resources
+            [quiet] = [(s, p) for s, p in selects if "record_patient_change" in s]
+            assert _rows_read(engine, *quiet, "record_resource") == 0
+            assert _rows_read(engine, *quiet, "record_patient_change") <= READER_PATIENTS
     finally:
         engine.dispose()
 
