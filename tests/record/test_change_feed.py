@@ -14,7 +14,7 @@ from adapter.record import audit, feed
 from adapter.record.pull import cursor_of, pull
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine
-from tests.record.bundles import PCP, letter_bundle, post_bundle
+from tests.record.bundles import IDNAT_PS, PCP, letter_bundle, post_bundle
 from tests.record.conftest import client_for
 from tests.support.statements import caught
 
@@ -130,6 +130,42 @@ def test_a_record_from_the_previous_version_knows_its_patients_last_changes_once
     repository.transaction(letter_bundle(version=2))
     assert "CarePlan" in [kind for kind, _ in changed(
         repository.changes(reader(), cursor=cursor))]
+
+
+def test_bulk_loaded_patients_come_once_in_a_first_pull_and_their_changes_after(
+        database_url: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patients loaded in bulk (their grants have no position in the feed) of a reader of
+    many patients: the first pull brings each of their resources once, the next one a plan
+    revised since, and nothing of another professional's patient."""
+    monkeypatch.setattr(feed, "_FEW_PATIENTS", 1)  # the reader has many
+    repository = Repository(get_engine(database_url) if database_url else None)
+    practitioners = [{"resourceType": "Practitioner", "id": idnat,
+                      "identifier": [{"system": IDNAT_PS, "value": idnat}]}
+                     for idnat in (PCP, NURSE)]
+    patients = []
+    for n, carer in enumerate((PCP, PCP, PCP, NURSE)):
+        subject = {"reference": f"Patient/p{n}"}
+        patients += [
+            {"resourceType": "Patient", "id": f"p{n}"},
+            {"resourceType": "CareTeam", "id": f"ct{n}", "status": "active", "subject": subject,
+             "participant": [{"member": {"reference": f"Practitioner/{carer}"}}]},
+            {"resourceType": "CarePlan", "id": f"cp{n}", "status": "active", "intent": "plan",
+             "subject": subject}]
+    repository.import_resources(practitioners + patients)
+    seen, cursor = [], None
+    while True:
+        page = repository.changes(reader(), cursor=cursor, count=2)
+        seen += [entry["fullUrl"].split("/fhir/")[-1] for entry in page["entry"]]
+        cursor = cursor_of(page)
+        if cursor_of(page, "next") is None:
+            break
+    assert sorted(seen) == sorted(f"{kind}/{prefix}{n}" for n in range(3)
+                                  for kind, prefix in (("Patient", "p"), ("CareTeam", "ct"),
+                                                       ("CarePlan", "cp")))
+    plan = repository.read("CarePlan", "cp1")
+    repository.update("CarePlan", "cp1", {**plan, "status": "revoked"})
+    [entry] = repository.changes(reader(), cursor=cursor)["entry"]
+    assert entry["resource"]["id"] == "cp1" and entry["resource"]["status"] == "revoked"
 
 
 def test_a_professional_added_to_a_care_team_gets_what_was_written_before(database_url) -> None:  # type: ignore[no-untyped-def]
