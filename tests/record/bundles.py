@@ -134,3 +134,9 @@ def post_bundle(client, bundle: dict[str, Any]) -> dict[str, Any]:  # type: igno
     response = client.post("", json=bundle, headers={"Content-Type": "application/fhir+json"})
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def location(answer: dict[str, Any], kind: str) -> str:
+    """`Type/id` of the first resource of `kind` a transaction's answer says it wrote."""
+    return next(e["response"]["location"].split("/_history")[0] for e in answer["entry"]
+                if e["response"]["location"].startswith(f"{kind}/"))

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from adapter.auth import issue_token
-from tests.record.bundles import post_bundle
+from tests.record.bundles import location, post_bundle
 from tests.record.conftest import client_for
 from tests.support.paths import LDL_SES_EXAMPLE
 
@@ -47,9 +47,7 @@ def test_the_medecin_traitant_finds_the_care_plan_and_their_message(
 
 def test_an_unrelated_professional_gets_nothing_and_404_on_direct_read(
         stored_letter: dict, base_url: str):
-    care_plan = next(e["response"]["location"].split("/_history")[0]
-                     for e in stored_letter["entry"]
-                     if e["response"]["location"].startswith("CarePlan/"))
+    care_plan = location(stored_letter, "CarePlan")
     with client_for(base_url, issue_token("professional", idnat="809999999999")) as stranger:
         assert stranger.get("CarePlan", params={"patient.identifier": INS_QUERY}).json()[
             "total"] == 0

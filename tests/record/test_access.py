@@ -10,7 +10,7 @@ import pytest
 from adapter.auth import issue_token
 from adapter.record import audit
 from adapter.store.record_tables import RESTRICTED_READER_TAG
-from tests.record.bundles import INS, PCP, letter_bundle, post_bundle
+from tests.record.bundles import INS, PCP, letter_bundle, location, post_bundle
 from tests.record.conftest import client_for
 
 PATIENT = f"{INS}|279035121518989"
@@ -22,11 +22,6 @@ def _careplans(client: httpx.Client, identifier: str = PATIENT) -> dict:
                                               "_include": "CarePlan:care-team"})
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def _location(answer: dict, kind: str) -> str:
-    return next(e["response"]["location"].split("/_history")[0] for e in answer["entry"]
-                if e["response"]["location"].startswith(f"{kind}/"))
 
 
 def test_no_token_gets_401_with_an_operation_outcome(anonymous: httpx.Client):
@@ -97,7 +92,7 @@ def test_the_care_team_member_finds_the_care_plan_and_others_see_nothing(
     assert [e["search"]["mode"] for e in found["entry"]] == ["match", "include"]
     assert _careplans(stranger)["total"] == 0
     assert stranger.get("CarePlan", params={"_summary": "count"}).json()["total"] == 0
-    care_plan = _location(answer, "CarePlan")
+    care_plan = location(answer, "CarePlan")
     assert member.get(care_plan).status_code == 200
     # a resource the caller may not read answers exactly as one that does not exist
     denied = stranger.get(care_plan)
@@ -107,11 +102,11 @@ def test_the_care_team_member_finds_the_care_plan_and_others_see_nothing(
         **unknown.json()["issue"][0],
         "diagnostics": unknown.json()["issue"][0]["diagnostics"].replace("0" * 36,
                                                                           care_plan[9:])}]}
-    assert stranger.get(_location(answer, "Patient")).status_code == 404
+    assert stranger.get(location(answer, "Patient")).status_code == 404
     assert stranger.get(f"{care_plan}/_history").status_code == 404
     assert stranger.get(f"{care_plan}/_history/1").status_code == 404
     # directory-like resources are for every authenticated reader
-    assert stranger.get(_location(answer, "Practitioner")).status_code == 200
+    assert stranger.get(location(answer, "Practitioner")).status_code == 200
 
 
 def test_membership_through_a_practitioner_role_and_by_rpps_counts(
@@ -141,7 +136,7 @@ def test_a_professional_removed_from_the_care_team_loses_access(
 def test_an_inactive_or_deleted_care_team_grants_nothing(
         writer: httpx.Client, system: httpx.Client, professional):  # type: ignore[no-untyped-def]
     answer = post_bundle(writer, letter_bundle(recipients=()))
-    care_team_path = _location(answer, "CareTeam")
+    care_team_path = location(answer, "CareTeam")
     care_team = system.get(care_team_path).json()
     member = professional(PCP)
     assert _careplans(member)["total"] == 1
@@ -214,12 +209,12 @@ def test_hospitals_and_professionals_cannot_write_the_record(
     CareTeam of its own to open another hospital's patient, nor overwrite or delete anything;
     a refusal says the same whether the target exists or not."""
     answer = post_bundle(writer, letter_bundle(ins="1", hospital="1750000001", family="Secret"))
-    plan_path = _location(answer, "CarePlan")
+    plan_path = location(answer, "CarePlan")
     with client_for(base_url, issue_token("hospital", organization="1750000002")) as second:
         plan = writer.get(plan_path).json()
         document = {"resourceType": "DocumentReference", "status": "current",
-                    "subject": {"reference": _location(answer, "Patient")},
-                    "custodian": {"reference": _location(answer, "Organization")},
+                    "subject": {"reference": location(answer, "Patient")},
+                    "custodian": {"reference": location(answer, "Organization")},
                     "content": [{"attachment": {"contentType": "text/plain"}}]}
         attempts = [
             second.post("DocumentReference", json=document),
@@ -281,7 +276,7 @@ def test_every_interaction_is_audited_without_clinical_content(
         anonymous: httpx.Client):
     answer = post_bundle(writer, letter_bundle())
     stranger = professional(STRANGER)
-    stranger.get(_location(answer, "CarePlan"))
+    stranger.get(location(answer, "CarePlan"))
     _careplans(professional(PCP))
     engine = record_app.state.record_repository.engine
     audit.flush()
@@ -385,7 +380,7 @@ def test_a_restricted_letter_is_read_only_by_its_named_readers_and_its_hospital(
     named, other_member = PCP, "801111111111"
     bundle = _restrict_to(letter_bundle(team=(PCP, other_member), recipients=(PCP,)), named)
     answer = post_bundle(writer, bundle)
-    care_plan = _location(answer, "CarePlan")
+    care_plan = location(answer, "CarePlan")
     reader, outsider = professional(named), professional(other_member)
     assert _careplans(reader)["total"] == 1
     assert reader.get(care_plan).status_code == 200

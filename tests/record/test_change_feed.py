@@ -14,7 +14,7 @@ from adapter.record import audit, feed
 from adapter.record.pull import cursor_of, pull
 from adapter.record.repository import Repository
 from adapter.store.db import get_engine
-from tests.record.bundles import IDNAT_PS, PCP, letter_bundle, post_bundle
+from tests.record.bundles import IDNAT_PS, PCP, letter_bundle, location, post_bundle
 from tests.record.conftest import client_for
 from tests.support.statements import caught
 
@@ -71,19 +71,11 @@ def test_a_deletion_is_a_change_without_a_resource(database_url) -> None:  # typ
     repository = Repository(get_engine(database_url) if database_url else None)
     answer = repository.transaction(letter_bundle())
     cursor = cursor_of(pull(repository, reader()))
-    plan = next(e["response"]["location"].split("/_history")[0] for e in answer["entry"]
-                if e["response"]["location"].startswith("CarePlan/"))
+    plan = location(answer, "CarePlan")
     repository.delete(*plan.split("/"))
     [entry] = repository.changes(reader(), cursor=cursor)["entry"]
     assert entry["request"] == {"method": "DELETE", "url": plan}
     assert entry["response"]["status"] == "204" and "resource" not in entry
-
-
-def _plan_of(answer: dict[str, Any]) -> tuple[str, str]:
-    location = next(e["response"]["location"] for e in answer["entry"]
-                    if e["response"]["location"].startswith("CarePlan/"))
-    resource_type, resource_id = location.split("/_history")[0].split("/")
-    return resource_type, resource_id
 
 
 def test_a_plan_revoked_between_two_pulls_reaches_the_reader_already_caught_up(
@@ -91,7 +83,8 @@ def test_a_plan_revoked_between_two_pulls_reaches_the_reader_already_caught_up(
     """The hospital revokes a plan the GP has already pulled: nothing else of the patient
     moves (no grant, no other resource), and the GP's next pull brings the plan revoked."""
     repository = Repository(get_engine(database_url) if database_url else None)
-    resource_type, plan_id = _plan_of(repository.transaction(letter_bundle()))
+    resource_type, plan_id = location(repository.transaction(letter_bundle()),
+                                      "CarePlan").split("/")
     repository.transaction(letter_bundle(ins="2", set_id="s2"))
     cursor = cursor_of(pull(repository, reader()))
     plan = repository.read(resource_type, plan_id)
@@ -119,7 +112,8 @@ def test_a_record_from_the_previous_version_knows_its_patients_last_changes_once
     from adapter.store.db import init_db
 
     repository = Repository(get_engine(database_url) if database_url else None)
-    resource_type, plan_id = _plan_of(repository.transaction(letter_bundle()))
+    resource_type, plan_id = location(repository.transaction(letter_bundle()),
+                                      "CarePlan").split("/")
     cursor = cursor_of(pull(repository, reader()))
     _as_the_previous_version(repository.engine)
     repository.delete(resource_type, plan_id)
