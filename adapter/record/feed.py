@@ -172,6 +172,14 @@ def _granted_in(after: int, until: int) -> ColumnElement[bool]:
     return or_(seq.is_(None), in_window) if after == 0 else in_window
 
 
+def _granted_outside(after: int, until: int) -> ColumnElement[bool]:
+    """The other grants (`_granted_in`'s complement, NULL positions included): their
+    patients' changes are read along the paths."""
+    seq = _PATIENT_GRANTS.c.granted_seq
+    outside = or_(seq <= after, seq > until)
+    return outside if after == 0 else or_(seq.is_(None), outside)
+
+
 def _granted_patients(principal: Principal | None, after: int, until: int
                       ) -> Any | None:
     """Patients whose grant to the reader is read in the window's first phase (`_granted_in`)."""
@@ -238,10 +246,9 @@ def _changed_by_path(session: Reading, principal: Principal | None,
     paths (its patients, but those granted in this window; its resources' own grants), in
     steps, merged in feed order: asked in one query, with their OR, PostgreSQL read every
     resource of the record."""
-    seq = _PATIENT_GRANTS.c.granted_seq  # the window's grants are read in its first phase
-    outside = [seq <= cursor.after, seq > cursor.until]
-    granted_before = or_(*outside, *([seq.is_(None)] if cursor.after else []))
-    paths = access.patient_paths(principal, _RESOURCES, granted_before)
+    # the window's grants are read in its first phase
+    paths = access.patient_paths(principal, _RESOURCES,
+                                 _granted_outside(cursor.after, cursor.until))
     if paths is None:
         return [(row, row.change_seq) for row in session.execute(
             select(_RESOURCES, _CHANGES.c.change_seq)
