@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, false, insert
+from sqlalchemy import Table, delete, false
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -284,11 +284,11 @@ def grant_sources(session: Session, sourced: list[tuple[str, Any]],
     new_resources = {(row.pk, organization) for organization, row in wanted} - have_resources
     new_patients = {(row.patient_id, organization) for organization, row in wanted} \
         - have_patients
+    # one statement each (a letter's rows are a few dozen: one INSERT a row cost as much)
     if new_resources:
-        session.execute(insert(_RESOURCE_GRANTS), [
-            {"resource_pk": pk, "kind": "org", "value": value}
-            for pk, value in sorted(new_resources)])
+        insert_rows(session, _RESOURCE_GRANTS, ("resource_pk", "kind", "value"),
+                    [(pk, "org", value) for pk, value in sorted(new_resources)])
     if new_patients:
-        session.execute(insert(_PATIENT_GRANTS), [
-            {"patient_id": patient, "kind": "org", "value": value, "granted_seq": granted_seq}
-            for patient, value in sorted(new_patients)])
+        insert_rows(session, _PATIENT_GRANTS, _PATIENT_GRANT_COLUMNS,
+                    [(patient, "org", value, None, None, granted_seq)
+                     for patient, value in sorted(new_patients)])

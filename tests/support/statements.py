@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+
+@contextmanager
+def _listening(engine: Engine, catch: Callable[..., None]) -> Iterator[None]:
+    event.listen(engine, "before_cursor_execute", catch)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", catch)
 
 
 @contextmanager
@@ -20,8 +29,20 @@ def caught(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
               executemany: bool) -> None:
         ran.append((statement, parameters[0] if executemany and parameters else parameters))
 
-    event.listen(engine, "before_cursor_execute", catch)
-    try:
+    with _listening(engine, catch):
         yield ran
-    finally:
-        event.remove(engine, "before_cursor_execute", catch)
+
+
+@contextmanager
+def executions(engine: Engine) -> Iterator[list[tuple[str, int]]]:
+    """(statement, times it is executed) of each statement `engine` runs in the block: an
+    executemany once per parameter set (psycopg sends each as a message of its own, which the
+    server executes alone). COPY, sent on the driver's cursor, is not seen."""
+    ran: list[tuple[str, int]] = []
+
+    def catch(_connection: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+              executemany: bool) -> None:
+        ran.append((statement, len(parameters) if executemany else 1))
+
+    with _listening(engine, catch):
+        yield ran
