@@ -93,9 +93,10 @@ class Settings(BaseSettings):
     push_backoff_max_seconds: float = 300.0
     push_workers: int = 2
     push_gather_seconds: float = Field(
-        default=0.03,
+        default=0.25,
         description="after a batch smaller than a full one, wait this long for more letters "
-        "before the next (targets taking several letters at once: the embedded record)",
+        "before the next (targets taking several letters at once: the embedded record); a "
+        "letter arriving alone is sent at once",
     )
     push_in_server: bool = Field(default=True, description="run the pusher inside `liaison serve`")
     push_process: bool = Field(

@@ -367,13 +367,14 @@ class Pusher:
             self._wake.clear()
 
     def _gathers(self) -> bool:
-        """Whether to let letters gather before the next batch. A record transaction costs
-        about 4–5 ms of CPU whatever its size (the commit writes the last page of every index it
-        touched; grants, audit and bookkeeping), the letters it adds ~6 ms each: at 100
-        letters/s, sending what is there as soon as a batch ends makes batches of 2 or 3.
-        Measured (30 s paced ingest): a 30 ms wait took the pusher from 8.2 to 7.2–7.7 ms CPU a
-        letter at 100/s; offered 120/s, it delivered 110–120/s instead of 96–111. Under a
-        backlog batches are full and nothing waits; a letter waits at most 30 ms longer."""
+        """Whether to let letters gather before the next batch. A record transaction has a cost
+        of its own whatever its size (locks, grants, the commit writing the last page of every
+        index it touched, audit and bookkeeping; on PostgreSQL a round trip each), on the
+        pusher's side and on the database's: sending what is there as soon as a batch ends
+        makes batches of one at tens of letters a second. A quarter of a second lets a few
+        gather (docs/benchmarks.md); a letter arriving alone is sent at once, one arriving
+        just after a batch waits at most that long, and under a backlog batches are full and
+        nothing waits."""
         return self.settings.push_gather_seconds > 0 and self._batching(self.handlers())
 
     @property
