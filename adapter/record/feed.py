@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, not_, or_, select, text
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlmodel import Session
 
 from adapter.auth.principal import Principal
@@ -196,10 +197,10 @@ def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
               types: tuple[str, ...], count: int) -> Page:
     """The next `count` resources of `types` (all: empty) the reader may see after `cursor`."""
     if cursor.until == 0:  # a new window: up to what is committed now
-        until = max(head(session), cursor.after)
-        if until == cursor.after:  # nothing committed since: one read of the feed's row
+        until, quiet = _new_window(session, principal, cursor.after)
+        if until == cursor.after:  # nothing committed since
             return Page([], cursor, caught_up=True)
-        if _quiet(session, principal, cursor.after, until):
+        if quiet:
             # caught up without asking the head again: what committed since this statement
             # began is what commits just after the answer, and comes in the next pull
             return Page([], Cursor(until), caught_up=True)
@@ -277,12 +278,15 @@ _FEW_PATIENTS = 200
 # How many patients the reader was granted, counted up to :enough.
 _COUNT_MINE = ("(SELECT count(*) FROM (SELECT 1 FROM record_patient_grant "
                "WHERE kind = :kind AND value IN :values LIMIT :enough) AS mine)")
-_QUIET = text(f"""
-SELECT CASE
+
+
+def _quiet_case(until: str) -> str:
+    """Whether nothing up to `until` (an SQL expression) can be the reader's: 1, else 0."""
+    return f"""CASE
   WHEN {_COUNT_MINE} > :few THEN 0
   WHEN EXISTS (SELECT 1 FROM record_patient_grant
         WHERE kind = :kind AND value IN :values AND granted_seq > :after
-        AND granted_seq <= :until) THEN 0
+        AND granted_seq <= {until}) THEN 0
   WHEN EXISTS (SELECT 1 FROM record_patient_grant
         WHERE kind = :kind AND value IN :values
         AND (SELECT change_seq FROM record_patient_change
@@ -292,8 +296,27 @@ SELECT CASE
         JOIN record_change ON record_change.resource_pk = record_resource_grant.resource_pk
         WHERE record_resource_grant.kind = :kind AND record_resource_grant.value IN :values
         AND record_change.change_seq + 0 > :after
-        AND record_change.change_seq + 0 <= :until) THEN 0
-  ELSE 1 END""").bindparams(bindparam("values", expanding=True))
+        AND record_change.change_seq + 0 <= {until}) THEN 0
+  ELSE 1 END"""
+
+
+_QUIET = text(f"SELECT {_quiet_case(':until')}").bindparams(
+    bindparam("values", expanding=True))
+# A pull's first question in one statement (a round trip, and a message for the server to
+# answer, fewer per pull): where the feed stands now, and whether anything up to there can
+# be the reader's. Both are read in the statement's one snapshot.
+_WINDOW = f"""
+SELECT feed.position, CASE WHEN feed.position <= :after THEN 1
+  ELSE {_quiet_case("feed.position")} END
+FROM record_feed AS feed WHERE feed.id = 1"""
+
+
+@functools.lru_cache(maxsize=64)
+def _window_of(values: int) -> TextClause:
+    """`_WINDOW` for a reader of `values` grant values, its lists written out (`:v0, :v1`):
+    an expanding parameter is written into the statement again at each execution."""
+    names = ", ".join(f":v{n}" for n in range(values))
+    return text(_WINDOW.replace("IN :values", f"IN ({names})"))
 
 
 _FEW = text(f"SELECT {_COUNT_MINE}").bindparams(bindparam("values", expanding=True))
@@ -321,18 +344,28 @@ def _by_reader(key: Any, small: bool) -> Any:
     return key + 0 if small else key
 
 
-def _quiet(session: Reading, principal: Principal | None, after: int, until: int) -> bool:
-    """Whether nothing in the window (`after`, `until`] can be the reader's: no patient granted
-    to them in it, no change of a resource of a patient they were ever granted nor of one
-    granted to them — a superset of what the feed shows them. False when unknown (no grant,
-    many patients)."""
+def _new_window(session: Reading, principal: Principal | None, after: int) -> tuple[int, bool]:
+    """The end of the window a pull after `after` opens (the last position committed, at
+    least `after`), and whether nothing in it can be the reader's: no patient granted to them
+    in it, no change of a resource of a patient they were ever granted nor of one granted to
+    them — a superset of what the feed shows them. Not quiet when unknown (no grant, many
+    patients)."""
     grant = access.reader_grant(principal)
-    if grant is None:
-        return False
-    kind, values = grant
-    return bool(session.execute(_QUIET, {
-        "kind": kind, "values": list(values), "enough": _FEW_PATIENTS + 1, "few": _FEW_PATIENTS,
-        "after": after, "until": until}).scalar())
+    asked: dict[str, Any] | None = None
+    if grant is not None:
+        kind, values = grant
+        asked = {"kind": kind, "enough": _FEW_PATIENTS + 1, "few": _FEW_PATIENTS,
+                 "after": after}
+        found = session.execute(_window_of(len(values)), {
+            **asked, **{f"v{n}": value for n, value in enumerate(values)}}).first()
+        if found is not None:
+            return max(int(found[0]), after), bool(found[1])
+        asked["values"] = list(values)
+    # no grant, or the feed's row not written yet (a record of the previous version)
+    until = max(head(session), after)
+    quiet = until == after or (asked is not None and bool(
+        session.execute(_QUIET, {**asked, "until": until}).scalar()))
+    return until, quiet
 
 
 def _changed_in_steps(session: Reading, visible: list[ColumnElement[bool]], cursor: Cursor,
