@@ -284,7 +284,7 @@ def grant_sources(session: Session, sourced: list[tuple[str, Any]],
     new_resources = {(row.pk, organization) for organization, row in wanted} - have_resources
     new_patients = {(row.patient_id, organization) for organization, row in wanted} \
         - have_patients
-    # one statement each (a letter's rows are a few dozen: one INSERT a row cost as much)
+    # one statement each: an INSERT a row sent a letter's few dozen rows as as many messages
     if new_resources:
         insert_rows(session, _RESOURCE_GRANTS, ("resource_pk", "kind", "value"),
                     [(pk, "org", value) for pk, value in sorted(new_resources)])

@@ -206,4 +206,3 @@ def test_a_letters_grants_go_in_one_statement_not_one_per_resource(postgres_url:
                 for statement, times in sent if times > 1] == []
     finally:
         engine.dispose()
-
