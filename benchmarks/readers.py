@@ -34,8 +34,10 @@ Then, per database:
    backlog is read when the last letter is accepted.
 
 The full run measures `liaison serve --workers 1` and `--workers 2` (two server processes,
-each with its conversion and pusher processes) on each database; `--quick` (100
-professionals, 1,000 patients, 10 s) only the first.
+each with its conversion and pusher processes) on each database and, on PostgreSQL, letters
+and readers on instances of their own: the hospital posts to one `serve`, the professionals
+pull from another (`--no-pusher`, no conversion process), as docs/deploy.md lays out a
+region; `--quick` (100 professionals, 1,000 patients, 10 s) only the first.
 
 CPU per second of the measure, by process: the server's (server, conversion and pusher
 processes: every process of its tree), PostgreSQL's (its postmaster's tree), the readers'
@@ -296,6 +298,14 @@ def _reader_main(config_path: str) -> None:
 # --- the benchmark's process ------------------------------------------------------------------
 
 
+def _servers_cpu(servers: list[ServerProcess]) -> float:
+    total = 0.0
+    for server in servers:
+        assert server.process is not None
+        total += _tree_cpu(server.process.pid)
+    return total
+
+
 def _tree_cpu(pid: int) -> float:
     """CPU seconds so far of a process and of every process below it (those alive)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -354,17 +364,22 @@ def _ms(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
 
 
-def _start_server(data_dir: Path, port: int, database_url: str, workers: int) -> ServerProcess:
+def _start_server(data_dir: Path, port: int, database_url: str, workers: int,
+                  readers_only: bool = False) -> ServerProcess:
+    """`liaison serve` with its defaults; `readers_only`: an instance for community software
+    (no pusher, no conversion process), beside another that hospitals post to."""
     env = {"LIAISON_DATA_DIR": str(data_dir), "LIAISON_VALIDATION_MODE": "off",
            "LIAISON_PUSH_WORKERS": "2", "LIAISON_PUSH_PROCESS": "true",
            "LIAISON_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
            "LIAISON_DATABASE_URL": database_url, "LIAISON_TARGET_URL": ""}
-    argv = [sys.executable, "-m", "adapter.cli", "serve", "--port", str(port), "--pusher",
-            "--workers", str(workers)]
+    argv = [sys.executable, "-m", "adapter.cli", "serve", "--port", str(port),
+            "--no-pusher" if readers_only else "--pusher", "--workers", str(workers)]
     server = ServerProcess(argv, f"http://127.0.0.1:{port}/healthz", env=env,
-                           log=data_dir / "server.log")
+                           log=data_dir / f"server-{port}.log")
     for inherited in ("LIAISON_CONVERT_PROCESSES", "LIAISON_RECORD_DATABASE_URL"):
         server.env.pop(inherited, None)  # the defaults, whatever the caller's environment
+    if readers_only:
+        server.env["LIAISON_CONVERT_PROCESSES"] = "0"
     return server.start()
 
 
@@ -388,7 +403,10 @@ def _tokens(data_dir: Path, professionals: int) -> tuple[str, list[str]]:
 
 
 def _measure(database_url: str, professionals: int, patients: int, seconds: float,
-             alone_seconds: float, workers: int, postgres_pid: int | None) -> dict[str, Any]:
+             alone_seconds: float, workers: int, postgres_pid: int | None,
+             split: bool = False) -> dict[str, Any]:
+    """One setup measured; `split`: the readers pull from an instance of their own (`serve
+    --no-pusher`, no conversion process) while the hospital posts to the other."""
     with tempfile.TemporaryDirectory(prefix="liaison-bench-readers-") as scratch:
         data_dir = Path(scratch)
         hospital, tokens = _tokens(data_dir, professionals)
@@ -402,8 +420,15 @@ def _measure(database_url: str, professionals: int, patients: int, seconds: floa
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = _start_server(data_dir, port, database_url, workers)
+        servers = [server]
         readers: list[subprocess.Popen[str]] = []
         try:
+            read_base = base
+            if split:
+                read_port = free_port()
+                servers.append(_start_server(data_dir, read_port, database_url, 1,
+                                             readers_only=True))
+                read_base = f"http://127.0.0.1:{read_port}"
             rng = random.Random(11)
             numbers = iter(range(10**6))
             warm = [(next(numbers), rng.randrange(professionals)) for _ in range(WARM_UP)]
@@ -423,7 +448,7 @@ def _measure(database_url: str, professionals: int, patients: int, seconds: floa
                     patients_of[k].append(f"{n:015d}")
             share = -(-professionals // READER_PROCESSES)
             for r in range(READER_PROCESSES):
-                config = {"base": base, "seconds": seconds, "grace": INTERVAL + 5,
+                config = {"base": read_base, "seconds": seconds, "grace": INTERVAL + 5,
                           "interval": INTERVAL, "seed": r, "output": str(data_dir / f"r{r}.json"),
                           "professionals": [(tokens[k], patients_of[k][:20])
                                             for k in range(r * share,
@@ -438,8 +463,7 @@ def _measure(database_url: str, professionals: int, patients: int, seconds: floa
                 if reader.stdout.readline().strip() != "ready":
                     raise RuntimeError("a readers' process failed to catch up")
             begin = time.monotonic() + 0.5
-            assert server.process is not None
-            cpu = (_tree_cpu(server.process.pid),
+            cpu = (_servers_cpu(servers),
                    _tree_cpu(postgres_pid) if postgres_pid else 0.0, _own_cpu())
             for reader in readers:
                 assert reader.stdin is not None
@@ -447,7 +471,7 @@ def _measure(database_url: str, professionals: int, patients: int, seconds: floa
                 reader.stdin.flush()
             answered = _post_letters(base, hospital, live, begin)
             found["backlog"] = _outbox(base)[0]
-            found["cpu"] = [_tree_cpu(server.process.pid) - cpu[0],
+            found["cpu"] = [_servers_cpu(servers) - cpu[0],
                             (_tree_cpu(postgres_pid) - cpu[1]) if postgres_pid else 0.0,
                             _own_cpu() - cpu[2]]
             found["cpu_seconds"] = time.monotonic() - begin
@@ -460,7 +484,8 @@ def _measure(database_url: str, professionals: int, patients: int, seconds: floa
             for reader in readers:
                 if reader.poll() is None:
                     reader.kill()
-            server.stop()
+            for running in servers:
+                running.stop()
     end = begin + seconds
     pulls = [pull for result in results for pull in result["pulls"]]
     seen = {letter: time for result in results for letter, time in result["seen"].items()}
@@ -523,10 +548,12 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
 
     professionals, patients, seconds, alone = (100, 1_000, 10.0, 5.0) if quick else (
         1_000, 10_000, 60.0, 20.0)
-    setups = [1] if quick else [1, 2]
     rows: list[tuple[str, str, str]] = []
     for database in ("sqlite", "postgresql"):
-        for workers in setups:
+        setups = [(1, False)] if quick else [(1, False), (2, False)]
+        if database == "postgresql" and not quick:
+            setups.append((1, True))
+        for workers, split in setups:
             postgres = None
             try:
                 if database == "postgresql":
@@ -541,9 +568,12 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
                 else:
                     url, pid = "", None
                 load = os.getloadavg()[0]
-                measured = _measure(url, professionals, patients, seconds, alone, workers, pid)
+                measured = _measure(url, professionals, patients, seconds, alone, workers, pid,
+                                    split)
                 measured["offered"] = professionals / INTERVAL
-                label = (f"readers, {database}, serve --workers {workers}: {professionals:,} "
+                setup = ("serve for letters + serve --no-pusher for readers" if split
+                         else f"serve --workers {workers}")
+                label = (f"readers, {database}, {setup}: {professionals:,} "
                          f"professionals, {patients:,} patients, {seconds:.0f} s "
                          f"(load before {load:.1f})")
                 rows += _rows(label, measured, seconds)
