@@ -29,7 +29,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, not_, or_, select, text
+from sqlalchemy import and_, func, insert, not_, or_, select, text
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlmodel import Session
@@ -300,8 +300,7 @@ def _quiet_case(until: str) -> str:
   ELSE 1 END"""
 
 
-_QUIET = text(f"SELECT {_quiet_case(':until')}").bindparams(
-    bindparam("values", expanding=True))
+_QUIET = f"SELECT {_quiet_case(':until')}"
 # A pull's first question in one statement (a round trip, and a message for the server to
 # answer, fewer per pull): where the feed stands now, and whether anything up to there can
 # be the reader's. Both are read in the statement's one snapshot.
@@ -309,17 +308,21 @@ _WINDOW = f"""
 SELECT feed.position, CASE WHEN feed.position <= :after THEN 1
   ELSE {_quiet_case("feed.position")} END
 FROM record_feed AS feed WHERE feed.id = 1"""
+_FEW = f"SELECT {_COUNT_MINE}"
 
 
-@functools.lru_cache(maxsize=64)
-def _window_of(values: int) -> TextClause:
-    """`_WINDOW` for a reader of `values` grant values, its lists written out (`:v0, :v1`):
-    an expanding parameter is written into the statement again at each execution."""
+@functools.lru_cache(maxsize=256)
+def _for_reader(statement: str, values: int) -> TextClause:
+    """`statement` for a reader of `values` grant values, its `IN :values` lists written out
+    (`:v0, :v1`): an expanding parameter is written into the statement again at each
+    execution."""
     names = ", ".join(f":v{n}" for n in range(values))
-    return text(_WINDOW.replace("IN :values", f"IN ({names})"))
+    return text(statement.replace("IN :values", f"IN ({names})"))
 
 
-_FEW = text(f"SELECT {_COUNT_MINE}").bindparams(bindparam("values", expanding=True))
+def _reader_parameters(kind: str, values: tuple[str, ...]) -> dict[str, Any]:
+    """The parameters naming the reader's grant in a statement of `_for_reader`."""
+    return {"kind": kind, **{f"v{n}": value for n, value in enumerate(values)}}
 
 
 def _few_patients(session: Reading, principal: Principal | None) -> bool:
@@ -328,9 +331,9 @@ def _few_patients(session: Reading, principal: Principal | None) -> bool:
     if grant is None:
         return False
     kind, values = grant
-    return int(session.execute(_FEW, {"kind": kind, "values": list(values),
-                                      "enough": _FEW_PATIENTS + 1}).scalar() or 0) \
-        <= _FEW_PATIENTS
+    mine = session.execute(_for_reader(_FEW, len(values)), {
+        **_reader_parameters(kind, values), "enough": _FEW_PATIENTS + 1}).scalar()
+    return int(mine or 0) <= _FEW_PATIENTS
 
 
 def _by_reader(key: Any, small: bool) -> Any:
@@ -351,21 +354,19 @@ def _new_window(session: Reading, principal: Principal | None, after: int) -> tu
     them — a superset of what the feed shows them. Not quiet when unknown (no grant, many
     patients)."""
     grant = access.reader_grant(principal)
-    asked: dict[str, Any] | None = None
     if grant is not None:
         kind, values = grant
-        asked = {"kind": kind, "enough": _FEW_PATIENTS + 1, "few": _FEW_PATIENTS,
-                 "after": after}
-        found = session.execute(_window_of(len(values)), {
-            **asked, **{f"v{n}": value for n, value in enumerate(values)}}).first()
+        asked = {**_reader_parameters(kind, values), "enough": _FEW_PATIENTS + 1,
+                 "few": _FEW_PATIENTS, "after": after}
+        found = session.execute(_for_reader(_WINDOW, len(values)), asked).first()
         if found is not None:
             return max(int(found[0]), after), bool(found[1])
-        asked["values"] = list(values)
     # no grant, or the feed's row not written yet (a record of the previous version)
     until = max(head(session), after)
-    quiet = until == after or (asked is not None and bool(
-        session.execute(_QUIET, {**asked, "until": until}).scalar()))
-    return until, quiet
+    if grant is None or until == after:
+        return until, until == after
+    return until, bool(session.execute(_for_reader(_QUIET, len(values)),
+                                       {**asked, "until": until}).scalar())
 
 
 def _changed_in_steps(session: Reading, visible: list[ColumnElement[bool]], cursor: Cursor,
