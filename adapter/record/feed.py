@@ -16,9 +16,10 @@ window of positions (`after`, `until`] fixed at its first page:
    professional newly in a care team reads what was written before they joined; a first
    pull, every patient granted to them, by a bulk load or before the feed existed too), then
 2. the resources *changed* in the window, except those patients' (already sent),
-each paged in a stable order, so every change the reader may see comes exactly once. The feed
-holds what is in a patient's compartment; directory resources (Practitioner, Organization…) are
-read where they are referenced.
+each paged in a stable order (the first by patient, a few patients at a time), so every
+change the reader may see comes exactly once. The feed holds what is in a patient's
+compartment; directory resources (Practitioner, Organization…) are read where they are
+referenced.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,28 +133,41 @@ _SMALL_WINDOW = _STEP
 @dataclass(frozen=True)
 class Cursor:
     """Where a reader stands: positions up to `after` are read; within the window up to
-    `until` (0: not opened yet), the phase and the last key read in it."""
+    `until` (0: not opened yet), the phase and the last key read in it: in the first phase,
+    the patient and the resource (`patient`, `last`), in the second the position (`last`)."""
 
     after: int = 0
     until: int = 0
     phase: int = GRANTED
     last: int = 0
+    patient: str = ""
 
     def encode(self) -> str:
-        raw = f"1.{self.after}.{self.until}.{self.phase}.{self.last}".encode()
+        raw = f"2.{self.after}.{self.until}.{self.phase}.{self.last}.{self.patient}".encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     @staticmethod
     def decode(token: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-            version, *numbers = raw.split(".")
+            version, rest = raw.split(".", 1)
+            if version == "2":
+                *numbers, patient = rest.split(".", 4)
+            else:  # a link of the previous version: its first phase went by resource alone
+                numbers, patient = rest.split("."), ""
             after, until, phase, last = (int(number) for number in numbers)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise BadRequest("the cursor is not one this server gave") from None
-        if version != "1" or phase not in (GRANTED, CHANGED) or min(after, until, last) < 0:
+        if (version not in ("1", "2") or phase not in (GRANTED, CHANGED)
+                or min(after, until, last) < 0 or not _PATIENT_KEY.fullmatch(patient)):
             raise BadRequest("the cursor is not one this server gave")
-        return Cursor(after, until, phase, last)
+        if version == "1" and phase == GRANTED:
+            last = 0  # read the first phase again: what it gave may come twice, none is missed
+        return Cursor(after, until, phase, last, patient)
+
+
+# a patient's id as a cursor holds it (FHIR ids), or none
+_PATIENT_KEY = re.compile(r"[A-Za-z0-9\-.]{0,64}")
 
 
 @dataclass
@@ -181,12 +196,8 @@ def _granted_outside(after: int, until: int) -> ColumnElement[bool]:
     return outside if after == 0 else or_(seq.is_(None), outside)
 
 
-def _granted_patients(principal: Principal | None, after: int, until: int
-                      ) -> Any | None:
+def _granted_patients(grant: tuple[str, tuple[str, ...]], after: int, until: int) -> Any:
     """Patients whose grant to the reader is read in the window's first phase (`_granted_in`)."""
-    grant = access.reader_grant(principal)
-    if grant is None:
-        return None
     kind, values = grant
     return select(_PATIENT_GRANTS.c.patient_id).where(
         _PATIENT_GRANTS.c.kind == kind, _PATIENT_GRANTS.c.value.in_(values),
@@ -212,16 +223,16 @@ def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
         where.append(_RESOURCES.c.resource_type.in_(types))
     if visible is not None:
         where.append(visible)
-    granted = _granted_patients(principal, cursor.after, cursor.until)
-    small = granted is not None and _few_patients(session, principal)
+    grant = access.reader_grant(principal)
+    granted = None if grant is None else _granted_patients(grant, cursor.after, cursor.until)
     rows: list[Row[Any]] = []
-    if cursor.phase == GRANTED and granted is not None:
-        pk = _by_reader(_RESOURCES.c.pk, small)
-        rows = list(session.execute(select(_RESOURCES).where(
-            *where, _RESOURCES.c.patient_id.in_(granted), _RESOURCES.c.deleted.is_(False),
-            pk > cursor.last).order_by(pk).limit(count)).all())
+    if cursor.phase == GRANTED and grant is not None:
+        rows = _granted_rows(session, grant, where, cursor, count)
         if len(rows) == count:
-            return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, rows[-1].pk or 0), False)
+            last = rows[-1]
+            return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, last.pk or 0,
+                                     last.patient_id or ""), False)
+    small = granted is not None and _few_patients(session, principal)
     if cursor.phase == GRANTED:
         cursor = Cursor(cursor.after, cursor.until, CHANGED, cursor.after)
     changed = list(where)
@@ -237,6 +248,49 @@ def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
         return Page(rows, Cursor(cursor.after, cursor.until, CHANGED, more[-1][1]), False)
     done = Cursor(cursor.until)  # the window is read: the next pull opens the next one
     return Page(rows, done, caught_up=head(session) == cursor.until)
+
+
+# Patients the first phase of a page reads at first: then as many as the rows still wanted
+# need, at the rows per patient seen so far.
+_FIRST_PATIENTS = 8
+
+
+def _granted_rows(session: Reading, grant: tuple[str, tuple[str, ...]],
+                  where: list[ColumnElement[bool]], cursor: Cursor, count: int) -> list[Row[Any]]:
+    """The next `count` current resources passing `where` of the patients granted to the
+    reader in the window, after (`cursor.patient`, `cursor.last`), in that order. Read a few
+    patients at a time: a page reads its own patients' rows, not all of a reader's (a first
+    pull of thousands of patients, every page sorting all their resources again)."""
+    kind, values = grant
+    rows: list[Row[Any]] = []
+    patient, last = cursor.patient, cursor.last
+    wanted, read = _FIRST_PATIENTS, 0
+    resumed = True  # the first patient may have rows left after `last`
+    granted = _PATIENT_GRANTS.c.patient_id
+    while len(rows) < count:
+        patients = list(session.scalars(
+            select(granted).distinct().where(
+                _PATIENT_GRANTS.c.kind == kind, _PATIENT_GRANTS.c.value.in_(values),
+                _granted_in(cursor.after, cursor.until),
+                granted >= patient if resumed else granted > patient)
+            .order_by(granted).limit(wanted)).all())
+        if not patients:
+            break
+        found = session.execute(select(_RESOURCES).where(
+            *where, _RESOURCES.c.patient_id.in_(patients), _RESOURCES.c.deleted.is_(False),
+            or_(_RESOURCES.c.patient_id > patient,
+                and_(_RESOURCES.c.patient_id == patient, _RESOURCES.c.pk > last)))
+            .order_by(_RESOURCES.c.patient_id, _RESOURCES.c.pk)
+            .limit(count - len(rows))).all()
+        rows += found
+        if len(patients) < wanted:
+            break
+        patient, last, resumed = patients[-1], 0, False
+        read += len(patients)
+        per_patient = max(1, len(rows)) / read
+        # a quarter more than the estimate: a third statement costs more than a few rows
+        wanted = min(1_000, round(1.25 * (count - len(rows)) / per_patient) + 1)
+    return rows
 
 
 def _changed_by_path(session: Reading, principal: Principal | None,

@@ -3,6 +3,7 @@ comes once, in commit order, paged with an opaque cursor."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -177,6 +178,66 @@ def test_bulk_loaded_patients_come_once_in_a_first_pull_and_their_changes_after(
     repository.update("CarePlan", "cp1", {**plan, "status": "revoked"})
     [entry] = repository.changes(reader(), cursor=cursor)["entry"]
     assert entry["resource"]["id"] == "cp1" and entry["resource"]["status"] == "revoked"
+
+
+def _first_pull(repository: Repository, count: int, types: tuple[str, ...] = (),
+                cursor: str | None = None) -> list[str]:
+    """The resources (Type/id) a first pull brings, page after page, in order."""
+    seen: list[str] = []
+    while True:
+        page = repository.changes(reader(), cursor=cursor, count=count, types=types)
+        seen += [entry["fullUrl"].split("/fhir/")[-1] for entry in page["entry"]]
+        cursor = cursor_of(page)
+        if cursor_of(page, "next") is None:
+            return seen
+
+
+def _bulk_patients(count: int, carer: str = PCP) -> list[dict[str, Any]]:
+    """Patients of `carer`, each with a care team; a plan for one in three."""
+    practitioner = {"resourceType": "Practitioner", "id": carer,
+                    "identifier": [{"system": IDNAT_PS, "value": carer}]}
+    resources = [practitioner]
+    for n in range(count):
+        subject = {"reference": f"Patient/p{n}"}
+        resources += [
+            {"resourceType": "Patient", "id": f"p{n}"},
+            {"resourceType": "CareTeam", "id": f"ct{n}", "status": "active", "subject": subject,
+             "participant": [{"member": {"reference": f"Practitioner/{carer}"}}]}]
+        if n % 3 == 0:
+            resources.append({"resourceType": "CarePlan", "id": f"cp{n}", "status": "active",
+                              "intent": "plan", "subject": subject})
+    return resources
+
+
+@pytest.mark.parametrize("first", [1, 8], ids=["a-patient-at-first", "eight-at-first"])
+def test_a_first_pull_of_many_patients_brings_each_resource_once_whatever_its_pages_hold(
+        database_url: str | None, monkeypatch: pytest.MonkeyPatch, first: int) -> None:
+    """The first phase reads the reader's patients a few at a time: pages that end inside a
+    patient, patients with nothing of the asked types, all come right."""
+    monkeypatch.setattr(feed, "_FIRST_PATIENTS", first)
+    repository = Repository(get_engine(database_url) if database_url else None)
+    repository.import_resources(_bulk_patients(25))
+    plans = _first_pull(repository, count=2, types=("CarePlan",))
+    assert sorted(plans) == sorted(f"CarePlan/cp{n}" for n in range(0, 25, 3))
+    everything = _first_pull(repository, count=3, types=("Patient", "CarePlan"))
+    assert len(everything) == len(set(everything)) == 25 + 9
+
+
+def test_a_next_link_of_the_previous_version_misses_nothing(database_url: str | None) -> None:
+    """A page link given before an upgrade (its first phase ordered by resource alone) goes on
+    after it: the first phase is read again, so a resource may come twice, none is missed."""
+    repository = Repository(get_engine(database_url) if database_url else None)
+    repository.import_resources(_bulk_patients(6))
+    first = repository.changes(reader(), count=4)
+    position = feed.Cursor.decode(cursor_of(first, "next") or "")
+    assert (position.phase, position.patient) == (feed.GRANTED, "p1")
+    old = f"1.{position.after}.{position.until}.{position.phase}.{position.last}"
+    token = base64.urlsafe_b64encode(old.encode()).decode().rstrip("=")
+    rest = _first_pull(repository, count=4, cursor=token)
+    seen = [entry["fullUrl"].split("/fhir/")[-1] for entry in first["entry"]] + rest
+    assert set(seen) == {f"{kind}/{prefix}{n}" for n in range(6)
+                         for kind, prefix in (("Patient", "p"), ("CareTeam", "ct"))} | {
+        "CarePlan/cp0", "CarePlan/cp3"}
 
 
 def test_a_professional_added_to_a_care_team_gets_what_was_written_before(database_url) -> None:  # type: ignore[no-untyped-def]

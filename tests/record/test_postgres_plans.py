@@ -135,6 +135,47 @@ def test_a_pull_after_a_large_window_starts_from_the_readers_patients_not_the_wi
         engine.dispose()
 
 
+def test_each_page_of_a_big_readers_first_pull_reads_its_own_patients_not_all_of_theirs(
+        postgres_url: str) -> None:
+    """A professional of many patients pulls for the first time, a page at a time: each page
+    reads the rows of the patients it brings, not every resource of the reader's patients
+    again (sorted again at every page: thousands of rows a page, pages that grow with them)."""
+    patients, page_size = 600, 100  # the reader's 2,400 resources
+    engine = get_engine(postgres_url)
+    try:
+        repository = Repository(engine)
+        practitioners = [{"resourceType": "Practitioner", "id": idnat,
+                          "identifier": [{"system": IDNAT_PS, "value": idnat}]}
+                         for idnat in (READER, *OTHERS)]
+        # the record as letters fill it: the reader's patients among four times as many others'
+        resources = practitioners
+        for n in range(patients):
+            resources += _patients(5 * n, 1, (READER,)) + _patients(5 * n + 1, 4, OTHERS)
+        repository.import_resources(resources)
+        with engine.connect() as connection:
+            connection.execute(text("ANALYZE"))
+            connection.commit()
+        reader = Principal(kind="professional", idnat=READER, scopes=("user/*.rs",))
+        seen: list[str] = []
+        heaviest = 0
+        cursor = None
+        while True:
+            with caught(engine) as ran:
+                page = repository.changes(reader, cursor=cursor, count=page_size)
+            seen += [entry["fullUrl"] for entry in page["entry"]]
+            heaviest = max([heaviest, *(_rows_read(engine, statement, parameters,
+                                                   "record_resource")
+                                        for statement, parameters in ran
+                                        if statement.lstrip().upper().startswith("SELECT"))])
+            cursor = page["link"][-1]["url"].split("_cursor=")[1]
+            if all(link["relation"] != "next" for link in page["link"]):
+                break
+        assert len(seen) == len(set(seen)) == 4 * patients
+        assert heaviest <= 3 * page_size
+    finally:
+        engine.dispose()
+
+
 def test_a_letters_look_ups_read_its_own_identifiers_not_the_whole_token_index(
         postgres_url: str) -> None:
     """Delivering a letter looks up, in one statement, every identifier its conditional
