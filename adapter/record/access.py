@@ -92,17 +92,21 @@ def _filter_of(resources: FromClause, grant: tuple[str, tuple[str, ...]] | None
 
 
 def patient_paths(principal: Principal | None, resources: FromClause,
-                  *patient_grants: ColumnElement[bool]) -> list[ColumnElement[bool]] | None:
+                  *patient_grants: ColumnElement[bool], by_patient: bool = True,
+                  by_resource: bool = True) -> list[ColumnElement[bool]] | None:
     """The ways the caller reaches a patient's resource — by a grant on the patient (and
     `patient_grants`, more conditions on that grant), by a grant on the resource itself —
-    each a condition an index answers. What `read_filter` keeps of patients' resources is
-    within their union (it also checks restrictions); None: the caller reads everything."""
+    each a condition an index answers (those asked for: `by_patient`, `by_resource`). What
+    `read_filter` keeps of patients' resources is within their union (it also checks
+    restrictions); None: the caller reads everything."""
     if principal is None or principal.kind == "system":
         return None
     grant = reader_grant(principal)
     if grant is None or (not principal.has_scope("r") and not principal.has_scope("s")):
         return []
-    return _paths(*grant, resources, *patient_grants)
+    by_patients, by_resources = _paths_by_grant(*grant, resources, *patient_grants)
+    return ([by_patients] if by_patients is not None and by_patient else []) + (
+        [by_resources] if by_resources is not None and by_resource else [])
 
 
 def _now() -> datetime:
@@ -112,6 +116,17 @@ def _now() -> datetime:
 
 def _paths(kind: str, values: tuple[str, ...], resources: FromClause,
            *patient_grants: ColumnElement[bool]) -> list[ColumnElement[bool]]:
+    by_patients, by_resources = _paths_by_grant(kind, values, resources, *patient_grants)
+    # a hospital reaches most rows by the grant its letter left on each: asked first
+    ordered = (by_resources, by_patients) if kind == "org" else (by_patients, by_resources)
+    return [path for path in ordered if path is not None]
+
+
+def _paths_by_grant(kind: str, values: tuple[str, ...], resources: FromClause,
+                    *patient_grants: ColumnElement[bool]
+                    ) -> tuple[ColumnElement[bool] | None, ColumnElement[bool] | None]:
+    """The reader's path by a grant on the patient, and by a grant on the resource (None:
+    a reader of that kind has none)."""
     now = bindparam("now", callable_=_now, type_=DateTime, unique=True)
     patients = resources.c.patient_id.in_(select(_PATIENT_GRANTS.c.patient_id).where(
         _PATIENT_GRANTS.c.kind == kind,
@@ -123,11 +138,11 @@ def _paths(kind: str, values: tuple[str, ...], resources: FromClause,
     granted_resources = resources.c.pk.in_(select(_RESOURCE_GRANTS.c.resource_pk).where(
         _RESOURCE_GRANTS.c.kind == kind, _RESOURCE_GRANTS.c.value.in_(values)))
     if kind == "org":
-        return [granted_resources,
-                and_(patients, resources.c.resource_type.in_(SHARED_WITH_SENDERS))]
+        return and_(patients, resources.c.resource_type.in_(SHARED_WITH_SENDERS)), \
+            granted_resources
     if kind == "idnat":
-        return [patients, granted_resources]
-    return [patients]
+        return patients, granted_resources
+    return patients, None
 
 
 def _restricted_readers(resources: FromClause, *readers: str) -> ColumnElement[bool]:

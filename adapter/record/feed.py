@@ -207,11 +207,12 @@ def _granted_patients(grant: tuple[str, tuple[str, ...]], after: int, until: int
 def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
               types: tuple[str, ...], count: int) -> Page:
     """The next `count` resources of `types` (all: empty) the reader may see after `cursor`."""
+    held: int | None = None  # what the window may hold for the reader; None: not asked here
     if cursor.until == 0:  # a new window: up to what is committed now
-        until, quiet = _new_window(session, principal, cursor.after)
+        until, held = _new_window(session, principal, cursor.after)
         if until == cursor.after:  # nothing committed since
             return Page([], cursor, caught_up=True)
-        if quiet:
+        if not held:
             # caught up without asking the head again: what committed since this statement
             # began is what commits just after the answer, and comes in the next pull
             return Page([], Cursor(until), caught_up=True)
@@ -225,24 +226,36 @@ def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
         where.append(visible)
     grant = access.reader_grant(principal)
     granted = None if grant is None else _granted_patients(grant, cursor.after, cursor.until)
+
+    def may_hold(bits: int) -> bool:  # the window may hold some of these for the reader
+        return held is None or bool(held & bits)
+
     rows: list[Row[Any]] = []
-    if cursor.phase == GRANTED and grant is not None:
+    if cursor.phase == GRANTED and grant is not None and may_hold(_GRANTED_HERE):
         rows = _granted_rows(session, grant, where, cursor, count)
         if len(rows) == count:
             last = rows[-1]
             return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, last.pk or 0,
                                      last.patient_id or ""), False)
-    small = granted is not None and _few_patients(session, principal)
+    if granted is None:
+        small = False
+    else:
+        small = _few_patients(session, principal) if held is None else not held & _MANY
     if cursor.phase == GRANTED:
         cursor = Cursor(cursor.after, cursor.until, CHANGED, cursor.after)
     changed = list(where)
     if granted is not None:  # (patient ids in `granted` are never NULL: NOT IN is safe)
         changed.append(or_(_RESOURCES.c.patient_id.is_(None),
                            not_(_RESOURCES.c.patient_id.in_(granted))))
-    if cursor.until - cursor.last <= _SMALL_WINDOW:
+    more: list[tuple[Row[Any], int]] = []
+    if not may_hold(_PATIENTS_CHANGED | _RESOURCES_CHANGED):
+        pass  # nothing changed in the window that the reader reaches
+    elif cursor.until - cursor.last <= _SMALL_WINDOW:
         more = _changed_in_steps(session, changed, cursor, count - len(rows))
     else:
-        more = _changed_by_path(session, principal, changed, cursor, count - len(rows), small)
+        more = _changed_by_path(session, principal, changed, cursor, count - len(rows), small,
+                                by_patient=may_hold(_PATIENTS_CHANGED),
+                                by_resource=may_hold(_RESOURCES_CHANGED))
     rows += [row for row, _ in more]
     if len(rows) == count and more:
         return Page(rows, Cursor(cursor.after, cursor.until, CHANGED, more[-1][1]), False)
@@ -295,7 +308,8 @@ def _granted_rows(session: Reading, grant: tuple[str, tuple[str, ...]],
 
 def _changed_by_path(session: Reading, principal: Principal | None,
                      visible: list[ColumnElement[bool]], cursor: Cursor, count: int,
-                     small: bool = False) -> list[tuple[Row[Any], int]]:
+                     small: bool = False, *, by_patient: bool = True, by_resource: bool = True
+                     ) -> list[tuple[Row[Any], int]]:
     """The next `count` changes of a large window after `cursor.last` that pass `visible`.
     The system reads the feed in order. A reader's changes are looked for along each of its
     paths (its patients, but those granted in this window; its resources' own grants), in
@@ -303,7 +317,8 @@ def _changed_by_path(session: Reading, principal: Principal | None,
     resource of the record."""
     # the window's grants are read in its first phase
     paths = access.patient_paths(principal, _RESOURCES,
-                                 _granted_outside(cursor.after, cursor.until))
+                                 _granted_outside(cursor.after, cursor.until),
+                                 by_patient=by_patient, by_resource=by_resource)
     if paths is None:
         return [(row, row.change_seq) for row in session.execute(
             select(_RESOURCES, _CHANGES.c.change_seq)
@@ -334,33 +349,44 @@ _COUNT_MINE = ("(SELECT count(*) FROM (SELECT 1 FROM record_patient_grant "
                "WHERE kind = :kind AND value IN :values LIMIT :enough) AS mine)")
 
 
-def _quiet_case(until: str) -> str:
-    """Whether nothing up to `until` (an SQL expression) can be the reader's: 1, else 0."""
+# What a new window holds for a reader (`_held_case`'s bits): patients granted to them in it;
+# changes, after its start, of patients granted to them before; changes in it of resources
+# granted to them alone. MANY: a reader of many patients, not asked (anything may be there).
+_GRANTED_HERE, _PATIENTS_CHANGED, _RESOURCES_CHANGED, _MANY = 1, 2, 4, 8
+_ANYTHING = _GRANTED_HERE | _PATIENTS_CHANGED | _RESOURCES_CHANGED | _MANY
+
+
+def _held_case(until: str) -> str:
+    """What the window up to `until` (an SQL expression) may hold for the reader: a sum of
+    the bits above, 0 when nothing. Each bit asks the reader's grants (a superset of what
+    the phases read: grants' validity and restrictions are the phases' to check)."""
     return f"""CASE
-  WHEN {_COUNT_MINE} > :few THEN 0
-  WHEN EXISTS (SELECT 1 FROM record_patient_grant
-        WHERE kind = :kind AND value IN :values AND granted_seq > :after
-        AND granted_seq <= {until}) THEN 0
-  WHEN EXISTS (SELECT 1 FROM record_patient_grant
+  WHEN {_COUNT_MINE} > :few THEN {_ANYTHING}
+  ELSE CASE WHEN EXISTS (SELECT 1 FROM record_patient_grant
         WHERE kind = :kind AND value IN :values
+        AND ((granted_seq > :after AND granted_seq <= {until})
+             OR (granted_seq IS NULL AND :after = 0))) THEN {_GRANTED_HERE} ELSE 0 END
+  + CASE WHEN EXISTS (SELECT 1 FROM record_patient_grant
+        WHERE kind = :kind AND value IN :values
+        AND (granted_seq <= :after OR (granted_seq IS NULL AND :after > 0))
         AND (SELECT change_seq FROM record_patient_change
              WHERE record_patient_change.patient_id = record_patient_grant.patient_id)
-            > :after) THEN 0
-  WHEN EXISTS (SELECT 1 FROM record_resource_grant
+            > :after) THEN {_PATIENTS_CHANGED} ELSE 0 END
+  + CASE WHEN EXISTS (SELECT 1 FROM record_resource_grant
         JOIN record_change ON record_change.resource_pk = record_resource_grant.resource_pk
         WHERE record_resource_grant.kind = :kind AND record_resource_grant.value IN :values
         AND record_change.change_seq + 0 > :after
-        AND record_change.change_seq + 0 <= {until}) THEN 0
-  ELSE 1 END"""
+        AND record_change.change_seq + 0 <= {until}) THEN {_RESOURCES_CHANGED} ELSE 0 END
+  END"""
 
 
-_QUIET = f"SELECT {_quiet_case(':until')}"
+_HELD = f"SELECT {_held_case(':until')}"
 # A pull's first question in one statement (a round trip, and a message for the server to
-# answer, fewer per pull): where the feed stands now, and whether anything up to there can
-# be the reader's. Both are read in the statement's one snapshot.
+# answer, fewer per pull): where the feed stands now, and what up to there can be the
+# reader's. Both are read in the statement's one snapshot.
 _WINDOW = f"""
-SELECT feed.position, CASE WHEN feed.position <= :after THEN 1
-  ELSE {_quiet_case("feed.position")} END
+SELECT feed.position, CASE WHEN feed.position <= :after THEN 0
+  ELSE {_held_case("feed.position")} END
 FROM record_feed AS feed WHERE feed.id = 1"""
 _FEW = f"SELECT {_COUNT_MINE}"
 
@@ -401,12 +427,11 @@ def _by_reader(key: Any, small: bool) -> Any:
     return key + 0 if small else key
 
 
-def _new_window(session: Reading, principal: Principal | None, after: int) -> tuple[int, bool]:
+def _new_window(session: Reading, principal: Principal | None, after: int) -> tuple[int, int]:
     """The end of the window a pull after `after` opens (the last position committed, at
-    least `after`), and whether nothing in it can be the reader's: no patient granted to them
-    in it, no change of a resource of a patient they were ever granted nor of one granted to
-    them — a superset of what the feed shows them. Not quiet when unknown (no grant, many
-    patients)."""
+    least `after`), and what in it can be the reader's (`_held_case`'s bits; 0: nothing —
+    no patient granted to them in it, no change of a patient they were granted before nor
+    of a resource granted to them). All bits when unknown (no grant, many patients)."""
     grant = access.reader_grant(principal)
     if grant is not None:
         kind, values = grant
@@ -414,13 +439,13 @@ def _new_window(session: Reading, principal: Principal | None, after: int) -> tu
                  "few": _FEW_PATIENTS, "after": after}
         found = session.execute(_for_reader(_WINDOW, len(values)), asked).first()
         if found is not None:
-            return max(int(found[0]), after), bool(found[1])
+            return max(int(found[0]), after), int(found[1])
     # no grant, or the feed's row not written yet (a record of the previous version)
     until = max(head(session), after)
     if grant is None or until == after:
-        return until, until == after
-    return until, bool(session.execute(_for_reader(_QUIET, len(values)),
-                                       {**asked, "until": until}).scalar())
+        return until, 0 if until == after else _ANYTHING
+    return until, int(session.execute(_for_reader(_HELD, len(values)),
+                                      {**asked, "until": until}).scalar() or 0)
 
 
 def _changed_in_steps(session: Reading, visible: list[ColumnElement[bool]], cursor: Cursor,

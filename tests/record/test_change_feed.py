@@ -144,12 +144,15 @@ def test_a_record_without_the_feeds_position_row_finds_it_from_its_changes(
     assert repository.changes(reader(), cursor=cursor_of(page))["entry"] == []
 
 
+@pytest.mark.parametrize("many", [True, False], ids=["many-patients", "few-patients"])
 def test_bulk_loaded_patients_come_once_in_a_first_pull_and_their_changes_after(
-        database_url: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Patients loaded in bulk (their grants have no position in the feed) of a reader of
-    many patients: the first pull brings each of their resources once, the next one a plan
-    revised since, and nothing of another professional's patient."""
-    monkeypatch.setattr(feed, "_FEW_PATIENTS", 1)  # the reader has many
+        database_url: str | None, monkeypatch: pytest.MonkeyPatch, many: bool) -> None:
+    """Patients loaded in bulk (their grants have no position in the feed): the first pull
+    brings each of their resources once, the next one a plan revised since, and nothing of
+    another professional's patient — read by their many patients' paths, or, for a reader
+    of few, after asking their grants what the window holds."""
+    if many:
+        monkeypatch.setattr(feed, "_FEW_PATIENTS", 1)
     repository = Repository(get_engine(database_url) if database_url else None)
     practitioners = [{"resourceType": "Practitioner", "id": idnat,
                       "identifier": [{"system": IDNAT_PS, "value": idnat}]}
@@ -299,6 +302,28 @@ def test_a_pull_reads_no_change_of_the_window_when_none_is_of_the_readers_patien
     [(asked, _)] = ran  # one statement, one round trip: caught up
     assert "record_feed" in asked and "record_patient_change" in asked
     assert pull(repository, reader(NURSE))["total"] > 0  # the window held changes
+
+
+def test_a_pull_bringing_a_new_patient_reads_none_of_the_windows_changes(
+        database_url: str | None) -> None:
+    """A letter names the professional for a patient new to them, nothing else of theirs
+    changed: the pull reads that patient's resources, and none of the window's changes (the
+    question that opens the window told it which of its phases can hold anything)."""
+    from sqlmodel import Session
+
+    repository = Repository(get_engine(database_url) if database_url else None)
+    repository.transaction(letter_bundle(ins="1", set_id="s1"))
+    with Session(repository.engine) as session:
+        cursor = feed.Cursor(after=feed.head(session))
+    repository.transaction(letter_bundle(ins="2", set_id="s2", team=(NURSE,),
+                                         recipients=(NURSE,)))
+    repository.transaction(letter_bundle(ins="3", set_id="s3", team=(PCP,), recipients=()))
+    with Session(repository.engine) as session, caught(repository.engine) as ran:
+        page = feed.read_page(session, reader(), cursor, (), 100)
+    assert {row.resource_type for row in page.rows} >= {"Patient", "CarePlan", "CareTeam"}
+    assert {row.patient_id for row in page.rows} == {page.rows[0].patient_id}
+    assert [" ".join(statement.split())[:80] for statement, _ in ran
+            if "FROM record_change" in statement and "record_feed" not in statement] == []
 
 
 def test_a_hospital_pulls_only_its_own_letters_changes(database_url) -> None:  # type: ignore[no-untyped-def]

@@ -123,7 +123,7 @@ def test_a_pull_after_a_large_window_starts_from_the_readers_patients_not_the_wi
         assert len(page["entry"]) == (5 if theirs else 0)
         selects = [(statement, parameters) for statement, parameters in ran
                    if statement.lstrip().upper().startswith("SELECT")]
-        assert len(selects) >= (5 if theirs else 1)
+        assert selects
         walking = [(rows, " ".join(statement.split())[:200]) for statement, parameters in selects
                    if (rows := _rows_read(engine, statement, parameters, "record_change")) > _BOUND]
         assert walking == []
