@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import text
 
 from adapter.auth.principal import Principal
+from adapter.auth.rules import token_organizations
 from adapter.mapping import convert_letter
 from adapter.record.repository import Repository
 from adapter.record.transaction import SOURCE_TAG
@@ -172,6 +173,41 @@ def test_each_page_of_a_big_readers_first_pull_reads_its_own_patients_not_all_of
                 break
         assert len(seen) == len(set(seen)) == 4 * patients
         assert heaviest <= 3 * page_size
+    finally:
+        engine.dispose()
+
+
+def test_a_hospitals_search_checks_the_rows_it_finds_not_every_grant_it_holds(
+        postgres_url: str) -> None:
+    """A hospital's grants grow with every letter it sends (a grant on each resource, on each
+    patient): a search for one patient's plan checks the grants of the rows it finds, not all
+    of the hospital's, hashed again at every statement."""
+    patients = 1_500
+    engine = get_engine(postgres_url)
+    try:
+        repository = Repository(engine)
+        repository.import_resources(_patients(0, patients, OTHERS))
+        hospital = Principal(kind="hospital", organization=HOSPITAL, scopes=("system/*.rs",))
+        [org] = token_organizations(hospital)
+        with engine.connect() as connection:  # as if its letters had written them all
+            connection.execute(text(
+                "INSERT INTO record_resource_grant (resource_pk, kind, value) "
+                "SELECT pk, 'org', :org FROM record_resource WHERE patient_id IS NOT NULL"),
+                {"org": org})
+            connection.execute(text(
+                "INSERT INTO record_patient_grant (patient_id, kind, value) "
+                "SELECT DISTINCT patient_id, 'org', :org FROM record_resource "
+                "WHERE patient_id IS NOT NULL"), {"org": org})
+            connection.execute(text("ANALYZE"))
+            connection.commit()
+        with caught(engine) as ran:
+            found = repository.search("CarePlan", [("patient.identifier", f"{7:015d}")],
+                                      hospital)
+        assert [entry["resource"]["id"] for entry in found["entry"]
+                if entry.get("search", {}).get("mode") == "match"] == ["cp7"]
+        [(statement, parameters)] = [(s, p) for s, p in ran if "record_resource_grant" in s]
+        for table in ("record_resource_grant", "record_patient_grant"):
+            assert _rows_read(engine, statement, parameters, table) <= 10
     finally:
         engine.dispose()
 
