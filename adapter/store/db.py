@@ -52,6 +52,7 @@ def init_db(engine: Engine) -> None:
         existing = set(inspect(engine).get_table_names())
         SQLModel.metadata.create_all(engine)
         add_missing_columns(engine)
+        add_missing_indexes(engine, existing)
         fill_new_tables(engine, existing)
 
 
@@ -90,6 +91,22 @@ def fill_new_tables(engine: Engine, existing: set[str]) -> None:
         if table.name not in existing and table.info.get("backfill"):
             with engine.begin() as connection:
                 connection.exec_driver_sql(table.info["backfill"])
+
+
+def add_missing_indexes(engine: Engine, existing: set[str]) -> None:
+    """Indexes added to a table after databases were created (`info={"upgrade": True}`):
+    `create_all` makes missing tables only. Built once, at the first start of the version
+    that added them (a minute or so for a table of millions of rows)."""
+    inspector = inspect(engine)
+    for table in SQLModel.metadata.sorted_tables:
+        added = [index for index in table.indexes if index.info.get("upgrade")]
+        if not added or table.name not in existing:
+            continue
+        present = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in added:
+            if index.name not in present:
+                with engine.begin() as connection:
+                    index.create(connection)
 
 
 def add_missing_columns(engine: Engine) -> None:

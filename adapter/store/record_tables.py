@@ -241,7 +241,12 @@ class PatientGrant(SQLModel, table=True):
     """
 
     __tablename__ = "record_patient_grant"
-    __table_args__ = (Index("ix_record_patient_grant_lookup", "kind", "value", "patient_id"),)
+    __table_args__ = (
+        Index("ix_record_patient_grant_lookup", "kind", "value", "patient_id"),
+        # a pull's grants given in its window: those few, not all of a hospital's
+        Index("ix_record_patient_grant_window", "kind", "value", "granted_seq",
+              info={"upgrade": True}),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: str = Field(max_length=64, index=True)

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from adapter.auth.principal import Principal
 from adapter.auth.rules import token_organizations
 from adapter.mapping import convert_letter
+from adapter.record import feed
 from adapter.record.repository import Repository
 from adapter.record.transaction import SOURCE_TAG
 from adapter.store.db import get_engine
@@ -177,37 +178,68 @@ def test_each_page_of_a_big_readers_first_pull_reads_its_own_patients_not_all_of
         engine.dispose()
 
 
+HOSPITAL_PATIENTS = 1_500
+
+
+def _hospitals_record(engine: Any) -> Principal:
+    """A record of `HOSPITAL_PATIENTS` patients, every one of them and of their resources
+    granted to one hospital (as if its letters had written them all): that hospital."""
+    Repository(engine).import_resources(_patients(0, HOSPITAL_PATIENTS, OTHERS))
+    hospital = Principal(kind="hospital", organization=HOSPITAL, scopes=("system/*.rs",))
+    [org] = token_organizations(hospital)
+    with engine.connect() as connection:
+        connection.execute(text(
+            "INSERT INTO record_resource_grant (resource_pk, kind, value) "
+            "SELECT pk, 'org', :org FROM record_resource WHERE patient_id IS NOT NULL"),
+            {"org": org})
+        connection.execute(text(
+            "INSERT INTO record_patient_grant (patient_id, kind, value, granted_seq) "
+            "SELECT DISTINCT patient_id, 'org', :org, 1 FROM record_resource "
+            "WHERE patient_id IS NOT NULL"), {"org": org})
+        connection.execute(text("ANALYZE"))
+        connection.commit()
+    return hospital
+
+
 def test_a_hospitals_search_checks_the_rows_it_finds_not_every_grant_it_holds(
         postgres_url: str) -> None:
     """A hospital's grants grow with every letter it sends (a grant on each resource, on each
     patient): a search for one patient's plan checks the grants of the rows it finds, not all
     of the hospital's, hashed again at every statement."""
-    patients = 1_500
     engine = get_engine(postgres_url)
     try:
-        repository = Repository(engine)
-        repository.import_resources(_patients(0, patients, OTHERS))
-        hospital = Principal(kind="hospital", organization=HOSPITAL, scopes=("system/*.rs",))
-        [org] = token_organizations(hospital)
-        with engine.connect() as connection:  # as if its letters had written them all
-            connection.execute(text(
-                "INSERT INTO record_resource_grant (resource_pk, kind, value) "
-                "SELECT pk, 'org', :org FROM record_resource WHERE patient_id IS NOT NULL"),
-                {"org": org})
-            connection.execute(text(
-                "INSERT INTO record_patient_grant (patient_id, kind, value) "
-                "SELECT DISTINCT patient_id, 'org', :org FROM record_resource "
-                "WHERE patient_id IS NOT NULL"), {"org": org})
-            connection.execute(text("ANALYZE"))
-            connection.commit()
+        hospital = _hospitals_record(engine)
         with caught(engine) as ran:
-            found = repository.search("CarePlan", [("patient.identifier", f"{7:015d}")],
-                                      hospital)
+            found = Repository(engine).search(
+                "CarePlan", [("patient.identifier", f"{7:015d}")], hospital)
         assert [entry["resource"]["id"] for entry in found["entry"]
                 if entry.get("search", {}).get("mode") == "match"] == ["cp7"]
         [(statement, parameters)] = [(s, p) for s, p in ran if "record_resource_grant" in s]
         for table in ("record_resource_grant", "record_patient_grant"):
             assert _rows_read(engine, statement, parameters, table) <= 10
+    finally:
+        engine.dispose()
+
+
+def test_a_hospitals_pull_asks_for_the_grants_given_in_its_window_not_all_of_them(
+        postgres_url: str) -> None:
+    """Between two pulls of a hospital, others' letters arrive: which of its patients were
+    granted to it in that window is read from the few grants given there, not from all the
+    grants it ever received."""
+    engine = get_engine(postgres_url)
+    try:
+        hospital = _hospitals_record(engine)
+        repository = Repository(engine)
+        with engine.connect() as connection:
+            cursor = feed.Cursor(feed.head(connection)).encode()
+        repository.import_resources(_patients(HOSPITAL_PATIENTS, 50, OTHERS))
+        with caught(engine) as ran:
+            page = repository.changes(hospital, cursor=cursor, count=100)
+        assert page["entry"] == []
+        asked = [(s, p) for s, p in ran if "SELECT DISTINCT record_patient_grant" in s]
+        assert asked
+        for statement, parameters in asked:
+            assert _rows_read(engine, statement, parameters, "record_patient_grant") <= 10
     finally:
         engine.dispose()
 

@@ -70,3 +70,29 @@ def test_on_postgresql_the_record_shares_liaisons_database(postgres_url: str) ->
         assert _count(engine, "record_resource") == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_database_from_before_an_index_was_added_gets_it_when_opened(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """An index added by a later version (`info={"upgrade": True}`) is built where it is
+    missing when the database is opened; the rows already there are kept."""
+    from sqlalchemy import inspect
+
+    url = (request.getfixturevalue("postgres_url") if kind == "postgres"
+           else f"sqlite:///{tmp_path / 'record.db'}")
+    base = engine_for(url)
+    init_db(base)
+    repository = Repository(base)
+    engine = repository.engine  # on SQLite, the record's file of its own
+    try:
+        repository.create(PATIENT)
+        with engine.begin() as connection:  # as the previous version left it
+            connection.execute(text("DROP INDEX ix_record_patient_grant_window"))
+        init_db(engine)
+        names = {index["name"] for index in inspect(engine).get_indexes("record_patient_grant")}
+        assert "ix_record_patient_grant_window" in names
+        assert _count(engine, "record_resource") == 1
+    finally:
+        engine.dispose()
+        base.dispose()
