@@ -96,7 +96,7 @@ def fill_new_tables(engine: Engine, existing: set[str]) -> None:
 def add_missing_indexes(engine: Engine, existing: set[str]) -> None:
     """Indexes added to a table after databases were created (`info={"upgrade": True}`):
     `create_all` makes missing tables only. Built once, at the first start of the version
-    that added them (a minute or so for a table of millions of rows)."""
+    that added them: writes to that table wait meanwhile, reads go on."""
     inspector = inspect(engine)
     for table in SQLModel.metadata.sorted_tables:
         added = [index for index in table.indexes if index.info.get("upgrade")]
