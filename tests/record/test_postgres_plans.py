@@ -44,6 +44,12 @@ READER_PATIENTS = 40
 _BOUND = 1_000
 
 
+def _practitioners() -> list[dict[str, Any]]:
+    """The reader and the others, as the directory knows them."""
+    return [{"resourceType": "Practitioner", "id": idnat,
+             "identifier": [{"system": IDNAT_PS, "value": idnat}]} for idnat in (READER, *OTHERS)]
+
+
 def _patients(first: int, count: int, members: tuple[str, ...]) -> list[dict[str, Any]]:
     resources: list[dict[str, Any]] = []
     for n in range(first, first + count):
@@ -98,10 +104,7 @@ def test_a_pull_after_a_large_window_starts_from_the_readers_patients_not_the_wi
     engine = get_engine(postgres_url)
     try:
         repository = Repository(engine)
-        practitioners = [{"resourceType": "Practitioner", "id": idnat,
-                          "identifier": [{"system": IDNAT_PS, "value": idnat}]}
-                         for idnat in (READER, *OTHERS)]
-        repository.import_resources(practitioners + _patients(0, READER_PATIENTS, (READER,))
+        repository.import_resources(_practitioners() + _patients(0, READER_PATIENTS, (READER,))
                                     + _patients(READER_PATIENTS, BACKGROUND_PATIENTS, OTHERS))
         reader = Principal(kind="professional", idnat=READER, scopes=("user/*.rs",))
         page = repository.changes(reader, count=500)
@@ -146,11 +149,8 @@ def test_each_page_of_a_big_readers_first_pull_reads_its_own_patients_not_all_of
     engine = get_engine(postgres_url)
     try:
         repository = Repository(engine)
-        practitioners = [{"resourceType": "Practitioner", "id": idnat,
-                          "identifier": [{"system": IDNAT_PS, "value": idnat}]}
-                         for idnat in (READER, *OTHERS)]
         # the record as letters fill it: the reader's patients among four times as many others'
-        resources = practitioners
+        resources = _practitioners()
         for n in range(patients):
             resources += _patients(5 * n, 1, (READER,)) + _patients(5 * n + 1, 4, OTHERS)
         repository.import_resources(resources)
