@@ -104,9 +104,8 @@ def patient_paths(principal: Principal | None, resources: FromClause,
     grant = reader_grant(principal)
     if grant is None or (not principal.has_scope("r") and not principal.has_scope("s")):
         return []
-    by_patients, by_resources = _paths_by_grant(*grant, resources, *patient_grants)
-    return ([by_patients] if by_patients is not None and by_patient else []) + (
-        [by_resources] if by_resources is not None and by_resource else [])
+    return _paths(*grant, resources, *patient_grants, by_patient=by_patient,
+                  by_resource=by_resource)
 
 
 def _now() -> datetime:
@@ -124,13 +123,14 @@ _MANY_GRANTS = ("org",)
 
 
 def _paths(kind: str, values: tuple[str, ...], resources: FromClause,
-           *patient_grants: ColumnElement[bool], by_row: bool = False
-           ) -> list[ColumnElement[bool]]:
+           *patient_grants: ColumnElement[bool], by_row: bool = False, by_patient: bool = True,
+           by_resource: bool = True) -> list[ColumnElement[bool]]:
     by_patients, by_resources = _paths_by_grant(kind, values, resources, *patient_grants,
                                                 by_row=by_row)
+    wanted = ((by_patients, by_patient), (by_resources, by_resource))
     # a hospital reaches most rows by the grant its letter left on each: asked first
-    ordered = (by_resources, by_patients) if kind == "org" else (by_patients, by_resources)
-    return [path for path in ordered if path is not None]
+    ordered = wanted[::-1] if kind == "org" else wanted
+    return [path for path, asked in ordered if path is not None and asked]
 
 
 def _paths_by_grant(kind: str, values: tuple[str, ...], resources: FromClause,

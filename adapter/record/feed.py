@@ -274,18 +274,15 @@ def _granted_rows(session: Reading, grant: tuple[str, tuple[str, ...]],
     reader in the window, after (`cursor.patient`, `cursor.last`), in that order. Read a few
     patients at a time: a page reads its own patients' rows, not all of a reader's (a first
     pull of thousands of patients, every page sorting all their resources again)."""
-    kind, values = grant
     rows: list[Row[Any]] = []
     patient, last = cursor.patient, cursor.last
     wanted, read = _FIRST_PATIENTS, 0
     resumed = True  # the first patient may have rows left after `last`
     granted = _PATIENT_GRANTS.c.patient_id
+    in_window = _granted_patients(grant, cursor.after, cursor.until).distinct()
     while len(rows) < count:
         patients = list(session.scalars(
-            select(granted).distinct().where(
-                _PATIENT_GRANTS.c.kind == kind, _PATIENT_GRANTS.c.value.in_(values),
-                _granted_in(cursor.after, cursor.until),
-                granted >= patient if resumed else granted > patient)
+            in_window.where(granted >= patient if resumed else granted > patient)
             .order_by(granted).limit(wanted)).all())
         if not patients:
             break
