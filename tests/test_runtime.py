@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import gc
+import re
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from adapter.api.app import create_served_app
 from adapter.runtime import OLDER_THRESHOLDS, YOUNG_THRESHOLD, settle_after_start
+from tests.support.servers import ServerProcess, free_port
 
 
 @pytest.fixture
@@ -41,3 +48,40 @@ def test_cycles_made_after_start_are_still_collected(restored_collector: None) -
     del node
     gc.collect()
     assert alive() is None
+
+
+def _young_collections(metrics: str) -> float:
+    found = re.search(r'^python_gc_collections_total\{generation="0"\} (\S+)$', metrics, re.M)
+    assert found, "the server's /metrics tells its collections"
+    return float(found.group(1))
+
+
+def test_a_served_process_is_settled_once_started(tmp_path: Path) -> None:
+    """`liaison serve` leaves what it built at start out of collections and collects seldom:
+    requests making thousands of short-lived objects each cause few collections."""
+    port = free_port()
+    server = ServerProcess(
+        [sys.executable, "-m", "adapter.cli", "serve", "--port", str(port), "--no-pusher"],
+        f"http://127.0.0.1:{port}/healthz",
+        {"LIAISON_DATA_DIR": str(tmp_path / "data"), "LIAISON_TARGET_URL": "",
+         "LIAISON_CONVERT_PROCESSES": "0"},
+        tmp_path / "server.log")
+    with server, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        before = _young_collections(client.get("/metrics").text)
+        for _ in range(100):
+            assert client.get("/fhir/metadata").status_code == 200
+        after = _young_collections(client.get("/metrics").text)
+    assert after - before < 20
+
+
+def test_each_worker_of_a_served_app_is_settled_once_started(
+    restored_collector: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`liaison serve --workers N` builds each worker's app with uvicorn's factory."""
+    for name, value in {"LIAISON_DATA_DIR": str(tmp_path), "LIAISON_PUSH_IN_SERVER": "false",
+                        "LIAISON_CONVERT_PROCESSES": "0", "LIAISON_TARGET_URL": ""}.items():
+        monkeypatch.setenv(name, value)
+    gc.unfreeze()
+    with TestClient(create_served_app()):
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *OLDER_THRESHOLDS)

@@ -33,11 +33,14 @@ from adapter.ingest.messages import thread_interceptor
 from adapter.ingest.preparation import ConversionPool
 from adapter.push.process import PusherProcess
 from adapter.record.repository import Repository
+from adapter.runtime import settle_after_start
 from adapter.store.db import can_share, get_engine
 
 logger = logging.getLogger("liaison.api")
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, serving: bool = False) -> FastAPI:
+    """The app; `serving`: it is what its process lives for (`liaison serve`), so once
+    started, what it built is set aside from the collector (`settle_after_start`)."""
     settings = settings or get_settings()
     for refusal in settings.refusals():
         raise Misconfigured(refusal)
@@ -56,6 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.pusher = PusherProcess(delivery_pusher).start()
         elif settings.push_in_server:
             app.state.pusher = delivery_pusher(engine, settings).start()
+        if serving:
+            # each full collection walked every object the server holds: ~0.2 s with every
+            # request waiting, every few seconds under a thousand readers (docs/benchmarks.md)
+            settle_after_start()
         try:
             yield
         finally:
@@ -100,3 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(coordination_routes.router)  # coordination pages and routes
     login_routes.install(app, settings)  # people's sessions; /login with an identity provider
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app of a `liaison serve` worker process (uvicorn's factory, settings from the
+    environment)."""
+    return create_app(serving=True)

@@ -44,7 +44,7 @@ def serve(
     if workers > 1:  # each worker process builds its app from the environment
         os.environ["LIAISON_PUSH_IN_SERVER"] = str(settings.push_in_server).lower()
         uvicorn.run(
-            "adapter.api.app:create_app",
+            "adapter.api.app:create_served_app",
             factory=True,
             host=host,
             port=port,
@@ -55,7 +55,8 @@ def serve(
         return
     # No access log: search URLs carry patients' INS (`?patient.identifier=…`); the record's
     # audit table says who read what, without clinical content.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(settings, serving=True), host=host, port=port, log_level="warning",
+                access_log=False)
 
 
 def worker(
