@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapter.api.app import create_served_app
+from adapter.config import get_settings
 from adapter.runtime import OLDER_THRESHOLDS, YOUNG_THRESHOLD, settle_after_start
 from tests.support.servers import ServerProcess, free_port
 
@@ -62,10 +63,7 @@ def test_a_served_process_is_settled_once_started(tmp_path: Path) -> None:
     port = free_port()
     server = ServerProcess(
         [sys.executable, "-m", "adapter.cli", "serve", "--port", str(port), "--no-pusher"],
-        f"http://127.0.0.1:{port}/healthz",
-        {"LIAISON_DATA_DIR": str(tmp_path / "data"), "LIAISON_TARGET_URL": "",
-         "LIAISON_CONVERT_PROCESSES": "0"},
-        tmp_path / "server.log")
+        f"http://127.0.0.1:{port}/healthz", {}, tmp_path / "server.log")  # the test's data dir
     with server, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         before = _young_collections(client.get("/metrics").text)
         for _ in range(100):
@@ -75,12 +73,11 @@ def test_a_served_process_is_settled_once_started(tmp_path: Path) -> None:
 
 
 def test_each_worker_of_a_served_app_is_settled_once_started(
-    restored_collector: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    restored_collector: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`liaison serve --workers N` builds each worker's app with uvicorn's factory."""
-    for name, value in {"LIAISON_DATA_DIR": str(tmp_path), "LIAISON_PUSH_IN_SERVER": "false",
-                        "LIAISON_CONVERT_PROCESSES": "0", "LIAISON_TARGET_URL": ""}.items():
-        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LIAISON_PUSH_IN_SERVER", "false")
+    get_settings.cache_clear()
     gc.unfreeze()
     with TestClient(create_served_app()):
         assert gc.get_freeze_count() > 0

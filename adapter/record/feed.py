@@ -414,13 +414,14 @@ def _few_patients(session: Reading, principal: Principal | None) -> bool:
 
 
 def _by_reader(key: Any, small: bool) -> Any:
-    """`key` as a reader's rows are filtered and sorted by. For a reader of few patients, an
-    expression no index serves, so that PostgreSQL can only start from the reader's patients
-    and sort their few rows: bounded by the reader, whatever the record holds. Given the
-    indexed key, it walked the key's range instead, believing matches spread evenly or the
-    range short: a professional whose letters were the last written waited for the whole
-    index, and every pull a few seconds after the last looked up each of the window's ~1,800
-    changes (between two ANALYZEs the newest positions lie past the statistics)."""
+    """`key` (a feed position) as a reader's changes are filtered and sorted by. For a reader
+    of few patients, an expression no index serves, so that PostgreSQL can only start from the
+    reader's patients and sort their few changes: bounded by the reader, whatever the record
+    holds. Given the indexed position, it walked the feed's range instead, believing matches
+    spread evenly or the range short: a professional whose letters were the last written
+    waited for the whole index, and every pull a few seconds after the last looked up each of
+    the window's ~1,800 changes (between two ANALYZEs the newest positions lie past the
+    statistics)."""
     return key + 0 if small else key
 
 
