@@ -237,19 +237,19 @@ def read_page(session: Reading, principal: Principal | None, cursor: Cursor,
             last = rows[-1]
             return Page(rows, Cursor(cursor.after, cursor.until, GRANTED, last.pk or 0,
                                      last.patient_id or ""), False)
-    if granted is None:
+    if grant is None:
         small = False
     else:
-        small = _few_patients(session, principal) if held is None else not held & _MANY
+        small = _few_patients(session, grant) if held is None else not held & _MANY
     if cursor.phase == GRANTED:
         cursor = Cursor(cursor.after, cursor.until, CHANGED, cursor.after)
     changed = list(where)
     if granted is not None:  # (patient ids in `granted` are never NULL: NOT IN is safe)
         changed.append(or_(_RESOURCES.c.patient_id.is_(None),
                            not_(_RESOURCES.c.patient_id.in_(granted))))
-    more: list[tuple[Row[Any], int]] = []
+    more: list[tuple[Row[Any], int]]
     if not may_hold(_PATIENTS_CHANGED | _RESOURCES_CHANGED):
-        pass  # nothing changed in the window that the reader reaches
+        more = []  # nothing changed in the window that the reader reaches
     elif cursor.until - cursor.last <= _SMALL_WINDOW:
         more = _changed_in_steps(session, changed, cursor, count - len(rows))
     else:
@@ -402,11 +402,8 @@ def _reader_parameters(kind: str, values: tuple[str, ...]) -> dict[str, Any]:
     return {"kind": kind, **{f"v{n}": value for n, value in enumerate(values)}}
 
 
-def _few_patients(session: Reading, principal: Principal | None) -> bool:
-    """Whether the reader was granted `_FEW_PATIENTS` patients or fewer."""
-    grant = access.reader_grant(principal)
-    if grant is None:
-        return False
+def _few_patients(session: Reading, grant: tuple[str, tuple[str, ...]]) -> bool:
+    """Whether the reader of `grant` was granted `_FEW_PATIENTS` patients or fewer."""
     kind, values = grant
     mine = session.execute(_for_reader(_FEW, len(values)), {
         **_reader_parameters(kind, values), "enough": _FEW_PATIENTS + 1}).scalar()
