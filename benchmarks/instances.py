@@ -12,9 +12,10 @@ letters, delivered before the clock starts. CPU per letter: every process of the
 
 On a machine of two cores, two instances cannot be faster than one: one instance already
 keeps both cores busy (server, conversion process, worker, PostgreSQL), and a second adds
-processes that share the same cores, and claims and record transactions that wait on each
-other's row locks. The figures say what several instances cost, not what they gain; the point
-of running several is to survive the loss of one (what the test proves).
+processes that share the same cores. The figures say what several instances cost, not what
+they gain; the point of running several is to survive the loss of one (what the test proves).
+Delivered letters/s that falls with a second worker means their record transactions wait on
+each other (as they did on a hospital's shared keys: `adapter/record/write_locks.py`).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from adapter.ids import new_id
 from adapter.record import access, audit, feed, grants, search
 from adapter.record.database import record_engine
 from adapter.record.indexing import index_rows
+from adapter.record.search import TokenKey
 from adapter.record.storage import (
     RESOURCES,
     current,
@@ -49,13 +50,13 @@ from adapter.record.transaction import (
     Plan,
     Result,
     Writer,
-    lock_keys,
     parse_criteria,
     parse_entry,
 )
 from adapter.record.validation import check_id, check_type
+from adapter.record.write_locks import locked_write, within_lock_budget
 from adapter.store.engine import reading
-from adapter.store.locking import is_sqlite, write_session
+from adapter.store.locking import write_session
 from adapter.store.record_tables import RecordResource, RecordVersion
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
@@ -248,9 +249,9 @@ class Repository:
 
     def _run_locked(self, entries: list[Entry], principal: Principal | None,
                     base_url: str, source: str | None) -> list[Result]:
-        with write_session(self.engine, self._lock_keys([entries])) as session:
+        def work(session: Session, unlocked: frozenset[TokenKey]) -> list[Result]:
             writer = Writer(session)
-            results = self._write_entries(writer, entries, source)
+            results = self._write_entries(writer, entries, source, unlocked)
             writer.finish()
             for entry in entries:
                 if entry.method in ("GET", "HEAD"):
@@ -258,20 +259,17 @@ class Repository:
             # every write is on the trail, whoever the caller is, committed with it
             audit.write(session, [_audited_write(principal, entry, results[entry.index])
                                   for entry in entries if not _is_get(entry)])
-        return [results[e.index] for e in entries]
+            return [results[e.index] for e in entries]
 
-    def _lock_keys(self, group: list[list[Entry]]) -> list[str]:
-        """PostgreSQL's advisory lock keys (SQLite has one writer at a time: none needed)."""
-        if is_sqlite(self.engine):
-            return []
-        return [key for entries in group for key in lock_keys(entries)]
+        return locked_write(self.engine, entries, work)
 
     @staticmethod
-    def _write_entries(writer: Writer, entries: list[Entry], source: str | None
-                       ) -> dict[int, Result]:
+    def _write_entries(writer: Writer, entries: list[Entry], source: str | None,
+                       unlocked: frozenset[TokenKey]) -> dict[int, Result]:
         """Plan one bundle's entries and run its writes (grants and reads come after);
-        `source`: the organisation the bundle was written for, granted what it wrote."""
-        plan = Plan(writer.session, entries)
+        `source`: the organisation the bundle was written for, granted what it wrote;
+        `unlocked`: the conditional creates whose keys the transaction did not lock."""
+        plan = Plan(writer.session, entries, unlocked)
         plan.decide_ids()
         plan.resolve_references()
         writer.prefetch(entries)
@@ -390,6 +388,14 @@ class Repository:
     def _answer_group(self, run: list[tuple[int, list[Entry]]], bundles: list[dict[str, Any]],
                       answers: list[dict[str, Any] | LiaisonError | None], base_url: str,
                       trusted: list[bool]) -> None:
+        parts, matched = within_lock_budget(self.engine, run, lambda item: item[1])
+        for part in parts:
+            self._answer_together(part, bundles, answers, base_url, trusted, matched)
+
+    def _answer_together(self, run: list[tuple[int, list[Entry]]],
+                         bundles: list[dict[str, Any]],
+                         answers: list[dict[str, Any] | LiaisonError | None], base_url: str,
+                         trusted: list[bool], matched: frozenset[TokenKey] | None) -> None:
         if len(run) == 1:  # nothing to share: the ordinary path (same statements, same answer)
             number, entries = run[0]
             try:
@@ -403,7 +409,7 @@ class Repository:
             return
         try:
             grouped = self._run_group([(entries, bundle_source(bundles[number], None))
-                                       for number, entries in run])
+                                       for number, entries in run], matched)
         except (LiaisonError, IntegrityError):
             # rolled back as a whole: each alone, so the failing one gets its own error
             for number, _ in run:
@@ -413,27 +419,31 @@ class Repository:
         for (number, entries), results in zip(run, grouped, strict=True):
             answers[number] = _transaction_response(entries, results, False)
 
-    def _run_group(self, group: list[tuple[list[Entry], str | None]]) -> list[list[Result]]:
+    def _run_group(self, group: list[tuple[list[Entry], str | None]],
+                   matched: frozenset[TokenKey] | None) -> list[list[Result]]:
         """The write-only bundles of `group` (entries, source), one after the other, in one
         database transaction (trusted caller: no principal). Raises the first failure; nothing
-        is then written."""
-        answers = []
-        # PostgreSQL: every bundle's advisory locks at the start, in one sorted pass (no cycle)
-        with write_session(self.engine, self._lock_keys([e for e, _ in group])) as session:
+        is then written. `matched`: as in `write_locks.locked_write`."""
+        def work(session: Session, unlocked: frozenset[TokenKey]) -> list[list[Result]]:
+            answers = []
             writer = Writer(session)
             for number, (entries, source) in enumerate(group):
                 if number:
                     # a later bundle's conditionals must match what the earlier ones created
                     writer.batch.flush(session)
                     session.expire_all()  # ORM rows read earlier may have changed since
-                results = self._write_entries(writer, entries, source)
+                results = self._write_entries(writer, entries, source, unlocked)
                 answers.append([results[e.index] for e in entries])
             writer.finish()
             audit.write(session, [  # on the trail with the writes, in the same commit
                 _audited_write(None, entry, result)
                 for (entries, _), results in zip(group, answers, strict=True)
                 for entry, result in zip(entries, results, strict=True)])
-        return answers
+            return answers
+
+        # PostgreSQL: every bundle's advisory locks at the start, in one sorted pass (no cycle)
+        return locked_write(self.engine, [e for entries, _ in group for e in entries], work,
+                            matched)
 
     def _batch(self, raw_entries: list[Any], principal: Principal | None, base_url: str,
                return_resources: bool) -> dict[str, Any]:

@@ -148,15 +148,42 @@ def parse_entry(index: int, raw: Any, *, validated: bool = False) -> Entry:
     return entry
 
 
-def lock_keys(entries: list[Entry]) -> list[str]:
-    """The keys two concurrent transactions could race on (PostgreSQL advisory locks)."""
+class UnlockedCreate(Exception):
+    """A conditional create left unlocked, because it matched a resource when the locks were
+    taken, matches none any more: the transaction must run again with its key locked."""
+
+
+def lock_keys(entries: list[Entry], matched: frozenset[search.TokenKey] = frozenset()
+              ) -> list[str]:
+    """The keys two concurrent transactions could race on (PostgreSQL advisory locks).
+
+    A conditional create whose token is in `matched` (`matched_creates`) is left out: it finds
+    its resource and writes nothing. Every letter of a hospital names the hospital, its authors
+    and practitioners; locking them made a hospital's letters wait for each other."""
     keys = []
     for entry in entries:
         if entry.criteria is not None:
-            keys.append(criteria_key(entry.resource_type, entry.criteria))
+            if entry.method != "POST" or _create_token(entry) not in matched:
+                keys.append(criteria_key(entry.resource_type, entry.criteria))
         elif entry.resource_id and entry.method != "GET":
             keys.append(f"{entry.resource_type}/{entry.resource_id}")
     return keys
+
+
+def _create_token(entry: Entry) -> search.TokenKey | None:
+    assert entry.criteria is not None
+    return exact_token(entry.resource_type, entry.criteria)
+
+
+def matched_creates(session: Session, entries: list[Entry]) -> frozenset[search.TokenKey]:
+    """The tokens of the conditional creates among `entries` that match one current resource,
+    in one query."""
+    wanted = {token for entry in entries if entry.method == "POST" and entry.criteria is not None
+              and (token := _create_token(entry)) is not None}
+    if not wanted:
+        return frozenset()
+    return frozenset(token for token, ids in search.token_matches(session, wanted).items()
+                     if len(ids) == 1)
 
 
 @dataclass
@@ -368,9 +395,11 @@ def _exists(session: Session, resource_type: str, resource_id: str) -> bool:
 class Plan:
     """Ids decided for every entry of a transaction, then the writes."""
 
-    def __init__(self, session: Session, entries: list[Entry]) -> None:
+    def __init__(self, session: Session, entries: list[Entry],
+                 unlocked: frozenset[search.TokenKey] = frozenset()) -> None:
         self.session = session
         self.entries = entries
+        self.unlocked = unlocked  # conditional creates whose key this transaction did not lock
         self.ids: dict[str, str] = {}  # fullUrl → Type/id
         self._tokens: dict[search.TokenKey, list[str]] = {}
         self._resolved: dict[str, str] = {}  # conditional reference → Type/id
@@ -406,6 +435,8 @@ class Plan:
                         "match several resources"
                     )
                 if entry.method == "POST":
+                    if not found and self.unlocked and _create_token(entry) in self.unlocked:
+                        raise UnlockedCreate(entry.index)  # gone since: creating it needs the lock
                     entry.matched = bool(found)
                     entry.fresh = not found
                     entry.resource_id = found[0] if found else new_id()

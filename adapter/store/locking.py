@@ -133,11 +133,13 @@ def _begin_immediate(session: Session, urgent: bool) -> None:
 # 6,400 by default): a transaction that locked one key per patient of a GP in 8,000 care teams
 # failed with "out of shared memory", and the letter that changed the GP was never delivered.
 # So keys are locked in two levels: each key's slot among _SLOTS (shared), then the key itself
-# (exclusive); a transaction with more than _MAX_KEYS keys takes its slots exclusively
-# instead — at most _SLOTS locks, whatever it touches. Slots first, then keys, each in order:
-# no two transactions wait on each other in a cycle.
+# (exclusive); a transaction with more than MAX_KEYS keys takes its slots exclusively
+# instead. Either way at most MAX_KEYS + _SLOTS locks, whatever it touches. Slots first, then
+# keys, each in order: no two transactions wait on each other in a cycle. Two transactions that
+# lock slots exclusively nearly always share one, so they run one after the other: writers
+# that batch keep under MAX_KEYS (a pusher's group of 8 letters names ~180 keys).
 _SLOTS = 256
-_MAX_KEYS = 64
+MAX_KEYS = 192
 _SLOT_CLASS = 1  # the two-integer advisory key space (slot locks); keys use the bigint one
 # Each level in one statement, its locks taken in the array's order (a function scan yields
 # the array's elements in order): a lock a round trip made a letter's delivery wait ~16 times
@@ -165,7 +167,7 @@ def lock_keys(session: Session, keys: Iterable[str]) -> None:
     if not hashes:
         return
     connection = session.connection()
-    bulk = len(hashes) > _MAX_KEYS
+    bulk = len(hashes) > MAX_KEYS
     connection.execute(_SLOT_LOCKS[bulk], {
         "class": _SLOT_CLASS, "slots": sorted({value % _SLOTS for value in hashes})})
     if not bulk:

@@ -1,0 +1,168 @@
+"""On PostgreSQL, letters from one hospital are delivered side by side: a delivery waits only
+for a transaction that writes what it writes, not for one that merely names the same hospital,
+author or practitioners (every letter of a hospital does). Two pushers, or two instances, used
+to deliver fewer letters a second than one.
+
+A transaction is held open for real: a trigger makes its insert of one patient wait on an
+advisory lock the test holds, with every lock it took at its start still held."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from adapter.mapping import convert_letter
+from adapter.record.repository import Repository
+from adapter.record.transaction import criteria_key, parse_entry
+from adapter.store.db import get_engine
+from adapter.store.locking import _key_hash
+from tests.support.letter_variants import ins_of, letter_variant
+
+pytestmark = pytest.mark.postgres
+_PAUSE = 727_001  # the advisory key the held transaction waits on
+_GROUP = 8  # letters a pusher hands the record at once (push.worker.BATCH_SIZE)
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[Engine]:
+    engine = get_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+def _letters(first: int, count: int) -> list[dict[str, Any]]:
+    return [convert_letter(letter_variant(n)).bundle for n in range(first, first + count)]
+
+
+def _pause_inserts_of_patient(engine: Engine, n: int) -> None:
+    """A transaction that writes patient `n` waits, at that insert, for `_PAUSE`."""
+    with engine.begin() as connection:
+        connection.execute(text(f"""
+            CREATE FUNCTION pause_here() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_advisory_xact_lock_shared({_PAUSE}); RETURN NEW; END $$;
+            CREATE TRIGGER pause_patient AFTER INSERT ON record_resource FOR EACH ROW
+            WHEN (NEW.resource_type = 'Patient' AND NEW.body LIKE '%{ins_of(n)}%')
+            EXECUTE FUNCTION pause_here()"""))
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def _waiting_on_pause(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return bool(connection.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = 0 AND objid = :key AND objsubid = 1"), {"key": _PAUSE}).scalar())
+
+
+def _deliver(repository: Repository, letters: list[dict[str, Any]]) -> list[Any]:
+    if len(letters) == 1:
+        return [repository.transaction(letters[0], validated=True)]
+    return repository.transactions(letters, validated=[True] * len(letters))
+
+
+@pytest.mark.parametrize("group", [1, _GROUP], ids=["one-letter", "a-pushers-group"])
+def test_a_hospitals_letters_do_not_wait_for_each_other(engine: Engine, group: int) -> None:
+    repository = Repository(engine)
+    _deliver(repository, _letters(0, 1))  # the hospital, its authors and practitioners exist
+    _pause_inserts_of_patient(engine, 1)
+    held_answers: list[Any] = []
+    with engine.connect() as pause:
+        pause.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PAUSE})
+        held = threading.Thread(target=lambda: held_answers.extend(
+            _deliver(repository, _letters(1, group))))
+        held.start()
+        try:
+            _until(lambda: _waiting_on_pause(engine), "the first delivery never reached the pause")
+            other = threading.Thread(target=_deliver, args=(repository,
+                                                            _letters(1 + group, group)))
+            other.start()
+            other.join(timeout=60)
+            # other patients of the same hospital: delivered while the first is still open
+            assert not other.is_alive(), "the second delivery waited for the first"
+            assert held.is_alive()
+        finally:
+            pause.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PAUSE})
+            pause.commit()
+            held.join(timeout=60)
+    assert len(held_answers) == group
+    assert all(isinstance(answer, dict) for answer in held_answers), held_answers
+    with engine.connect() as connection:
+        patients, hospitals = connection.execute(text(
+            "SELECT count(*) FILTER (WHERE resource_type = 'Patient'), "
+            "count(*) FILTER (WHERE resource_type = 'Organization' "
+            "AND body LIKE '%1750803447%') FROM record_resource")).one()
+    assert (patients, hospitals) == (1 + 2 * group, 1)
+
+
+def _key_held_by_other(engine: Engine, key: str) -> bool:
+    """Whether a transaction waits for the advisory lock of `key` (`locking.lock_keys`)."""
+    value = _key_hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+    with engine.connect() as connection:
+        return bool(connection.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = :high AND objid = :low AND objsubid = 1"),
+            {"high": value >> 32, "low": value & 0xFFFF_FFFF}).scalar())
+
+
+def test_a_create_left_unlocked_locks_its_key_when_what_it_matched_is_gone(
+        engine: Engine) -> None:
+    """A letter names its hospital, found when its locks were taken, so left unlocked; by the
+    time its plan looks, another transaction has deleted it. Creating it again without the lock
+    could make two of it (another letter does the same): it must run again holding the key."""
+    repository = Repository(engine)
+    _deliver(repository, _letters(0, 1))
+    letter = _letters(1, 1)[0]
+    hospital = next(e for e in letter["entry"] if "1750803447" in
+                    e["request"].get("ifNoneExist", ""))
+    hospital_key = criteria_key("Organization", parse_entry(0, hospital).criteria or [])
+    patient = next(e for e in letter["entry"] if e["request"]["url"] == "Patient")
+    [hospital_id] = repository.search("Organization", [
+        ("identifier", hospital["request"]["ifNoneExist"].split("=", 1)[1])])["entry"]
+    _pause_inserts_of_patient(engine, 1)
+    deleting = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE",
+                     "url": f"Organization/{hospital_id['resource']['id']}"}},
+        {"resource": {"resourceType": "Patient",
+                      "identifier": patient["resource"]["identifier"]},
+         "request": patient["request"]}]}  # the letter's patient: it waits for this one's key
+    answers: list[Any] = []
+    with engine.connect() as pause, engine.connect() as key_holder:
+        pause.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PAUSE})
+        first = threading.Thread(target=lambda: answers.append(
+            repository.transaction(deleting)))
+        first.start()
+        second = threading.Thread(target=lambda: answers.append(
+            repository.transaction(letter, validated=True)))
+        try:
+            _until(lambda: _waiting_on_pause(engine), "the deletion never reached the pause")
+            second.start()
+            _until(lambda: _key_held_by_other(engine, criteria_key(
+                "Patient", parse_entry(0, patient).criteria or [])),
+                "the letter did not wait for its patient's key")
+            key_holder.execute(text("SELECT pg_advisory_lock(:key)"),
+                               {"key": _key_hash(hospital_key)})
+            pause.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PAUSE})
+            first.join(timeout=60)
+            _until(lambda: _key_held_by_other(engine, hospital_key),
+                   "the letter created the hospital again without its key")
+        finally:
+            pause.execute(text("SELECT pg_advisory_unlock_all()"))
+            key_holder.execute(text("SELECT pg_advisory_unlock_all()"))
+            pause.commit()
+            key_holder.commit()
+            second.join(timeout=60)
+    assert len(answers) == 2 and all(isinstance(a, dict) for a in answers), answers
+    found = repository.search("Organization", [
+        ("identifier", hospital["request"]["ifNoneExist"].split("=", 1)[1])])
+    assert len(found["entry"]) == 1
