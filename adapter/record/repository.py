@@ -49,6 +49,7 @@ from adapter.record.transaction import (
     Entry,
     Plan,
     Result,
+    UnlockedCreate,
     Writer,
     parse_criteria,
     parse_entry,
@@ -261,7 +262,10 @@ class Repository:
                                   for entry in entries if not _is_get(entry)])
             return [results[e.index] for e in entries]
 
-        return locked_write(self.engine, entries, work)
+        try:
+            return locked_write(self.engine, entries, work)
+        except UnlockedCreate:  # stopped while deciding ids, before any entry was rewritten
+            return locked_write(self.engine, entries, work, frozenset())
 
     @staticmethod
     def _write_entries(writer: Writer, entries: list[Entry], source: str | None,
@@ -410,8 +414,9 @@ class Repository:
         try:
             grouped = self._run_group([(entries, bundle_source(bundles[number], None))
                                        for number, entries in run], matched)
-        except (LiaisonError, IntegrityError):
-            # rolled back as a whole: each alone, so the failing one gets its own error
+        except (LiaisonError, IntegrityError, UnlockedCreate):
+            # rolled back as a whole: each alone, as received (the earlier bundles' entries
+            # were rewritten), so the failing one gets its own error
             for number, _ in run:
                 answers[number] = self._answer_alone(bundles[number], None, base_url,
                                                      trusted[number])

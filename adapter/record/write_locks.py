@@ -6,8 +6,8 @@ A transaction locks the keys two concurrent transactions could race on
 other in a cycle. A conditional create that already matches its resource writes nothing and is
 left unlocked: every letter of a hospital names the hospital, its authors and practitioners,
 and locking them made its letters wait for each other, one pusher or several. Should what such
-a create matched be gone when the plan looks (`transaction.UnlockedCreate`), the transaction
-runs again with every key locked, so two creators still never make two of one resource.
+a create matched be gone when the plan looks, the plan stops (`transaction.UnlockedCreate`) and
+the caller plans again with every key locked, so two creators never make two of one resource.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from adapter.record.search import TokenKey
-from adapter.record.transaction import Entry, UnlockedCreate, lock_keys, matched_creates
+from adapter.record.transaction import Entry, lock_keys, matched_creates
 from adapter.store import locking
 from adapter.store.engine import reading
 
@@ -31,15 +31,10 @@ def locked_write(engine: Engine, entries: list[Entry], work: Work[T],
                  matched: frozenset[TokenKey] | None = None) -> T:
     """`work(session, unlocked)` in one write transaction holding the locks of `entries`;
     `unlocked`: the conditional creates it did not lock (see the module doc). `matched`: those
-    found to match a moment ago (`within_lock_budget`), else looked up first thing."""
-    try:
-        return _attempt(engine, entries, work, matched)
-    except UnlockedCreate:
-        return _attempt(engine, entries, work, frozenset())
-
-
-def _attempt(engine: Engine, entries: list[Entry], work: Work[T],
-             matched: frozenset[TokenKey] | None) -> T:
+    found to match a moment ago (`within_lock_budget`), else looked up first thing; none
+    (`frozenset()`): every key locked. Rolled back on `UnlockedCreate`, which the caller
+    answers by planning its entries again with every key locked: from the bundles as
+    received, if the plan had rewritten any of them."""
     with locking.write_session(engine) as session:
         unlocked: frozenset[TokenKey] = frozenset()
         if not locking.is_sqlite(engine):

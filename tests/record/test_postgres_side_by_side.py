@@ -8,6 +8,7 @@ advisory lock the test holds, with every lock it took at its start still held.""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -166,3 +167,30 @@ def test_a_create_left_unlocked_locks_its_key_when_what_it_matched_is_gone(
     found = repository.search("Organization", [
         ("identifier", hospital["request"]["ifNoneExist"].split("=", 1)[1])])
     assert len(found["entry"]) == 1
+
+
+def test_a_group_whose_create_was_left_unlocked_is_written_right_when_it_must_lock(
+        engine: Engine) -> None:
+    """In a pusher's group, a letter's hospital is deleted by an earlier bundle of the same
+    group: the letter must create it again, holding its key. The group's earlier letters were
+    already planned (their references rewritten to the ids chosen then): planned again, each
+    must still point at what it wrote."""
+    repository = Repository(engine)
+    _deliver(repository, _letters(0, 1))
+    [hospital] = repository.search("Organization", [
+        ("identifier", "urn:oid:1.2.250.1.71.4.2.2|1750803447")])["entry"]
+    deleting = {"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {
+        "method": "DELETE", "url": f"Organization/{hospital['resource']['id']}"}}]}
+    first, second = _letters(1, 2)
+    answers = repository.transactions([first, deleting, second], validated=[True] * 3)
+    assert all(isinstance(answer, dict) for answer in answers), answers
+    with engine.connect() as connection:
+        stored = {(kind, resource_id) for kind, resource_id in connection.execute(text(
+            "SELECT resource_type, resource_id FROM record_resource WHERE NOT deleted"))}
+        plans = [json.loads(body) for (body,) in connection.execute(text(
+            "SELECT body FROM record_resource WHERE resource_type = 'CarePlan'"))]
+    assert len(plans) == 3
+    for plan in plans:  # every plan's patient is one the record holds
+        assert tuple(plan["subject"]["reference"].split("/")) in stored, plan["subject"]
+    assert len(repository.search("Organization", [
+        ("identifier", "urn:oid:1.2.250.1.71.4.2.2|1750803447")])["entry"]) == 1
