@@ -28,7 +28,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import DateTime, and_, bindparam, exists, false, not_, or_, select
+from sqlalchemy import DateTime, and_, bindparam, false, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
@@ -150,10 +150,15 @@ def _paths_by_grant(kind: str, values: tuple[str, ...], resources: FromClause,
     patients: ColumnElement[bool]
     granted_resources: ColumnElement[bool]
     if by_row:
-        patients = exists().where(_PATIENT_GRANTS.c.patient_id == resources.c.patient_id,
-                                  *patient_grant)
-        granted_resources = exists().where(_RESOURCE_GRANTS.c.resource_pk == resources.c.pk,
-                                           *resource_grant)
+        # OFFSET 0: PostgreSQL would otherwise plan each EXISTS as a hashed subplan too, and
+        # chose it for a window of a few hundred rows: every grant of the hospital hashed
+        # (~9 ms at 50,000 patients) to check 400 rows that a key look-up each checks in 1 ms
+        patients = select(_PATIENT_GRANTS.c.patient_id).where(
+            _PATIENT_GRANTS.c.patient_id == resources.c.patient_id, *patient_grant
+        ).offset(0).exists()
+        granted_resources = select(_RESOURCE_GRANTS.c.resource_pk).where(
+            _RESOURCE_GRANTS.c.resource_pk == resources.c.pk, *resource_grant
+        ).offset(0).exists()
     else:
         patients = resources.c.patient_id.in_(
             select(_PATIENT_GRANTS.c.patient_id).where(*patient_grant))

@@ -224,8 +224,9 @@ def test_a_hospitals_search_checks_the_rows_it_finds_not_every_grant_it_holds(
 def test_a_hospitals_pull_asks_for_the_grants_given_in_its_window_not_all_of_them(
         postgres_url: str) -> None:
     """Between two pulls of a hospital, others' letters arrive: which of its patients were
-    granted to it in that window is read from the few grants given there, not from all the
-    grants it ever received."""
+    granted to it in that window is read from the few grants given there, and whether the
+    window's rows are its own from each row's grant, not from all the grants it ever
+    received."""
     engine = get_engine(postgres_url)
     try:
         hospital = _hospitals_record(engine)
@@ -236,8 +237,11 @@ def test_a_hospitals_pull_asks_for_the_grants_given_in_its_window_not_all_of_the
         with caught(engine) as ran:
             page = repository.changes(hospital, cursor=cursor, count=100)
         assert page["entry"] == []
-        asked = [(s, p) for s, p in ran if "SELECT DISTINCT record_patient_grant" in s]
-        assert asked
+        granted = [(s, p) for s, p in ran if "SELECT DISTINCT record_patient_grant" in s]
+        rows = [(s, p) for s, p in ran if "record_patient_grant" in s
+                and "SELECT record_resource.pk, record_resource.resource_type" in s]
+        assert granted and rows
+        asked = granted + rows
         for statement, parameters in asked:
             assert _rows_read(engine, statement, parameters, "record_patient_grant") <= 10
     finally:
