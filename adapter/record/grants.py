@@ -165,16 +165,25 @@ def _chunks(values: set[Any], size: int = 500) -> list[list[Any]]:
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
-def refresh(session: Session, patient_ids: set[str], communication_pks: set[int],
-            known: Mapping[tuple[str, str], Any] | None = None,
-            granted_seq: int | None = None) -> None:
-    """Recompute the grants of these patients and Communications from what is stored now
-    (`known`: current rows already in hand, by (type, id), spared a query each). A patient
-    grant that did not exist before is stamped with the change-feed position `granted_seq`."""
-    # PostgreSQL: two transactions touching the same patient recompute one after the other,
-    # each from what the other committed (read committed), so no stale grant survives.
+def lock(session: Session, patient_ids: set[str], communication_pks: set[int]) -> None:
+    """PostgreSQL: two transactions touching the same patient recompute its grants one after
+    the other, each from what the other committed (read committed), so no stale grant
+    survives. A record transaction takes these before the feed's position (`feed.reserve`),
+    whose row every writer waits for at its end: one waiting here while holding it deadlocked
+    with a letter holding a slot it wanted."""
     lock_keys(session, [f"grants:patient:{p}" for p in patient_ids]
               + [f"grants:resource:{pk}" for pk in communication_pks])
+
+
+def refresh(session: Session, patient_ids: set[str], communication_pks: set[int],
+            known: Mapping[tuple[str, str], Any] | None = None,
+            granted_seq: int | None = None, *, locked: bool = False) -> None:
+    """Recompute the grants of these patients and Communications from what is stored now
+    (`known`: current rows already in hand, by (type, id), spared a query each). A patient
+    grant that did not exist before is stamped with the change-feed position `granted_seq`.
+    `locked`: the caller has taken their `lock` already."""
+    if not locked:
+        lock(session, patient_ids, communication_pks)
     resolver = _Resolver(session, known)
     for chunk in _chunks(patient_ids):
         found: dict[str, set[Grant]] = {patient_id: set() for patient_id in chunk}

@@ -347,8 +347,9 @@ class Repository:
                      *, base_url: str | None = None, validated: Sequence[bool] | None = None
                      ) -> list[dict[str, Any] | LiaisonError]:
         """Several transaction Bundles (e.g. the letters a pusher holds) in ONE database
-        transaction: one lock, one grants refresh, one commit for all. Each answer is what
-        `transaction(bundle)` would have given — its response Bundle, or its error.
+        transaction (or a few, each within `store.locking.MAX_KEYS` lock keys): one grants
+        refresh, one commit for all. Each answer is what `transaction(bundle)` would have
+        given — its response Bundle, or its error.
 
         Each bundle keeps its own plan, and sees what the earlier ones wrote (same order as one
         by one). If any of them fails, the group is rolled back and each bundle is applied on

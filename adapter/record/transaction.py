@@ -267,9 +267,11 @@ class Writer:
         changed = list(dict.fromkeys(row.pk for row in self.changed if row.pk is not None))
         if not (changed or self.sourced or self.patients or self.communications):
             return  # nothing written (a read, or a letter sent again): no position taken
+        grants.lock(self.session, self.patients, self.communications)
         # last: the feed's position is held until the commit (see feed.py)
         position = feed.reserve(self.session, len(changed))
-        grants.refresh(self.session, self.patients, self.communications, self.rows, position)
+        grants.refresh(self.session, self.patients, self.communications, self.rows, position,
+                       locked=True)
         grants.grant_sources(self.session, [
             (organization, row) for organization, kind, resource_id in self.sourced
             if (row := self.rows.get((kind, resource_id))) is not None], position)

@@ -133,11 +133,13 @@ def _begin_immediate(session: Session, urgent: bool) -> None:
 # 6,400 by default): a transaction that locked one key per patient of a GP in 8,000 care teams
 # failed with "out of shared memory", and the letter that changed the GP was never delivered.
 # So keys are locked in two levels: each key's slot among _SLOTS (shared), then the key itself
-# (exclusive); a transaction with more than MAX_KEYS keys takes its slots exclusively
-# instead. Either way at most MAX_KEYS + _SLOTS locks, whatever it touches. Slots first, then
-# keys, each in order: no two transactions wait on each other in a cycle. Two transactions that
-# lock slots exclusively nearly always share one, so they run one after the other: writers
-# that batch keep under MAX_KEYS (a pusher's group of 8 letters names ~180 keys).
+# (exclusive); a call with more than MAX_KEYS keys takes its slots exclusively instead.
+# Either way at most MAX_KEYS + _SLOTS locks a call, whatever it touches (a record transaction
+# makes two: its writes' keys at its start, its grants' before the feed's position). Slots
+# first, then keys, each in order, so two calls never wait on each other in a cycle; a lock
+# taken later must not be awaited while holding what others wait for (the feed's row). Two
+# calls that lock slots exclusively nearly always share one, so they run one after the other:
+# writers that batch keep under MAX_KEYS (a pusher's group of 8 letters names ~180 keys).
 _SLOTS = 256
 MAX_KEYS = 192
 _SLOT_CLASS = 1  # the two-integer advisory key space (slot locks); keys use the bigint one

@@ -20,9 +20,11 @@ from sqlalchemy.engine import Engine
 
 from adapter.mapping import convert_letter
 from adapter.record.repository import Repository
-from adapter.record.transaction import criteria_key, parse_entry
+from adapter.record.transaction import criteria_key, lock_keys, parse_entry
+from adapter.record.write_locks import within_lock_budget
 from adapter.store.db import get_engine
-from adapter.store.locking import _key_hash
+from adapter.store.locking import MAX_KEYS, _key_hash
+from tests.record.bundles import IDNAT_PS
 from tests.support.letter_variants import ins_of, letter_variant
 
 pytestmark = pytest.mark.postgres
@@ -194,3 +196,92 @@ def test_a_group_whose_create_was_left_unlocked_is_written_right_when_it_must_lo
         assert tuple(plan["subject"]["reference"].split("/")) in stored, plan["subject"]
     assert len(repository.search("Organization", [
         ("identifier", "urn:oid:1.2.250.1.71.4.2.2|1750803447")])["entry"]) == 1
+
+
+_GP_PATIENTS = 300  # more patients than MAX_KEYS: their grants' refresh locks whole slots
+
+
+def _gp_in_care_teams(count: int) -> list[dict[str, Any]]:
+    gp = {"reference": "Practitioner/gp"}
+    resources: list[dict[str, Any]] = [{"resourceType": "Practitioner", "id": "gp",
+                                        "identifier": [{"system": IDNAT_PS,
+                                                        "value": "810000000999"}]}]
+    for n in range(count):
+        resources += [{"resourceType": "Patient", "id": f"gp-p{n}"},
+                      {"resourceType": "CareTeam", "id": f"gp-ct{n}", "status": "active",
+                       "subject": {"reference": f"Patient/gp-p{n}"},
+                       "participant": [{"member": gp}]}]
+    return resources
+
+
+def _waiting_for_a_slot(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return bool(connection.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = 1")).scalar())  # slots: locking._SLOT_CLASS
+
+
+def test_a_gp_in_many_care_teams_changing_does_not_deadlock_with_a_letter(
+        engine: Engine) -> None:
+    """The GP's change recomputes the grants of hundreds of patients, whose locks it takes
+    after its plan; a letter in flight holds some of the same slots. The GP's transaction
+    waited for them while holding the feed's position, which the letter waits for at its end:
+    PostgreSQL found the cycle and aborted one of them."""
+    repository = Repository(engine)
+    _deliver(repository, _letters(0, 1))
+    repository.import_resources(_gp_in_care_teams(_GP_PATIENTS))
+    _pause_inserts_of_patient(engine, 1)
+    failures: list[str] = []
+
+    def run(work: Callable[[], Any]) -> None:
+        try:
+            work()
+        except Exception as error:  # the test's verdict, below
+            failures.append(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+
+    gp_change = {"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": {"resourceType": "Practitioner", "id": "gp", "identifier": [
+            {"system": IDNAT_PS, "value": "810000000998"}]},
+        "request": {"method": "PUT", "url": "Practitioner/gp"}}]}
+    with engine.connect() as pause:
+        pause.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PAUSE})
+        letter = threading.Thread(target=run, args=(lambda: _deliver(repository,
+                                                                     _letters(1, 1)),))
+        change = threading.Thread(target=run, args=(lambda: repository.transaction(gp_change),))
+        try:
+            letter.start()
+            _until(lambda: _waiting_on_pause(engine), "the letter never reached the pause")
+            change.start()
+            _until(lambda: _waiting_for_a_slot(engine), "the GP's change never waited")
+        finally:
+            pause.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PAUSE})
+            pause.commit()
+            letter.join(timeout=60)
+            change.join(timeout=60)
+    assert failures == []
+    assert not (letter.is_alive() or change.is_alive())
+    with engine.connect() as connection:
+        granted = connection.execute(text(
+            "SELECT count(DISTINCT patient_id) FROM record_patient_grant "
+            "WHERE value = '810000000998'")).scalar()
+    assert granted == _GP_PATIENTS
+
+
+def test_a_pushers_group_is_cut_into_runs_within_the_lock_budget(engine: Engine) -> None:
+    """Every run's keys stay within MAX_KEYS, the letters in their order; a bundle over the
+    budget on its own goes alone."""
+    repository = Repository(engine)
+    _deliver(repository, _letters(0, 1))
+    group = [[parse_entry(i, raw, validated=True) for i, raw in enumerate(letter["entry"])]
+             for letter in _letters(1, 12)]
+    huge = [parse_entry(i, {"resource": {"resourceType": "Patient"}, "request": {
+        "method": "POST", "url": "Patient",
+        "ifNoneExist": f"identifier=urn:test|{i}"}}) for i in range(MAX_KEYS + 1)]
+    runs, matched = within_lock_budget(engine, [*group[:6], huge, *group[6:]],
+                                       lambda entries: entries)
+    assert [entries for run in runs for entries in run] == [*group[:6], huge, *group[6:]]
+    assert [huge] in runs and len(runs) >= 3
+    for run in runs:
+        if run != [huge]:
+            keys = {key for entries in run for key in lock_keys(entries, matched or frozenset())}
+            assert len(keys) <= MAX_KEYS
