@@ -1,7 +1,8 @@
 """On PostgreSQL, letters from one hospital are delivered side by side: a delivery waits only
 for a transaction that writes what it writes, not for one that merely names the same hospital,
 author or practitioners (every letter of a hospital does). Two pushers, or two instances, used
-to deliver fewer letters a second than one.
+to deliver fewer letters a second than one. Nor does a letter deadlock with a change that
+recomputes the grants of hundreds of patients.
 
 A transaction is held open for real: a trigger makes its insert of one patient wait on an
 advisory lock the test holds, with every lock it took at its start still held."""
