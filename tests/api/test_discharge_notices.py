@@ -7,7 +7,6 @@ hospital announces its own stays only."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from adapter.store.db import get_engine
 from tests.api.conftest import HOSPITAL, OTHER_HOSPITAL, bearer, wait_for_status
 from tests.support.letter_variants import INS_SYSTEM, ins_of, letter_variant
 from tests.support.paths import FIXTURES
+from tests.support.waiting import wait_for
 
 STAY_SYSTEM = f"urn:oid:1.2.250.1.71.4.2.2.{HOSPITAL}.2"  # the hospital's stay numbers
 ESTIMATED = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-estimated-discharge-date"
@@ -68,14 +68,9 @@ def delivered(client: TestClient) -> int:
     return -1 if left else int(gauges.get("delivered", 0))
 
 
-def until(find: Callable[[], Any], timeout: float = 30) -> Any:
+def until(find: Callable[[], Any]) -> Any:
     """What `find` returns once it returns something (the pusher works in the background)."""
-    deadline = time.monotonic() + timeout
-    while not (found := find()):
-        if time.monotonic() > deadline:
-            raise TimeoutError("not found in time")
-        time.sleep(0.05)
-    return found
+    return wait_for(find, timeout=30)
 
 
 def search(client: TestClient, resource_type: str, **params: str) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ read the letter yet?"."""
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from collections.abc import Callable
 from email import message_from_bytes, policy
@@ -30,6 +29,7 @@ from tests.directory.conftest import MSSANTE_SAMPLE, NATIONAL_SAMPLE
 from tests.support import imap
 from tests.support.mail import MailRelay, TlsFiles, make_tls
 from tests.support.paths import LDL_SES_EXAMPLE
+from tests.support.waiting import wait_for
 
 SENDER = "liaison@hopital-test.mssante.fr"
 NURSE = "elsa.ducout@infirmier.mssante.fr"
@@ -105,13 +105,8 @@ def _communications(client: TestClient, **params: str) -> dict[str, dict[str, An
     return mine
 
 
-def _until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError("not reached")
-        time.sleep(0.05)
-    return found
+def _until(check: Callable[[], Any]) -> Any:
+    return wait_for(check, timeout=30)
 
 
 @pytest.mark.skipif(imap.unavailable() is not None, reason=str(imap.unavailable()))

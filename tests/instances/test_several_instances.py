@@ -21,9 +21,7 @@ import itertools
 import shutil
 import sys
 import threading
-import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +38,7 @@ from adapter.auth import issue_token
 from adapter.auth.keys import key_path
 from tests.support.letter_variants import letter_variant
 from tests.support.servers import ServerProcess, free_port
+from tests.support.waiting import wait_for
 
 HOSPITALS = ("1750803447", "1120456789")  # the example's hospital, and another of its orgs
 CDA = {"Content-Type": "application/hl7-cda+xml"}
@@ -180,16 +179,6 @@ class Hospitals:
 
 # the database -------------------------------------------------------------------------------
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
-
-
 def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -295,7 +284,8 @@ def test_two_servers_and_two_workers_lose_nothing_when_one_of_each_is_killed(
         # again and killed again.
         for _ in range(5):
             wait_for(lambda: scalar(engine, "SELECT COUNT(*) FROM outbox_entry") >= WORKER_KILL
-                     and held_beyond(engine, SHORT_LEASE + 0.5), "worker A holding entries")
+                     and held_beyond(engine, SHORT_LEASE + 0.5), "worker A holding entries",
+                     timeout=120)
             holder.kill()
             orphans = held_beyond(engine, SHORT_LEASE + 0.5)
             if orphans:
@@ -305,7 +295,7 @@ def test_two_servers_and_two_workers_lose_nothing_when_one_of_each_is_killed(
         # Server 1 killed with letters on their way to it, half-way through the burst.
         wait_for(lambda: hospitals.in_flight[first_base] and scalar(
             engine, "SELECT COUNT(*) FROM received_letter") >= len(posted) * SERVER_KILL,
-            "server 1 mid-burst")
+            "server 1 mid-burst", timeout=120)
         with hospitals._lock:
             hospitals.alive.discard(first_base)
         first.kill()
@@ -337,7 +327,8 @@ def test_two_servers_and_two_workers_lose_nothing_when_one_of_each_is_killed(
             expected = 200 if item.extension in received else 202
             assert answer.status_code == expected, answer.text
             assert answer.json()["document"]["id"].endswith(item.extension)
-        wait_for(lambda: drained(engine), "the letters posted again delivered")
+        wait_for(lambda: drained(engine), "the letters posted again delivered",
+                 timeout=120)
     finally:
         hospitals.finish(cancel=True)
         for process in everyone:

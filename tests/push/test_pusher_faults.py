@@ -3,7 +3,6 @@ replay, per-patient order, target killed mid-burst, two workers on one outbox.""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from tests.push.faulty import faulty_target
 from tests.push.medplum_queries import count_by_identifier, search
 from tests.support.medplum import MedplumPeer
 from tests.support.servers import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.medplum
 
@@ -36,14 +36,6 @@ def fast_settings(**overrides: object) -> Settings:
         "push_timeout_seconds": 5.0,
     }
     return Settings(**{**values, **overrides})  # type: ignore[arg-type]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
 
 
 def enqueue_letters(engine: Engine, letters: list[tuple[int, int, int]]) -> list[int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from adapter.store.db import get_engine
 from adapter.store.locking import MAX_KEYS, _key_hash
 from tests.record.bundles import IDNAT_PS
 from tests.support.letter_variants import ins_of, letter_variant
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.postgres
 _PAUSE = 727_001  # the advisory key the held transaction waits on
@@ -55,13 +55,6 @@ def _pause_inserts_of_patient(engine: Engine, n: int) -> None:
             EXECUTE FUNCTION pause_here()"""))
 
 
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def _waiting_on_pause(engine: Engine) -> bool:
     with engine.connect() as connection:
         return bool(connection.execute(text(
@@ -87,7 +80,8 @@ def test_a_hospitals_letters_do_not_wait_for_each_other(engine: Engine, group: i
             _deliver(repository, _letters(1, group))))
         held.start()
         try:
-            _until(lambda: _waiting_on_pause(engine), "the first delivery never reached the pause")
+            wait_for(lambda: _waiting_on_pause(engine),
+                     "the first delivery never reached the pause")
             other = threading.Thread(target=_deliver, args=(repository,
                                                             _letters(1 + group, group)))
             other.start()
@@ -149,16 +143,16 @@ def test_a_create_left_unlocked_locks_its_key_when_what_it_matched_is_gone(
         second = threading.Thread(target=lambda: answers.append(
             repository.transaction(letter, validated=True)))
         try:
-            _until(lambda: _waiting_on_pause(engine), "the deletion never reached the pause")
+            wait_for(lambda: _waiting_on_pause(engine), "the deletion never reached the pause")
             second.start()
-            _until(lambda: _key_held_by_other(engine, criteria_key(
+            wait_for(lambda: _key_held_by_other(engine, criteria_key(
                 "Patient", parse_entry(0, patient).criteria or [])),
                 "the letter did not wait for its patient's key")
             key_holder.execute(text("SELECT pg_advisory_lock(:key)"),
                                {"key": _key_hash(hospital_key)})
             pause.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PAUSE})
             first.join(timeout=60)
-            _until(lambda: _key_held_by_other(engine, hospital_key),
+            wait_for(lambda: _key_held_by_other(engine, hospital_key),
                    "the letter created the hospital again without its key")
         finally:
             pause.execute(text("SELECT pg_advisory_unlock_all()"))
@@ -251,9 +245,9 @@ def test_a_gp_in_many_care_teams_changing_does_not_deadlock_with_a_letter(
         change = threading.Thread(target=run, args=(lambda: repository.transaction(gp_change),))
         try:
             letter.start()
-            _until(lambda: _waiting_on_pause(engine), "the letter never reached the pause")
+            wait_for(lambda: _waiting_on_pause(engine), "the letter never reached the pause")
             change.start()
-            _until(lambda: _waiting_for_a_slot(engine), "the GP's change never waited")
+            wait_for(lambda: _waiting_for_a_slot(engine), "the GP's change never waited")
         finally:
             pause.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PAUSE})
             pause.commit()

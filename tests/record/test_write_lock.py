@@ -7,6 +7,7 @@ import threading
 import time
 
 from adapter.store.locking import WriterLock
+from tests.support.waiting import wait_for
 
 
 def _waiting(lock: WriterLock, order: list[str], name: str, urgent: bool) -> threading.Thread:
@@ -20,13 +21,6 @@ def _waiting(lock: WriterLock, order: list[str], name: str, urgent: bool) -> thr
     return thread
 
 
-def _until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the waiter never queued"
-        time.sleep(0.005)
-
-
 def test_an_urgent_writer_overtakes_a_background_writer_that_queued_first() -> None:
     lock = WriterLock(max_yield_seconds=60)
     order: list[str] = []
@@ -34,7 +28,7 @@ def test_an_urgent_writer_overtakes_a_background_writer_that_queued_first() -> N
     background = _waiting(lock, order, "background", urgent=False)
     time.sleep(0.05)  # the background writer is waiting first
     urgent = _waiting(lock, order, "urgent", urgent=True)
-    _until(lambda: lock._urgent_waiting == 1)
+    wait_for(lambda: lock._urgent_waiting == 1, "the waiter never queued", timeout=10)
     lock.release()
     for thread in (urgent, background):
         thread.join(timeout=10)
