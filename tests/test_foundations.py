@@ -96,6 +96,43 @@ def test_a_disposed_engine_stops_checkpointing_its_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # nothing reopened the file
 
 
+def test_disposing_of_an_engine_waits_for_its_checkpoint_in_flight(tmp_path: Path) -> None:
+    """A checkpoint that began just before the engine was disposed of must be over when
+    `dispose` returns: its owner deletes the file next, and the checkpoint would open it again
+    (a benchmark's scratch folder failed to go, "Directory not empty")."""
+    import threading
+
+    from sqlalchemy import event
+
+    from adapter.store import db
+
+    path = tmp_path / "liaison.db"
+    engine = db.engine_for(f"sqlite:///{path}")
+    db.init_db(engine)
+    in_flight, release = threading.Event(), threading.Event()
+
+    def hold_the_checkpoint(*_: object) -> None:
+        if threading.current_thread().name.startswith("sqlite-checkpoint"):
+            in_flight.set()
+            release.wait(30)
+
+    event.listen(engine, "checkout", hold_the_checkpoint)
+    assert in_flight.wait(30)
+    returned = threading.Event()
+    disposer = threading.Thread(target=lambda: (engine.dispose(), returned.set()))
+    disposer.start()
+    returned_while_in_flight = returned.wait(1.0)  # with the rule it cannot return: no race
+    release.set()
+    disposer.join(30)
+    assert not returned_while_in_flight
+    checkpointer = next((t for t in threading.enumerate()
+                         if t.name == f"sqlite-checkpoint {path}"), None)
+    if checkpointer is not None:
+        checkpointer.join(30)
+        assert not checkpointer.is_alive()
+    assert engine.pool.checkedin() == 0  # no connection of the checkpoint left open
+
+
 def test_a_postgresql_connection_the_server_closed_is_not_handed_out_again(
         postgres_url: str) -> None:
     """The server restarted or ended the pool's connections while they were idle: the next

@@ -55,21 +55,34 @@ def _checkpoint_in_background(engine: Engine) -> None:
     readers or writers), so a commit does not pay a checkpoint — several ms, with its fsyncs —
     while every other writer waits for it. Ends when the engine is disposed of or dropped
     (a disposed engine may wait for the garbage collector a long time: a checkpoint then would
-    reopen a file its owner is deleting)."""
+    reopen a file its owner is deleting). Disposing of the engine waits for a checkpoint in
+    flight: one that began just before could otherwise open the file again while its owner
+    deletes it (a new `-wal` in a folder being removed)."""
     reference = weakref.ref(engine)
     disposed = threading.Event()
-    event.listen(engine, "engine_disposed", lambda _engine: disposed.set())
+    running = threading.Lock()
+
+    def stop(disposed_of: Engine) -> None:
+        with running:
+            disposed.set()
+            # a checkpoint begun as the pool was being replaced left its connection in the new one
+            disposed_of.pool.dispose()
+
+    event.listen(engine, "engine_disposed", stop)
 
     def run() -> None:
         while not disposed.wait(_CHECKPOINT_SECONDS):
             current = reference()
             if current is None:
                 return
-            try:
-                with current.connect() as connection:
-                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception:  # the file is gone (tests) or busy: the backstop remains
-                pass
+            with running:
+                if disposed.is_set():
+                    return
+                try:
+                    with current.connect() as connection:
+                        connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception:  # the file is gone (tests) or busy: the backstop remains
+                    pass
             del current
 
     threading.Thread(target=run, name=f"sqlite-checkpoint {engine.url.database}",
