@@ -27,6 +27,19 @@ def test_every_mapping_file_has_the_shape_the_schema_declares(
     assert load_mapping_file(Path("mappings/ldl-ses.yaml"))["sections"]
 
 
+def test_libyaml_and_the_pure_python_parser_read_every_mapping_file_alike() -> None:
+    """The loader takes libyaml's parser when PyYAML has it (faster start-up); a machine
+    without it reads the files with PyYAML's own, and must map letters the same."""
+    import yaml
+
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML built without libyaml: only the pure-Python parser is there")
+    for path in sorted(MAPPINGS.rglob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        assert yaml.load(text, Loader=yaml.CSafeLoader) == yaml.load(
+            text, Loader=yaml.SafeLoader), path
+
+
 def _copy(tmp_path: Path) -> Path:
     folder = tmp_path / "mappings"
     shutil.copytree(MAPPINGS, folder)
