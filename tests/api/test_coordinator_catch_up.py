@@ -4,7 +4,6 @@ outbox, and then reads those patients — except one who opposed sharing."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from adapter.cli import app as cli
 from tests.api.conftest import bearer, wait_for_status
 from tests.support.letter_variants import INS_SYSTEM, ins_of, letter_variant
 from tests.support.paths import FIXTURES
+from tests.support.waiting import wait_for
 
 CDA = {"Content-Type": "application/hl7-cda+xml"}
 COORDINATOR = "810000000017"
@@ -48,10 +48,8 @@ def test_a_coordinator_declared_after_the_letters_joins_their_care_teams(
                                        str(FIXTURES / "coordination" / "local_directory.csv")])
         assert imported.exit_code == 0, imported.output
         assert "coordinators: 1 of 2 active care teams joined" in imported.output
-        deadline = time.monotonic() + 30
-        while plans_read(client, coordinator, 801) == 0:
-            assert time.monotonic() < deadline, "the coordinator never joined"
-            time.sleep(0.05)
+        wait_for(lambda: plans_read(client, coordinator, 801), "the coordinator joining",
+                 timeout=30)
         told = client.get("/fhir/Communication", headers=bearer(issue_token("system")),
                           params={"recipient.identifier":
                                   f"urn:oid:1.2.250.1.71.4.2.1|{COORDINATOR}"}).json()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from adapter.store.db import get_engine
 from tests.api.conftest import wait_for_status
 from tests.support.letter_variants import document_id, ins_of, letter_variant
 from tests.support.paths import LDL_SES_EXAMPLE
+from tests.support.waiting import wait_for
 
 CDA = {"Content-Type": "application/hl7-cda+xml"}
 
@@ -170,11 +170,12 @@ def test_in_report_mode_the_validation_report_is_attached_to_the_receipt_later(
             "/discharge-letters", content=letter_variant(4), headers={**hospital, **CDA}
         )
         assert answer.status_code == 202
-        deadline = time.monotonic() + 60
-        receipt = answer.json()
-        while "validation" not in receipt and time.monotonic() < deadline:
-            time.sleep(0.1)
+
+        def reported() -> dict[str, Any] | None:
             receipt = client.get(answer.headers["Location"], headers=hospital).json()
+            return receipt if "validation" in receipt else None
+
+        receipt = wait_for(reported, "the validation report on the receipt", timeout=60)
     assert receipt["validation"]["resourceType"] == "OperationOutcome"
     assert receipt["validation"]["issue"][0]["severity"] == "information"  # the example conforms
 

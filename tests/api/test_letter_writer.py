@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -22,6 +21,7 @@ from adapter.store.db import get_engine
 from adapter.store.letters import get_letter
 from tests.api.conftest import HOSPITAL, OTHER_HOSPITAL
 from tests.support.letter_variants import letter_variant
+from tests.support.waiting import wait_for
 
 
 def _pending(n: int, submitted_by: str) -> Pending:
@@ -76,16 +76,12 @@ def test_a_letter_refused_inside_a_group_fails_alone() -> None:
     threads = [threading.Thread(target=store, args=(first,))]
     threads[0].start()
     database = locking._process_lock(engine)
-    deadline = time.monotonic() + 10
-    while database._urgent_waiting < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: database._urgent_waiting >= 1, "the writer thread waiting", timeout=10)
     assert database._urgent_waiting == 1  # the writer thread took `first`, waits for the lock
     for pending in (clash, *others):
         threads.append(threading.Thread(target=store, args=(pending,)))
         threads[-1].start()
-    deadline = time.monotonic() + 10
-    while writer._waiting.qsize() < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: writer._waiting.qsize() >= 3, "three letters queued", timeout=10)
     assert writer._waiting.qsize() == 3
     holder.__exit__(None, None, None)
     for thread in threads:

@@ -35,6 +35,7 @@ from tests.support.letter_variants import letter_variant
 from tests.support.oidc import Provider, User, running_provider
 from tests.support.paths import FIXTURES
 from tests.support.servers import free_port, serve_app
+from tests.support.waiting import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -386,10 +387,8 @@ def test_a_coordinator_follows_a_stay_from_its_notice_to_its_review_in_a_real_br
         announced = client.post("/discharge-notices", json=encounter(901),
                                 headers={**hospital, "Content-Type": "application/fhir+json"})
         assert announced.status_code == 202, announced.text
-        deadline = time.monotonic() + 30
-        while not client.get("/fhir/Encounter", headers=system).json().get("total"):
-            assert time.monotonic() < deadline, "the notice never reached the record"
-            time.sleep(0.05)
+        wait_for(lambda: client.get("/fhir/Encounter", headers=system).json().get("total"),
+                 "the notice reaching the record", timeout=30)
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})

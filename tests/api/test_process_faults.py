@@ -21,6 +21,7 @@ from tests.push.medplum_queries import count_by_identifier
 from tests.support.letter_variants import DOCUMENT_ROOT, document_id, letter_variant
 from tests.support.medplum import MedplumPeer
 from tests.support.servers import ServerProcess, free_port
+from tests.support.waiting import wait_for
 
 CDA = {"Content-Type": "application/hl7-cda+xml"}
 DOCUMENTS = "urn:liaison:document-version"
@@ -173,8 +174,7 @@ def test_liaison_killed_in_the_middle_of_a_burst_loses_nothing_and_duplicates_no
     try:
         with ThreadPoolExecutor(max_workers=16) as pool:
             futures = [pool.submit(post, n) for n in letters]
-            while len(accepted) < 80:
-                time.sleep(0.01)
+            wait_for(lambda: len(accepted) >= 80, "80 letters accepted", timeout=120)
             server.kill()
             for future in futures:
                 future.result()

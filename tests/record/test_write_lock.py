@@ -4,7 +4,7 @@ background writes, without starving them."""
 from __future__ import annotations
 
 import threading
-import time
+from pathlib import Path
 
 from adapter.store.locking import WriterLock
 from tests.support.waiting import wait_for
@@ -26,7 +26,8 @@ def test_an_urgent_writer_overtakes_a_background_writer_that_queued_first() -> N
     order: list[str] = []
     lock.acquire()
     background = _waiting(lock, order, "background", urgent=False)
-    time.sleep(0.05)  # the background writer is waiting first
+    wait_for(lambda: len(lock._condition._waiters) == 1,  # type: ignore[attr-defined]
+             "the background writer never waited", timeout=10)  # it waits first
     urgent = _waiting(lock, order, "urgent", urgent=True)
     wait_for(lambda: lock._urgent_waiting == 1, "the waiter never queued", timeout=10)
     lock.release()
@@ -47,7 +48,7 @@ def test_a_background_writer_stops_giving_way_after_its_bound() -> None:
 
 
 def test_an_urgent_writer_waits_for_another_processs_lock_and_leaves_the_connection_as_it_was(
-        tmp_path) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path) -> None:
     """Another process (here: another connection, which the process lock does not see) holds
     the database's write lock: the urgent writer asks again until it is free, writes, and its
     pooled connection keeps waiting on a busy database as every connection does."""
