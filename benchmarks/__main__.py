@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.only or list(BENCHMARKS)
     if args.rows_to:
-        with open(args.rows_to, "w", encoding="utf-8") as out:
-            json.dump([row for name in names for row in _run_here(name, args.quick)], out)
+        found = [row for name in names for row in _run_here(name, args.quick)]
+        with open(args.rows_to, "w", encoding="utf-8") as out:  # no file: the process died
+            json.dump(found, out)
         return 0
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="liaison-bench-rows-") as folder:
