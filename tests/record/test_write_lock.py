@@ -27,7 +27,7 @@ def test_an_urgent_writer_overtakes_a_background_writer_that_queued_first() -> N
     lock.acquire()
     background = _waiting(lock, order, "background", urgent=False)
     wait_for(lambda: len(lock._condition._waiters) == 1,  # type: ignore[attr-defined]
-             "the background writer never waited", timeout=10)  # it waits first
+             "the background writer waiting", timeout=10)  # it waits first
     urgent = _waiting(lock, order, "urgent", urgent=True)
     wait_for(lambda: lock._urgent_waiting == 1, "the waiter never queued", timeout=10)
     lock.release()
