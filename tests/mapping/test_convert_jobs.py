@@ -9,13 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from adapter.mapping import convert_letter
 from adapter.mapping.serialize import bundle_json
 from tests.mapping.helpers import LETTERS
 from tests.support.letter_variants import letter_variant
+from tests.support.waiting import wait_for
 
 
 def _command(*args: str) -> list[str]:
@@ -34,10 +34,9 @@ def _inbox(folder: Path, count: int) -> Path:
 
 
 def _wait_for(path: Path, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        assert process.poll() is None and time.monotonic() < deadline, "no letter converted"
-        time.sleep(0.01)
+    wait_for(lambda: path.exists() or process.poll() is not None, "a letter converted",
+             timeout=60)
+    assert path.exists(), "no letter converted: the command ended"
 
 
 def _workers(command_pid: int) -> list[int]:
